@@ -1,0 +1,335 @@
+"""The replica catalog: which copies of which paths exist where, and which hold the same data.
+
+:class:`RemotePathMapper` is synchronous and does no I/O. It keeps
+
+* a path index ``path -> {location -> replica}`` plus a tree of child paths, so that
+  registering a path with its ancestors costs O(depth) and invalidating a subtree costs
+  O(depth + subtree), never O(catalog);
+* a networkx graph whose edges are "same data" relations: a replica set is a connected
+  component. Only related replicas are nodes, so unrelated replicas cost no graph memory.
+  Removing a replica from its set re-links its neighbours in a chain, which keeps the rest
+  of the set connected with O(degree) edges (no all-pairs aliasing);
+* for each SYMBOLIC_LINK replica, the PRIMARY replica it points at, so invalidating data
+  also invalidates the links to it.
+
+Every change is reported to a :class:`~streamdata._store.CatalogStore`, which makes it
+durable when the store is backed by a file.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import networkx as nx
+
+from ._errors import DataNotFoundError
+from ._models import DataLocation, DataType, ExecutionLocation, normalize_path
+
+if TYPE_CHECKING:
+    from ._store import CatalogStore
+
+__all__ = ["RemotePathMapper"]
+
+
+def default_relpath(path: str) -> str:
+    """The relpath a replica gets when none is given: the basename (``/`` for the root)."""
+    return posixpath.basename(path) or "/"
+
+
+class RemotePathMapper:
+    """The replica catalog (see the module docstring for the data structures).
+
+    Args:
+        store: Where changes are recorded; None records nothing (pure in-memory).
+    """
+
+    def __init__(self, store: CatalogStore | None = None) -> None:
+        self._replicas: dict[str, dict[ExecutionLocation, DataLocation]] = {}
+        self._children: dict[str, list[str]] = {}
+        self._graph = nx.Graph()
+        self._link_target: dict[DataLocation, DataLocation] = {}
+        self._links_to: dict[DataLocation, list[DataLocation]] = {}
+        self._entries: dict[DataLocation, tuple[str, int, float]] = {}
+        self._store = store
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def lookup(self, location: ExecutionLocation, path: str) -> DataLocation | None:
+        """The replica of ``location`` at ``path`` (normalised), whatever its type."""
+        by_location = self._replicas.get(path)
+        return by_location.get(location) if by_location else None
+
+    def covering(self, location: ExecutionLocation, path: str) -> DataLocation | None:
+        """The valid explicit replica of ``location`` at ``path`` or at its closest ancestor."""
+        current = path
+        while True:
+            replica = self.lookup(location, current)
+            if replica is not None:
+                if replica.data_type is DataType.INVALID:
+                    return None
+                if not replica._implied:
+                    return replica
+            if current == "/":
+                return None
+            current = posixpath.dirname(current)
+
+    def replica_set(self, replica: DataLocation) -> list[DataLocation]:
+        """Every valid replica holding the same data as ``replica`` (itself included)."""
+        if replica.data_type is DataType.INVALID:
+            return []
+        if replica not in self._graph:
+            return [replica]
+        return list(nx.node_connected_component(self._graph, replica))
+
+    def locations(
+        self,
+        path: str,
+        deployment: str | None = None,
+        location: str | None = None,
+        location_type: DataType | None = None,
+    ) -> list[DataLocation]:
+        """Valid replicas at ``path`` and every replica related to them, filtered."""
+        found: dict[DataLocation, None] = {}
+        for replica in self._replicas.get(path, {}).values():
+            if replica.data_type is DataType.INVALID or replica in found:
+                continue
+            for member in self.replica_set(replica):
+                found.setdefault(member)
+        return [
+            replica
+            for replica in found
+            if (deployment is None or replica.deployment == deployment)
+            and (location is None or replica.name == location)
+            and (location_type is None or replica.data_type is location_type)
+        ]
+
+    def replicas_of(self, location: ExecutionLocation, path: str) -> Iterator[DataLocation]:
+        """Every replica (any type) of ``location`` at ``path`` and below, parents first."""
+        stack = [path]
+        while stack:
+            current = stack.pop()
+            replica = self.lookup(location, current)
+            if replica is None:
+                continue  # nothing of this location here, hence nothing below either
+            yield replica
+            stack.extend(reversed(self._children.get(current, ())))
+
+    def link_target(self, replica: DataLocation) -> DataLocation | None:
+        """The replica a SYMBOLIC_LINK replica points at, when known."""
+        return self._link_target.get(replica)
+
+    def __len__(self) -> int:
+        return sum(len(by_location) for by_location in self._replicas.values())
+
+    def __iter__(self) -> Iterator[DataLocation]:
+        for by_location in self._replicas.values():
+            yield from by_location.values()
+
+    # -- changes ---------------------------------------------------------------------------
+
+    def register(
+        self,
+        location: ExecutionLocation,
+        path: str,
+        relpath: str | None = None,
+        data_type: DataType = DataType.PRIMARY,
+        *,
+        available: bool = True,
+        implied: bool = False,
+    ) -> DataLocation:
+        """Record a replica and, as implied replicas, every missing ancestor directory.
+
+        Registering an existing ``(location, path)`` returns the same replica, valid again.
+        """
+        path = normalize_path(path)
+        if data_type is DataType.INVALID:
+            raise ValueError("cannot register a replica as INVALID")
+        self._register_ancestors(location, path)
+        replica = self._put(location, path, relpath, data_type, available, implied)
+        if self._store is not None:
+            self._store.put_replica(replica)
+            self._store.commit()
+        return replica
+
+    def _register_ancestors(self, location: ExecutionLocation, path: str) -> None:
+        missing: list[str] = []
+        current = path
+        while current != "/":
+            current = posixpath.dirname(current)
+            existing = self.lookup(location, current)
+            if existing is not None and existing.data_type is not DataType.INVALID:
+                break  # a valid replica always has valid ancestors
+            missing.append(current)
+        for ancestor in reversed(missing):
+            replica = self._put(location, ancestor, None, DataType.PRIMARY, True, True)
+            if self._store is not None:
+                self._store.put_replica(replica)
+
+    def _put(
+        self,
+        location: ExecutionLocation,
+        path: str,
+        relpath: str | None,
+        data_type: DataType,
+        available: bool,
+        implied: bool,
+    ) -> DataLocation:
+        by_location = self._replicas.get(path)
+        if by_location is None:
+            by_location = self._replicas[path] = {}
+            if path != "/":
+                self._children.setdefault(posixpath.dirname(path), []).append(path)
+        replica = by_location.get(location)
+        if replica is None:
+            replica = DataLocation(
+                location,
+                path,
+                relpath if relpath is not None else default_relpath(path),
+                data_type,
+                available=available,
+                implied=implied,
+            )
+            by_location[location] = replica
+            return replica
+        was_invalid = replica.data_type is DataType.INVALID
+        replica._implied = implied and (replica._implied or was_invalid)
+        replica._data_type = data_type
+        if relpath is not None:
+            replica._relpath = relpath
+        if available:
+            replica._set_available()
+        else:
+            replica._start_pending()
+        return replica
+
+    def relate(self, first: DataLocation, second: DataLocation) -> None:
+        """Record that two valid replicas hold the same data.
+
+        Raises:
+            DataNotFoundError: If either replica is unknown or INVALID.
+        """
+        first, second = self._known_valid(first), self._known_valid(second)
+        if first is second:
+            return
+        self._graph.add_edge(first, second)
+        for link, target in ((first, second), (second, first)):
+            if (
+                link.data_type is DataType.SYMBOLIC_LINK
+                and target.data_type is DataType.PRIMARY
+                and link not in self._link_target
+            ):
+                self.set_link_target(link, target)
+        if self._store is not None:
+            self._store.add_relation(first, second)
+            self._store.commit()
+
+    def _known_valid(self, replica: DataLocation) -> DataLocation:
+        known = self.lookup(replica.location, replica.path)
+        if known is None or known.data_type is DataType.INVALID:
+            raise DataNotFoundError(f"no valid replica {replica!r} in the catalog")
+        return known
+
+    def set_link_target(self, link: DataLocation, target: DataLocation) -> None:
+        """Record that the SYMBOLIC_LINK replica ``link`` points at ``target``."""
+        old = self._link_target.get(link)
+        if old is not None:
+            self._links_to[old].remove(link)
+        self._link_target[link] = target
+        self._links_to.setdefault(target, []).append(link)
+        if self._store is not None:
+            self._store.set_link_target(link, target)
+            self._store.commit()
+
+    def invalidate(self, location: ExecutionLocation, path: str) -> list[DataLocation]:
+        """Invalidate ``location``'s replica at ``path``, its subtree and links to them.
+
+        Returns:
+            The replicas that became INVALID (an unknown path gives an empty list).
+        """
+        path = normalize_path(path)
+        invalidated: list[DataLocation] = []
+        new_edges: list[tuple[DataLocation, DataLocation]] = []
+        pending = [r for r in self.replicas_of(location, path) if r.data_type is not DataType.INVALID]
+        while pending:
+            replica = pending.pop()
+            if replica.data_type is DataType.INVALID:
+                continue
+            new_edges.extend(self._drop(replica))
+            invalidated.append(replica)
+            pending.extend(self._links_to.pop(replica, ()))
+        if invalidated and self._store is not None:
+            self._store.invalidate(invalidated, new_edges)
+            self._store.commit()
+        return invalidated
+
+    def _drop(self, replica: DataLocation) -> list[tuple[DataLocation, DataLocation]]:
+        """Mark INVALID and take out of its set; returns the edges that keep the set whole."""
+        replica._data_type = DataType.INVALID
+        chain: list[tuple[DataLocation, DataLocation]] = []
+        if replica in self._graph:
+            neighbours = list(self._graph.neighbors(replica))
+            self._graph.remove_node(replica)
+            chain = list(zip(neighbours, neighbours[1:], strict=False))
+            self._graph.add_edges_from(chain)
+        target = self._link_target.pop(replica, None)
+        links = self._links_to.get(target) if target is not None else None
+        if links is not None:
+            links.remove(replica)
+        self._entries.pop(replica, None)
+        return chain
+
+    def complete(self, replica: DataLocation, error: BaseException | None = None) -> None:
+        """End the transfer producing ``replica``: available, or INVALID with ``error``.
+
+        Waiters of the replica are woken either way; on error they get ``error``.
+        """
+        if error is None:
+            replica._set_available()
+            if self._store is not None:
+                self._store.put_replica(replica)
+                self._store.commit()
+            return
+        if replica.data_type is not DataType.INVALID:
+            self.invalidate(replica.location, replica.path)
+        replica._finish(error)
+
+    # -- recorded entries (for the consistency audit) --------------------------------------
+
+    def entry_of(self, replica: DataLocation) -> tuple[str, int, float] | None:
+        """The (kind, size, mtime) recorded for ``replica``, if any."""
+        return self._entries.get(replica)
+
+    def record_entry(self, replica: DataLocation, entry: tuple[str, int, float]) -> None:
+        """Record the (kind, size, mtime) a valid replica has on storage now."""
+        if replica.data_type is DataType.INVALID:
+            return
+        self._entries[replica] = entry
+        if self._store is not None:
+            self._store.record_entry(replica, entry)
+            self._store.commit()
+
+    # -- restoring from a store (no store writes) ------------------------------------------
+
+    def _restore(
+        self,
+        location: ExecutionLocation,
+        path: str,
+        relpath: str,
+        data_type: DataType,
+        implied: bool,
+    ) -> DataLocation:
+        replica = self._put(location, path, relpath, DataType.PRIMARY, True, implied)
+        replica._data_type = data_type
+        return replica
+
+    def _restore_edges(self, edges: Iterator[tuple[DataLocation, DataLocation]]) -> None:
+        self._graph.add_edges_from(edges)
+
+    def _restore_link(self, link: DataLocation, target: DataLocation) -> None:
+        self._link_target[link] = target
+        self._links_to.setdefault(target, []).append(link)
+
+    def _restore_entry(self, replica: DataLocation, entry: tuple[str, int, float]) -> None:
+        self._entries[replica] = entry

@@ -1,0 +1,189 @@
+"""The consistency audit: the catalog against what storage really holds.
+
+One pass over the storage listing (streamed from the connector, parents before children)
+classifies each entry against the catalog as it stood before the check: a registered
+replica is *seen* (and compared: size and mtime for files, type for the rest); an entry
+inside an explicit directory replica is covered; anything else is an orphan, and an
+orphan directory is reported once with its subtree skipped. Only the set of seen replica
+paths is kept, never a second full listing.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ._catalog import RemotePathMapper
+from ._errors import ConsistencyError, StreamDataError
+from ._models import DataLocation, DataType, ExecutionLocation
+from .connectors._base import Connector, Entry, EntryKind
+
+if TYPE_CHECKING:
+    from ._manager import DataManager
+
+__all__ = ["CheckReport", "run_check"]
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """What :meth:`DataManager.check` found. Every list is sorted.
+
+    Attributes:
+        location: The location that was checked.
+        path: The path that was checked.
+        missing: Replica paths the catalog held as valid that are absent or changed
+            (size or modification time for files, type for other entries); they are now
+            INVALID.
+        orphans: Entries under ``path`` that no valid replica covered.
+        repaired: Missing replicas copied back from another replica of their set.
+        errors: Repairs that failed, as ``(path, reason)``.
+    """
+
+    location: ExecutionLocation
+    path: str
+    missing: list[str] = field(default_factory=list)
+    orphans: list[str] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)
+    errors: list[tuple[str, str]] = field(default_factory=list)
+
+
+def entry_signature(entry: Entry) -> tuple[str, int, float]:
+    """What the audit compares: kind, size and mtime (size and mtime of files only)."""
+    if entry.kind is EntryKind.FILE:
+        return (entry.kind.value, entry.size, entry.mtime)
+    return (entry.kind.value, 0, 0.0)
+
+
+def _changed(recorded: tuple[str, int, float], seen: tuple[str, int, float]) -> bool:
+    if recorded[0] != seen[0] or recorded[1] != seen[1]:
+        return True
+    # Some transports keep whole seconds only: a truncated copy of the same time is equal.
+    old, new = recorded[2], seen[2]
+    if old.is_integer() or new.is_integer():
+        return int(old) != int(new)
+    return abs(old - new) > 1e-6
+
+
+def _expected_kind(replica: DataLocation) -> set[str]:
+    if replica.data_type is DataType.SYMBOLIC_LINK:
+        return {EntryKind.SYMLINK.value}
+    return {EntryKind.FILE.value, EntryKind.DIRECTORY.value, EntryKind.OTHER.value}
+
+
+class _Audit:
+    def __init__(self, catalog: RemotePathMapper, location: ExecutionLocation, path: str) -> None:
+        self.catalog, self.location, self.path = catalog, location, path
+        self.seen: set[str] = set()
+        self.missing: list[DataLocation] = []
+        self.orphans: list[str] = []
+        self.covered: set[str] = set()
+        self.skipped: set[str] = set()
+        self.updates: list[tuple[DataLocation, tuple[str, int, float]]] = []
+
+    def visit(self, entry: Entry) -> None:
+        parent = posixpath.dirname(entry.path)
+        if parent in self.skipped and entry.path != self.path:
+            if entry.kind is EntryKind.DIRECTORY:
+                self.skipped.add(entry.path)
+            return
+        replica = self.catalog.lookup(self.location, entry.path)
+        if replica is not None and replica.data_type is not DataType.INVALID:
+            self._compare(replica, entry)
+        elif parent in self.covered and entry.path != self.path:
+            if entry.kind is EntryKind.DIRECTORY:
+                self.covered.add(entry.path)
+        elif not self._covered_above(entry.path):
+            self.orphans.append(entry.path)
+            if entry.kind is EntryKind.DIRECTORY:
+                self.skipped.add(entry.path)
+        elif entry.kind is EntryKind.DIRECTORY:
+            self.covered.add(entry.path)
+
+    def _covered_above(self, path: str) -> bool:
+        if path != self.path:
+            return False
+        replica = self.catalog.covering(self.location, path)
+        return replica is not None
+
+    def _compare(self, replica: DataLocation, entry: Entry) -> None:
+        self.seen.add(entry.path)
+        signature = entry_signature(entry)
+        recorded = self.catalog.entry_of(replica)
+        if signature[0] not in _expected_kind(replica) or (
+            recorded is not None and _changed(recorded, signature)
+        ):
+            self.missing.append(replica)
+            return
+        if recorded is None and replica.is_available:
+            self.updates.append((replica, signature))
+        if entry.kind is EntryKind.DIRECTORY and not replica._implied:
+            self.covered.add(entry.path)
+
+    def unseen(self) -> list[DataLocation]:
+        return [
+            replica
+            for replica in self.catalog.replicas_of(self.location, self.path)
+            if replica.data_type is not DataType.INVALID
+            and replica.is_available
+            and replica.path not in self.seen
+        ]
+
+
+async def run_check(
+    manager: DataManager,
+    catalog: RemotePathMapper,
+    connector: Connector,
+    location: ExecutionLocation,
+    path: str,
+    *,
+    repair: bool,
+    max_missing: int | None,
+) -> CheckReport:
+    """Audit ``path`` on ``location`` (see :meth:`DataManager.check`)."""
+    audit = _Audit(catalog, location, path)
+    async for entry in connector.walk(location, path):
+        audit.visit(entry)
+    missing = sorted(set(audit.missing) | set(audit.unseen()), key=lambda r: r.path)
+    if max_missing is not None and len(missing) > max_missing:
+        raise ConsistencyError(
+            f"{len(missing)} replicas under {path!r} on {location} look missing, more than "
+            f"max_missing={max_missing}; nothing was changed"
+        )
+    sources = {replica: _other_sources(catalog, replica, missing) for replica in missing}
+    for replica in missing:
+        catalog.invalidate(location, replica.path)
+    for replica, signature in audit.updates:
+        catalog.record_entry(replica, signature)
+    report = CheckReport(
+        location, path, [r.path for r in missing], sorted(audit.orphans)
+    )
+    if repair:
+        await _repair(manager, location, sources, report)
+    return report
+
+
+def _other_sources(
+    catalog: RemotePathMapper, replica: DataLocation, missing: list[DataLocation]
+) -> list[DataLocation]:
+    lost = set(missing)
+    return [r for r in catalog.replica_set(replica) if r not in lost and r is not replica]
+
+
+async def _repair(
+    manager: DataManager,
+    location: ExecutionLocation,
+    sources: dict[DataLocation, list[DataLocation]],
+    report: CheckReport,
+) -> None:
+    for replica, candidates in sources.items():
+        source = manager._pick_source(candidates, location.deployment)
+        if source is None:
+            continue
+        try:
+            await manager._copy_exact(source, location, replica.path)
+        except StreamDataError as exc:
+            report.errors.append((replica.path, str(exc)))
+        else:
+            report.repaired.append(replica.path)
+    report.repaired.sort()

@@ -1,0 +1,89 @@
+"""The errors streamdata raises on purpose.
+
+Every error is a :class:`StreamDataError`; the families are small and flat::
+
+    StreamDataError             base of every error the library raises on purpose
+    ├── DataNotFoundError       no valid replica of the requested data
+    ├── TransferError           a transfer failed (.failures: mapping of destination -> cause)
+    ├── ConnectorError          cannot reach or use a location (network, auth, host key)
+    ├── ConsistencyError        a check refused to act (see max_missing)
+    └── ConfigurationError      unknown deployment, bad options
+
+Errors of dependencies (asyncssh, ``OSError``) are translated where they happen, at the
+connector boundary, and chained with ``raise ... from exc`` so the cause stays visible.
+Bad arguments raise the built-in ``ValueError`` or ``TypeError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._models import ExecutionLocation
+
+__all__ = [
+    "ConfigurationError",
+    "ConnectorError",
+    "ConsistencyError",
+    "DataNotFoundError",
+    "StreamDataError",
+    "TransferError",
+]
+
+
+class StreamDataError(Exception):
+    """Base class of every error streamdata raises on purpose."""
+
+
+class DataNotFoundError(StreamDataError):
+    """No valid replica of the requested data is known, or the data is gone."""
+
+
+class TransferError(StreamDataError):
+    """A transfer failed for at least one destination.
+
+    Attributes:
+        failures: Each failed destination mapped to the exception that made it fail.
+            Destinations absent from the mapping succeeded and stay registered.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        failures: Mapping[ExecutionLocation, BaseException] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.failures: Mapping[ExecutionLocation, BaseException] = dict(failures or {})
+
+    def __reduce__(self) -> tuple[type[TransferError], tuple[str, dict[object, object]]]:
+        return (type(self), (str(self), dict(self.failures)))
+
+
+class ConnectorError(StreamDataError):
+    """A location cannot be reached or used (network, authentication, host key, I/O).
+
+    Attributes:
+        host: The host or location the error is about, when known.
+    """
+
+    def __init__(self, message: str, *, host: str | None = None) -> None:
+        super().__init__(message)
+        self.host = host
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_connector_error, (type(self), str(self), self.host))
+
+
+def _rebuild_connector_error(
+    cls: type[ConnectorError], message: str, host: str | None
+) -> ConnectorError:
+    return cls(message, host=host)
+
+
+class ConsistencyError(StreamDataError):
+    """A consistency check refused to act, e.g. because too many replicas went missing."""
+
+
+class ConfigurationError(StreamDataError):
+    """The manager is asked to use something it was not configured with."""

@@ -1,0 +1,604 @@
+"""The DataManager: the catalog, the connectors and the transfers that keep them true.
+
+A transfer runs in three steps. *Plan*: for each destination, apply cp rules (one
+connector round trip), then decide, without yielding to the event loop, whether there is
+nothing to do, an identical transfer to wait for, a link to make or a copy to run; links
+and copies register their destination at once as a pending replica, which is how
+concurrent identical transfers find each other. *Move*: links are made, copies read the
+source once for all destinations. *Settle*: each destination is renamed into place and
+marked available, or removed and marked INVALID with its cause, also when the transfer is
+cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import posixpath
+import random
+import stat
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Self
+
+from ._catalog import RemotePathMapper
+from ._check import CheckReport, entry_signature, run_check
+from ._errors import (
+    ConfigurationError,
+    ConnectorError,
+    DataNotFoundError,
+    StreamDataError,
+    TransferError,
+)
+from ._jobs import Job, JobKind
+from ._models import DataLocation, DataType, ExecutionLocation, normalize_path
+from ._policy import SourcePolicy, default_source_policy
+from ._store import open_store
+from ._transfer import Endpoint, copy_to_all, remove_quietly, temporary_path
+from .connectors._base import Connector, Entry, EntryKind, entry_from_stat
+
+__all__ = ["DataManager"]
+
+
+class DataManager:
+    """Knows where every replica is and moves data between locations.
+
+    Args:
+        deployments: Connectors by deployment name.
+        catalog: None keeps the catalog in memory; a path keeps it in an embedded SQLite
+            file, durable once each call returns.
+        rng: Random generator for the random tier of source selection.
+        source_policy: Chooses transfer sources; defaults to the contract's tiers.
+
+    Raises:
+        TypeError: If a deployment is not a :class:`Connector`.
+        ConfigurationError: If the catalog file cannot be opened.
+    """
+
+    def __init__(
+        self,
+        deployments: Mapping[str, Connector] | None = None,
+        *,
+        catalog: str | os.PathLike[str] | None = None,
+        rng: random.Random | None = None,
+        source_policy: SourcePolicy = default_source_policy,
+    ) -> None:
+        self._connectors: dict[str, Connector] = {}
+        for name, connector in (deployments or {}).items():
+            self.add_deployment(name, connector)
+        self._store = open_store(catalog)
+        self._catalog = RemotePathMapper(self._store)
+        if self._store is not None:
+            self._store.load(self._catalog)
+        self._rng = rng if rng is not None else random.Random()
+        self._policy = source_policy
+        self._inflight: dict[tuple[ExecutionLocation, str], Job] = {}
+        self._closed = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def add_deployment(self, name: str, connector: Connector) -> None:
+        """Make the locations of deployment ``name`` reachable through ``connector``.
+
+        Raises:
+            TypeError: If ``connector`` is not a :class:`Connector`.
+            ValueError: If ``name`` is empty.
+            ConfigurationError: If another connector already serves ``name``.
+        """
+        if not isinstance(connector, Connector):
+            raise TypeError(f"deployment {name!r}: expected a Connector, got {connector!r}")
+        if not isinstance(name, str) or not name:
+            raise ValueError("a deployment needs a non-empty name")
+        if self._connectors.setdefault(name, connector) is not connector:
+            raise ConfigurationError(f"deployment {name!r} is already configured")
+
+    async def close(self) -> None:
+        """Close every connector and the catalog; calling it again does nothing.
+
+        Raises:
+            ConnectorError: If a connector fails to close (the others are still closed).
+        """
+        if self._closed:
+            return
+        self._closed = True
+        errors: list[BaseException] = []
+        for connector in self._connectors.values():
+            try:
+                await connector.close()
+            except StreamDataError as exc:
+                errors.append(exc)
+        if self._store is not None:
+            self._store.close()
+        if errors:
+            raise errors[0]
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- catalog ---------------------------------------------------------------------------
+
+    def register_path(
+        self,
+        location: ExecutionLocation,
+        path: str,
+        relpath: str | None = None,
+        data_type: DataType = DataType.PRIMARY,
+    ) -> DataLocation:
+        """Record a replica of ``path`` on ``location`` and, implied, its ancestors.
+
+        Registering an existing ``(location, path)`` returns the same replica, made valid
+        again with the new type.
+
+        Raises:
+            TypeError: If ``location`` or ``data_type`` has the wrong type.
+            ValueError: If ``path`` is relative or ``data_type`` is INVALID.
+        """
+        _check_location(location)
+        if not isinstance(data_type, DataType):
+            raise TypeError(f"data_type must be a DataType, not {data_type!r}")
+        replica = self._catalog.register(location, path, relpath, data_type)
+        if self._is_local(location):
+            self._record_local_entry(replica)
+        return replica
+
+    def _record_local_entry(self, replica: DataLocation) -> None:
+        """Remember size and mtime of a local replica now, for :meth:`check` to compare."""
+        try:
+            info = os.lstat(replica.path)
+        except OSError:
+            return
+        if stat.S_ISLNK(info.st_mode) and replica.data_type is DataType.PRIMARY:
+            try:
+                info = os.stat(replica.path)
+            except OSError:
+                return
+        entry = entry_from_stat(replica.path, info)
+        self._catalog.record_entry(replica, entry_signature(entry))
+
+    def register_relation(self, src_location: DataLocation, dst_location: DataLocation) -> None:
+        """Record that two replicas hold the same data (symmetric and transitive).
+
+        Raises:
+            TypeError: If an argument is not a :class:`DataLocation`.
+            DataNotFoundError: If a replica is unknown or INVALID.
+        """
+        for replica in (src_location, dst_location):
+            if not isinstance(replica, DataLocation):
+                raise TypeError(f"expected a DataLocation, got {replica!r}")
+        self._catalog.relate(src_location, dst_location)
+
+    def invalidate_location(self, location: ExecutionLocation, path: str) -> None:
+        """Mark ``location``'s replica at ``path``, its subtree and links to them INVALID.
+
+        An unknown path is a no-op.
+
+        Raises:
+            TypeError: If ``location`` is not an :class:`ExecutionLocation`.
+            ValueError: If ``path`` is relative.
+        """
+        _check_location(location)
+        self._catalog.invalidate(location, path)
+
+    def get_data_locations(
+        self,
+        path: str,
+        deployment: str | None = None,
+        location: str | None = None,
+        location_type: DataType | None = None,
+    ) -> list[DataLocation]:
+        """Every valid replica at ``path`` and every replica related to them, filtered.
+
+        Args:
+            path: Absolute POSIX path.
+            deployment: Keep only replicas of this deployment.
+            location: Keep only replicas on locations with this name.
+            location_type: Keep only replicas of this type.
+
+        Returns:
+            The matching replicas; ``[]`` for an unknown path.
+
+        Raises:
+            ValueError: If ``path`` is relative.
+        """
+        path = normalize_path(path)
+        return self._catalog.locations(path, deployment, location, location_type)
+
+    def get_source_location(self, path: str, dst_deployment: str) -> DataLocation | None:
+        """Choose the PRIMARY replica of ``path`` a transfer to ``dst_deployment`` reads.
+
+        Returns:
+            The replica the source policy picks, or None if there is none.
+
+        Raises:
+            ValueError: If ``path`` is relative.
+        """
+        return self._pick_source(self.get_data_locations(path), dst_deployment)
+
+    def _pick_source(
+        self, replicas: Sequence[DataLocation], dst_deployment: str
+    ) -> DataLocation | None:
+        candidates = [
+            r for r in replicas if r.data_type is DataType.PRIMARY and not r._implied
+        ]
+        return self._policy(
+            candidates, dst_deployment=dst_deployment, is_local=self._is_local, rng=self._rng
+        )
+
+    def _is_local(self, location: ExecutionLocation) -> bool:
+        connector = self._connectors.get(location.deployment)
+        return location.local or (connector is not None and connector.is_local)
+
+    def _connector(self, location: ExecutionLocation) -> Connector:
+        if self._closed:
+            raise ConfigurationError("the DataManager is closed")
+        try:
+            return self._connectors[location.deployment]
+        except KeyError:
+            raise ConfigurationError(
+                f"unknown deployment {location.deployment!r} (location {location})"
+            ) from None
+
+    # -- transfers -------------------------------------------------------------------------
+
+    async def transfer_data(
+        self,
+        src_location: ExecutionLocation,
+        src_path: str,
+        dst_locations: Sequence[ExecutionLocation],
+        dst_path: str,
+        writable: bool = False,
+    ) -> None:
+        """Copy the data at ``src_path`` on ``src_location`` to ``dst_path`` on each destination.
+
+        cp rules apply: an existing directory at ``dst_path`` receives the data under the
+        source's basename. Each destination is written atomically and registered; unless
+        ``writable``, it is related to the source, and a destination that is the source's
+        location (or already holds the data) gets a symbolic link instead of a copy.
+
+        Raises:
+            ValueError: If a path is relative.
+            TypeError: If a location has the wrong type.
+            ConfigurationError: If a deployment is unknown.
+            DataNotFoundError: If the source is not a valid known replica, or its data is
+                gone (its replica is then invalidated).
+            TransferError: If some destinations failed; ``.failures`` maps each to its
+                cause, and the others stay registered and valid.
+        """
+        src_path, dst_path = normalize_path(src_path), normalize_path(dst_path)
+        _check_location(src_location)
+        if isinstance(dst_locations, ExecutionLocation):
+            raise TypeError("dst_locations must be a sequence of ExecutionLocation")
+        destinations = list(dict.fromkeys(dst_locations))
+        for destination in destinations:
+            _check_location(destination)
+            self._connector(destination)
+        source_connector = self._connector(src_location)
+        source = await self._resolve_source(src_location, src_path)
+        entry = await self._stat_source(source_connector, source, destinations)
+        if destinations:
+            transfer = _Transfer(self, Endpoint(source_connector, src_location, src_path), source, entry, writable)
+            failures = await transfer.run(destinations, dst_path)
+            if failures:
+                raise _transfer_error(src_location, src_path, failures)
+
+    async def _resolve_source(self, location: ExecutionLocation, path: str) -> DataLocation:
+        covering = self._catalog.covering(location, path)
+        if covering is None:
+            raise DataNotFoundError(f"no valid replica of {path!r} is registered on {location}")
+        try:
+            await covering.wait_available()
+        except TransferError as exc:
+            raise DataNotFoundError(f"the transfer producing {path!r} on {location} failed") from exc
+        if covering.path == path:
+            return covering
+        return self._catalog.register(location, path)  # a known path inside a known tree
+
+    async def _stat_source(
+        self, connector: Connector, source: DataLocation, destinations: Sequence[ExecutionLocation]
+    ) -> Entry:
+        try:
+            entry = await connector.stat(source.location, source.path)
+        except ConnectorError as exc:
+            raise _transfer_error(source.location, source.path, dict.fromkeys(destinations, exc)) from exc
+        if entry is None or entry.kind is EntryKind.SYMLINK:
+            self._catalog.invalidate(source.location, source.path)
+            raise DataNotFoundError(
+                f"{source.path!r} is registered on {source.location} but no longer exists "
+                "there; its replica has been invalidated"
+            )
+        if entry.kind is EntryKind.OTHER:
+            cause = ConnectorError(f"{source.path!r} is neither a regular file nor a directory")
+            raise _transfer_error(source.location, source.path, dict.fromkeys(destinations, cause))
+        return entry
+
+    # -- consistency -----------------------------------------------------------------------
+
+    async def check(
+        self,
+        location: ExecutionLocation,
+        path: str,
+        *,
+        repair: bool = False,
+        max_missing: int | None = None,
+    ) -> CheckReport:
+        """Compare the catalog with what is really under ``path`` on ``location``.
+
+        Missing or changed replicas are invalidated; with ``repair``, each one that has
+        another valid replica in its set is copied back from the best of them.
+
+        Returns:
+            The report: ``missing``, ``orphans`` and ``repaired`` paths, sorted.
+
+        Raises:
+            ValueError: If ``path`` is relative.
+            ConfigurationError: If the location's deployment is unknown.
+            ConnectorError: If the location cannot be listed.
+            ConsistencyError: If more than ``max_missing`` replicas would be invalidated;
+                nothing is changed then.
+        """
+        _check_location(location)
+        path = normalize_path(path)
+        return await run_check(self, self._catalog, self._connector(location), location, path, repair=repair, max_missing=max_missing)
+
+    async def replicate(
+        self,
+        path: str,
+        dst_locations: Sequence[ExecutionLocation],
+        dst_path: str | None = None,
+    ) -> list[DataLocation]:
+        """Make sure every destination holds a valid replica of the data known at ``path``.
+
+        Each missing destination is filled with a real copy from the source the policy
+        picks for its deployment; destinations already holding a valid replica are left
+        alone.
+
+        Returns:
+            The destination replicas, in the order of ``dst_locations``.
+
+        Raises:
+            ValueError: If a path is relative.
+            ConfigurationError: If a deployment is unknown.
+            DataNotFoundError: If no valid replica of ``path`` is known.
+            TransferError: If some destinations failed (the others stay valid).
+        """
+        path = normalize_path(path)
+        target = normalize_path(dst_path) if dst_path is not None else path
+        replicas = self.get_data_locations(path)
+        if not any(r.data_type is DataType.PRIMARY and not r._implied for r in replicas):
+            raise DataNotFoundError(f"no valid replica of {path!r} is known")
+        results: dict[ExecutionLocation, DataLocation] = {}
+        failures: dict[ExecutionLocation, BaseException] = {}
+        todo: list[ExecutionLocation] = []
+        for destination in dict.fromkeys(dst_locations):
+            _check_location(destination)
+            self._connector(destination)
+            held = self._catalog.lookup(destination, target)
+            if held is not None and held in replicas and not held._implied:
+                results[destination] = held
+            else:
+                todo.append(destination)
+        async with asyncio.TaskGroup() as group:
+            for destination in todo:
+                group.create_task(self._replicate_one(replicas, destination, target, results, failures))
+        if failures:
+            raise TransferError(f"replication of {path!r} failed for {len(failures)} location(s)", failures)
+        return [results[d] for d in dict.fromkeys(dst_locations)]
+
+    async def _replicate_one(
+        self,
+        replicas: Sequence[DataLocation],
+        destination: ExecutionLocation,
+        target: str,
+        results: dict[ExecutionLocation, DataLocation],
+        failures: dict[ExecutionLocation, BaseException],
+    ) -> None:
+        source = self._pick_source(replicas, destination.deployment)
+        assert source is not None
+        try:
+            await self._copy_exact(source, destination, target)
+        except TransferError as exc:
+            failures[destination] = exc.failures.get(destination, exc)
+            return
+        except StreamDataError as exc:
+            failures[destination] = exc
+            return
+        replica = self._catalog.lookup(destination, target)
+        assert replica is not None
+        results[destination] = replica
+
+    async def _copy_exact(self, source: DataLocation, destination: ExecutionLocation, target: str) -> None:
+        """Copy ``source`` to exactly ``target`` on ``destination`` (no cp rules), related."""
+        connector = self._connector(source.location)
+        entry = await self._stat_source(connector, source, [destination])
+        transfer = _Transfer(self, Endpoint(connector, source.location, source.path), source, entry, writable=False, exact=True)
+        failures = await transfer.run([destination], target)
+        if failures:
+            raise _transfer_error(source.location, source.path, failures)
+
+
+def _check_location(location: object) -> None:
+    if not isinstance(location, ExecutionLocation):
+        raise TypeError(f"expected an ExecutionLocation, got {location!r}")
+
+
+def _transfer_error(
+    location: ExecutionLocation, path: str, failures: Mapping[ExecutionLocation, BaseException]
+) -> TransferError:
+    details = "; ".join(f"{where}: {cause}" for where, cause in failures.items())
+    return TransferError(
+        f"transfer of {path!r} from {location} failed for {len(failures)} destination(s): {details}",
+        failures,
+    )
+
+
+class _Transfer:
+    """One call of ``transfer_data``: plans, moves and settles every destination."""
+
+    def __init__(
+        self,
+        manager: DataManager,
+        source_endpoint: Endpoint,
+        source: DataLocation,
+        entry: Entry,
+        writable: bool,
+        *,
+        exact: bool = False,
+    ) -> None:
+        self._manager = manager
+        self._catalog = manager._catalog
+        self._inflight = manager._inflight
+        self._endpoint = source_endpoint
+        self._source = source
+        self._entry = entry
+        self._writable = writable
+        self._exact = exact  # replicate: the destination path is exact and always a copy
+        self._jobs: list[Job] = []
+        self._failures: dict[ExecutionLocation, BaseException] = {}
+
+    async def run(
+        self, destinations: Sequence[ExecutionLocation], dst_path: str
+    ) -> dict[ExecutionLocation, BaseException]:
+        try:
+            async with asyncio.TaskGroup() as group:
+                for destination in destinations:
+                    group.create_task(self._plan(destination, dst_path))
+            await self._move()
+        finally:
+            await self._abandon_unsettled()
+        return self._failures
+
+    # -- plan ------------------------------------------------------------------------------
+
+    async def _plan(self, location: ExecutionLocation, dst_path: str) -> None:
+        connector = self._manager._connectors[location.deployment]
+        basename = posixpath.basename(self._endpoint.path)
+        try:
+            final = await connector.prepare_destination(location, dst_path, basename)
+            final = dst_path if self._exact else normalize_path(final)
+        except StreamDataError as exc:
+            self._failures[location] = exc
+            return
+        self._jobs.append(self._claim(Job(location, connector, final)))
+
+    def _claim(self, job: Job) -> Job:
+        """Decide what ``job`` needs; registers it as in flight (no await in here)."""
+        source, key = self._source, (job.location, job.final)
+        running = self._inflight.get(key)
+        if running is not None:
+            job.kind, job.replica = JobKind.WAIT, running.replica
+            return job
+        existing = self._catalog.lookup(job.location, job.final)
+        if job.location == source.location and job.final == source.path:
+            job.kind = JobKind.NOTHING
+            return job
+        same_data = self._catalog.replica_set(source)
+        if existing is not None and existing in same_data and not self._writable and not existing._implied:
+            job.kind, job.replica = JobKind.WAIT, existing
+            return job
+        link_to = None if self._writable or self._exact else self._link_target(job.location, same_data)
+        if existing is not None and existing.data_type is not DataType.INVALID:
+            self._catalog.invalidate(job.location, job.final)  # about to be replaced
+        data_type = DataType.PRIMARY if link_to is None else DataType.SYMBOLIC_LINK
+        job.replica = self._catalog.register(job.location, job.final, data_type=data_type, available=False)
+        if link_to is not None:
+            self._catalog.relate(link_to, job.replica)
+            self._catalog.set_link_target(job.replica, link_to)
+        elif not self._writable:
+            self._catalog.relate(source, job.replica)
+        job.kind = JobKind.COPY if link_to is None else JobKind.LINK
+        job.link_to = link_to
+        job.tmp = temporary_path(job.final)
+        self._inflight[key] = job
+        return job
+
+    def _link_target(self, location: ExecutionLocation, same_data: Sequence[DataLocation]) -> DataLocation | None:
+        if location == self._source.location:
+            return self._catalog.link_target(self._source) or self._source
+        for replica in same_data:
+            if (
+                replica.location == location
+                and replica.data_type is DataType.PRIMARY
+                and replica.is_available
+                and not replica._implied
+            ):
+                return replica
+        return None
+
+    # -- move and settle -------------------------------------------------------------------
+
+    async def _move(self) -> None:
+        copies = [job for job in self._jobs if job.kind is JobKind.COPY]
+        async with asyncio.TaskGroup() as group:
+            for job in self._jobs:
+                if job.kind is JobKind.WAIT:
+                    group.create_task(self._wait(job))
+                elif job.kind is JobKind.LINK:
+                    group.create_task(self._link(job))
+            if copies:
+                group.create_task(self._copy(copies))
+
+    async def _wait(self, job: Job) -> None:
+        assert job.replica is not None
+        try:
+            await job.replica.wait_available()
+        except TransferError as exc:
+            self._failures[job.location] = exc
+
+    async def _link(self, job: Job) -> None:
+        assert job.link_to is not None and job.tmp is not None
+        try:
+            await job.connector.symlink(job.location, job.link_to.path, job.tmp)
+        except StreamDataError as exc:
+            await self._settle(job, exc)
+        else:
+            await self._settle(job, None)
+
+    async def _copy(self, jobs: Sequence[Job]) -> None:
+        targets = [Endpoint(job.connector, job.location, job.tmp or "") for job in jobs]
+        results = await copy_to_all(self._endpoint, self._entry, targets)
+        async with asyncio.TaskGroup() as group:
+            for job, error in zip(jobs, results, strict=True):
+                group.create_task(self._settle(job, error))
+
+    async def _settle(self, job: Job, error: BaseException | None) -> None:
+        """Rename into place and mark available, or clean up and mark INVALID."""
+        assert job.tmp is not None and job.replica is not None
+        if error is None:
+            try:
+                await job.connector.commit(job.location, job.tmp, job.final)
+            except StreamDataError as exc:
+                error = exc
+        if error is not None:
+            self._failures[job.location] = error
+            await remove_quietly(Endpoint(job.connector, job.location, job.tmp))
+        self._finish(job, error)
+
+    def _finish(self, job: Job, error: BaseException | None) -> None:
+        assert job.replica is not None
+        job.settled = True
+        if self._inflight.get((job.location, job.final)) is job:
+            del self._inflight[(job.location, job.final)]
+        if error is None:
+            self._catalog.complete(job.replica)
+            if job.kind is JobKind.COPY:
+                self._catalog.record_entry(job.replica, entry_signature(self._entry))
+            return
+        failure = TransferError(f"the transfer to {job.final!r} on {job.location} failed: {error}", {job.location: error})
+        failure.__cause__ = error
+        self._catalog.complete(job.replica, failure)
+
+    async def _abandon_unsettled(self) -> None:
+        """After a cancellation or a bug: nothing half-done stays valid or on disk."""
+        for job in self._jobs:
+            if job.kind in (JobKind.COPY, JobKind.LINK) and not job.settled:
+                assert job.tmp is not None
+                await remove_quietly(Endpoint(job.connector, job.location, job.tmp))
+                self._finish(job, asyncio.CancelledError("the transfer was cancelled"))

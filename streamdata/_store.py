@@ -1,0 +1,225 @@
+"""Durable catalog storage: an interface, and its embedded SQLite implementation.
+
+The catalog reports every change to a :class:`CatalogStore` and calls :meth:`commit` at
+the end of each operation, so a change is durable once the call that made it returns.
+SQLite runs in WAL mode with ``synchronous=NORMAL``: a committed transaction survives the
+process being killed at any instant (only a power cut may lose the last commits).
+Transfers in flight are journalled as *pending* replicas; a catalog reopened after a crash
+turns them INVALID, never valid.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Protocol
+
+from ._errors import ConfigurationError
+from ._models import DataLocation, DataType, ExecutionLocation
+
+if TYPE_CHECKING:
+    from ._catalog import RemotePathMapper
+
+__all__ = ["CatalogStore", "SQLiteStore", "open_store"]
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS replicas (
+    id INTEGER PRIMARY KEY,
+    deployment TEXT NOT NULL, name TEXT NOT NULL, local INTEGER NOT NULL,
+    path TEXT NOT NULL, relpath TEXT NOT NULL, data_type TEXT NOT NULL,
+    implied INTEGER NOT NULL, pending INTEGER NOT NULL,
+    UNIQUE (deployment, name, path)
+);
+CREATE TABLE IF NOT EXISTS relations (a INTEGER NOT NULL, b INTEGER NOT NULL, PRIMARY KEY (a, b));
+CREATE INDEX IF NOT EXISTS relations_b ON relations (b);
+CREATE TABLE IF NOT EXISTS links (link INTEGER PRIMARY KEY, target INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS entries (
+    id INTEGER PRIMARY KEY, kind TEXT NOT NULL, size INTEGER NOT NULL, mtime REAL NOT NULL
+);
+"""
+
+Edge = tuple[DataLocation, DataLocation]
+
+
+class CatalogStore(Protocol):
+    """Where the catalog records its changes (see the module docstring)."""
+
+    def load(self, catalog: RemotePathMapper) -> None:
+        """Fill an empty catalog with what was stored."""
+
+    def put_replica(self, replica: DataLocation) -> None:
+        """Record a new or changed replica (type, implied, pending)."""
+
+    def add_relation(self, first: DataLocation, second: DataLocation) -> None:
+        """Record a "same data" edge."""
+
+    def set_link_target(self, link: DataLocation, target: DataLocation) -> None:
+        """Record what a SYMBOLIC_LINK replica points at."""
+
+    def invalidate(self, replicas: Sequence[DataLocation], new_edges: Sequence[Edge]) -> None:
+        """Record replicas turned INVALID and the edges that keep their sets connected."""
+
+    def record_entry(self, replica: DataLocation, entry: tuple[str, int, float] | None) -> None:
+        """Record (kind, size, mtime) seen for a replica, or forget it."""
+
+    def commit(self) -> None:
+        """Make everything recorded so far durable."""
+
+    def close(self) -> None:
+        """Commit and release the storage."""
+
+
+def open_store(catalog: str | os.PathLike[str] | None) -> SQLiteStore | None:
+    """Open the store named by the DataManager's ``catalog`` argument (None: no store).
+
+    Raises:
+        ConfigurationError: If the file cannot be opened or is not a streamdata catalog.
+    """
+    if catalog is None:
+        return None
+    return SQLiteStore(os.fspath(catalog))
+
+
+class SQLiteStore:
+    """A catalog kept in one embedded SQLite file.
+
+    Args:
+        path: The database file; created with its schema when missing.
+
+    Raises:
+        ConfigurationError: If the file cannot be used.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._ids: dict[DataLocation, int] = {}
+        try:
+            self._db = sqlite3.connect(path, isolation_level="DEFERRED", check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+            self._migrate()
+        except sqlite3.Error as exc:
+            raise ConfigurationError(f"cannot open the catalog {path!r}: {exc}") from exc
+
+    def _migrate(self) -> None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(f"schema version {version} is newer than this streamdata")
+        # Version 0 is an empty file: the schema above is version 1. Later versions add
+        # their steps here, each in one transaction.
+        self._db.execute(
+            "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+        )
+        self._db.commit()
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def load(self, catalog: RemotePathMapper) -> None:
+        """Rebuild ``catalog`` from the file; interrupted transfers come back INVALID."""
+        by_id: dict[int, DataLocation] = {}
+        rows = self._db.execute(
+            "SELECT id, deployment, name, local, path, relpath, data_type, implied, pending "
+            "FROM replicas ORDER BY length(path), id"
+        )
+        for rid, deployment, name, local, path, relpath, data_type, implied, pending in rows:
+            location = ExecutionLocation(name, deployment, bool(local))
+            kind = DataType.INVALID if pending else DataType(data_type)
+            replica = catalog._restore(location, path, relpath, kind, bool(implied))
+            by_id[rid] = replica
+            self._ids[replica] = rid
+        self._db.execute(
+            "UPDATE replicas SET data_type = 'invalid', pending = 0 WHERE pending = 1"
+        )
+        edges = self._db.execute("SELECT a, b FROM relations")
+        catalog._restore_edges((by_id[a], by_id[b]) for a, b in edges if a in by_id and b in by_id)
+        for link, target in self._db.execute("SELECT link, target FROM links"):
+            catalog._restore_link(by_id[link], by_id[target])
+        for rid, kind, size, mtime in self._db.execute("SELECT id, kind, size, mtime FROM entries"):
+            catalog._restore_entry(by_id[rid], (kind, size, mtime))
+        self._db.commit()
+
+    # -- changes ---------------------------------------------------------------------------
+
+    def _id(self, replica: DataLocation) -> int:
+        rid = self._ids.get(replica)
+        if rid is None:
+            self.put_replica(replica)
+            rid = self._ids[replica]
+        return rid
+
+    def put_replica(self, replica: DataLocation) -> None:
+        """Insert or update one replica row."""
+        location = replica.location
+        cursor = self._db.execute(
+            "INSERT INTO replicas (deployment, name, local, path, relpath, data_type, implied, pending)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (deployment, name, path) DO UPDATE SET relpath = excluded.relpath,"
+            " data_type = excluded.data_type, implied = excluded.implied, pending = excluded.pending"
+            " RETURNING id",
+            (
+                location.deployment,
+                location.name,
+                int(location.local),
+                replica.path,
+                replica.relpath,
+                replica.data_type.value,
+                int(replica._implied),
+                int(not replica._state.done),
+            ),
+        )
+        self._ids[replica] = cursor.fetchone()[0]
+
+    def add_relation(self, first: DataLocation, second: DataLocation) -> None:
+        """Insert one edge."""
+        self._db.execute(
+            "INSERT OR IGNORE INTO relations VALUES (?, ?)", (self._id(first), self._id(second))
+        )
+
+    def set_link_target(self, link: DataLocation, target: DataLocation) -> None:
+        """Insert or replace a link row."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO links VALUES (?, ?)", (self._id(link), self._id(target))
+        )
+
+    def invalidate(self, replicas: Sequence[DataLocation], new_edges: Sequence[Edge]) -> None:
+        """Mark rows INVALID, drop their edges and links, add the re-chaining edges."""
+        ids = [(self._id(replica),) for replica in replicas]
+        self._db.executemany(
+            "UPDATE replicas SET data_type = 'invalid', pending = 0 WHERE id = ?", ids
+        )
+        self._db.executemany("DELETE FROM relations WHERE a = ?1 OR b = ?1", ids)
+        self._db.executemany("DELETE FROM links WHERE link = ?", ids)
+        self._db.executemany("DELETE FROM entries WHERE id = ?", ids)
+        self._insert_edges(new_edges)
+
+    def _insert_edges(self, edges: Iterable[Edge]) -> None:
+        self._db.executemany(
+            "INSERT OR IGNORE INTO relations VALUES (?, ?)",
+            [(self._id(a), self._id(b)) for a, b in edges],
+        )
+
+    def record_entry(self, replica: DataLocation, entry: tuple[str, int, float] | None) -> None:
+        """Insert, replace or delete the (kind, size, mtime) row of a replica."""
+        if entry is None:
+            self._db.execute("DELETE FROM entries WHERE id = ?", (self._id(replica),))
+        else:
+            self._db.execute(
+                "INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?)", (self._id(replica), *entry)
+            )
+
+    def commit(self) -> None:
+        """Commit the open transaction."""
+        self._db.commit()
+
+    def close(self) -> None:
+        """Commit and close the connection (idempotent)."""
+        try:
+            self._db.commit()
+            self._db.close()
+        except sqlite3.ProgrammingError:  # already closed
+            pass

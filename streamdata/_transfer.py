@@ -1,0 +1,166 @@
+"""Moving bytes: one source to several destinations, each written atomically.
+
+Every destination is written under a temporary name unique to the transfer, in the
+destination's own directory (so concurrent transfers to locations sharing a filesystem
+never collide), then renamed into place. Destinations on the source's filesystem get a
+connector-side ``copy``; the others share one read of the source, fanned out through
+bounded queues so a slow destination holds back at most ``_QUEUE_CHUNKS`` chunks before
+it slows the reader (back-pressure), and a failing destination is dropped without
+disturbing the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import posixpath
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Hashable, Sequence
+from dataclasses import dataclass
+
+from ._errors import ConnectorError, StreamDataError
+from ._models import ExecutionLocation
+from .connectors._base import Connector, Entry, EntryKind
+
+__all__ = ["Endpoint", "copy_to_all", "remove_quietly", "temporary_path"]
+
+_QUEUE_CHUNKS = 16
+#: A queue item: a chunk, the source's error, or None for the end of the stream.
+_Item = bytes | BaseException | None
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A path on a location, with the connector that reaches it."""
+
+    connector: Connector
+    location: ExecutionLocation
+    path: str
+
+    @property
+    def filesystem(self) -> Hashable:
+        """The filesystem key of the endpoint's location."""
+        return self.connector.filesystem(self.location)
+
+
+def temporary_path(final_path: str) -> str:
+    """A name next to ``final_path`` that no other transfer uses."""
+    directory = posixpath.dirname(final_path)
+    return posixpath.join(directory, f".streamdata-tmp-{uuid.uuid4().hex}")
+
+
+async def remove_quietly(endpoint: Endpoint) -> None:
+    """Best-effort removal of a temporary path, safe to call while being cancelled."""
+    with contextlib.suppress(StreamDataError, OSError):
+        await asyncio.shield(endpoint.connector.remove(endpoint.location, endpoint.path))
+
+
+async def copy_to_all(
+    source: Endpoint, entry: Entry, targets: Sequence[Endpoint]
+) -> list[BaseException | None]:
+    """Copy ``source`` to every target path (which must not exist yet).
+
+    Returns:
+        For each target, None on success or the exception that made it fail. Cancellation
+        propagates; nothing is cleaned up here (the caller removes the targets).
+    """
+    results: list[BaseException | None] = [None] * len(targets)
+    streamed = [i for i, t in enumerate(targets) if t.filesystem != source.filesystem]
+    async with asyncio.TaskGroup() as group:
+        for index, target in enumerate(targets):
+            if index not in streamed:
+                group.create_task(_capture(results, index, _copy_same_filesystem(source, target)))
+        if streamed:
+            group.create_task(_stream(source, entry, [targets[i] for i in streamed], streamed, results))
+    return results
+
+
+async def _capture(
+    results: list[BaseException | None], index: int, work: Awaitable[None]
+) -> None:
+    try:
+        await work
+    except Exception as exc:  # noqa: BLE001 -- recorded per destination, reported by the caller
+        results[index] = exc
+
+
+async def _copy_same_filesystem(source: Endpoint, target: Endpoint) -> None:
+    await target.connector.copy(target.location, source.path, target.path)
+
+
+async def _stream(
+    source: Endpoint,
+    entry: Entry,
+    targets: Sequence[Endpoint],
+    indexes: Sequence[int],
+    results: list[BaseException | None],
+) -> None:
+    """Read the source once and feed every target through its own bounded queue."""
+    queues = [asyncio.Queue[_Item](_QUEUE_CHUNKS) for _ in targets]
+    alive = [True] * len(targets)
+
+    async def write(slot: int) -> None:
+        target = targets[slot]
+        try:
+            await target.connector.write(
+                target.location,
+                target.path,
+                entry.kind,
+                _drain(queues[slot]),
+                mode=entry.mode,
+                mtime=entry.mtime,
+            )
+        except Exception as exc:  # noqa: BLE001 -- this destination fails alone
+            results[indexes[slot]] = exc
+        finally:
+            alive[slot] = False
+            _empty(queues[slot])
+
+    async with asyncio.TaskGroup() as group:
+        for slot in range(len(targets)):
+            group.create_task(write(slot))
+        try:
+            await _pump(source, entry.kind, queues, alive)
+        except Exception as exc:  # noqa: BLE001 -- a failed read fails every destination
+            for slot, index in enumerate(indexes):
+                if results[index] is None:
+                    results[index] = exc
+                alive[slot] = False
+                _poison(queues[slot], exc)
+
+
+async def _pump(
+    source: Endpoint, kind: EntryKind, queues: Sequence[asyncio.Queue[_Item]], alive: list[bool]
+) -> None:
+    async with source.connector.read(source.location, source.path, kind) as chunks:
+        async for chunk in chunks:
+            if not chunk:
+                continue
+            if not any(alive):
+                raise ConnectorError("every destination failed")
+            for queue, live in zip(queues, alive, strict=True):
+                if live:
+                    await queue.put(chunk)
+    for queue, live in zip(queues, alive, strict=True):
+        if live:
+            await queue.put(None)
+
+
+async def _drain(queue: asyncio.Queue[_Item]) -> AsyncIterator[bytes]:
+    while True:
+        item = await queue.get()
+        if item is None:
+            return
+        if isinstance(item, BaseException):
+            raise ConnectorError(f"the source stream broke: {item}") from item
+        yield item
+
+
+def _poison(queue: asyncio.Queue[_Item], error: BaseException) -> None:
+    _empty(queue)
+    queue.put_nowait(error)
+
+
+def _empty(queue: asyncio.Queue[_Item]) -> None:
+    while not queue.empty():
+        queue.get_nowait()

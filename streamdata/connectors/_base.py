@@ -1,0 +1,199 @@
+"""The connector interface: how the transfer engine reaches a location's storage.
+
+A connector owns the connections to the locations of one deployment. The engine in
+``streamdata._transfer`` only ever calls the methods below; it never builds a command line
+itself. Every method raises :class:`~streamdata.ConnectorError` (never a raw ``OSError`` or
+``asyncssh`` error) and, when cancelled, stops its work promptly; temporary paths it was
+writing are removed by the engine.
+
+Streams: a regular file travels as its raw bytes; a directory travels as a POSIX tar stream
+of its *contents* (member names relative to the directory, e.g. ``./sub/file``), which keeps
+permission bits, modification times, empty directories, symbolic links and hard links.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+import os
+import stat
+from collections.abc import AsyncIterable, AsyncIterator, Hashable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Self
+
+from .._models import ExecutionLocation
+
+__all__ = ["Connector", "Entry", "EntryKind", "entry_from_stat"]
+
+
+class EntryKind(enum.Enum):
+    """The type of a filesystem entry."""
+
+    FILE = "file"
+    DIRECTORY = "directory"
+    SYMLINK = "symlink"
+    OTHER = "other"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """What a connector reports about one filesystem entry.
+
+    Attributes:
+        path: Absolute POSIX path of the entry on its location.
+        kind: File, directory, symbolic link or other.
+        size: Size in bytes (0 for directories and other entries).
+        mtime: Modification time, seconds since the epoch.
+        mode: Permission bits (``st_mode & 0o7777``).
+    """
+
+    path: str
+    kind: EntryKind
+    size: int
+    mtime: float
+    mode: int
+
+
+def entry_from_stat(path: str, info: os.stat_result) -> Entry:
+    """Build an :class:`Entry` from a local ``os.stat``/``os.lstat`` result."""
+    mode = info.st_mode
+    if stat.S_ISREG(mode):
+        kind = EntryKind.FILE
+    elif stat.S_ISDIR(mode):
+        kind = EntryKind.DIRECTORY
+    elif stat.S_ISLNK(mode):
+        kind = EntryKind.SYMLINK
+    else:
+        kind = EntryKind.OTHER
+    size = info.st_size if kind is EntryKind.FILE else 0
+    return Entry(path, kind, size, info.st_mtime, stat.S_IMODE(mode))
+
+
+class Connector(abc.ABC):
+    """Access to the storage of every location of one deployment.
+
+    Subclasses implement the abstract methods; the transfer engine composes them into
+    atomic transfers (write to a temporary path, then :meth:`commit`).
+    """
+
+    #: True when every location of this connector sees this process's filesystem.
+    is_local: bool = False
+
+    @abc.abstractmethod
+    def filesystem(self, location: ExecutionLocation) -> Hashable:
+        """Identify the filesystem a location sees.
+
+        Locations whose keys are equal (across connectors too) share one filesystem, so
+        data moves between them with :meth:`copy` instead of a stream.
+        """
+
+    @abc.abstractmethod
+    async def stat(self, location: ExecutionLocation, path: str) -> Entry | None:
+        """Describe ``path`` on ``location``, following a symbolic link at ``path`` itself.
+
+        Returns:
+            The entry, or None when nothing is there (a dangling link counts as a link).
+
+        Raises:
+            ConnectorError: If the location cannot be reached.
+        """
+
+    @abc.abstractmethod
+    async def prepare_destination(
+        self, location: ExecutionLocation, dst_path: str, basename: str
+    ) -> str:
+        """Apply ``cp`` rules to a destination in one round trip.
+
+        Returns ``dst_path/basename`` when ``dst_path`` is an existing directory (following
+        links), else ``dst_path``; creates the parent directories of the returned path.
+
+        Raises:
+            ConnectorError: If the location cannot be reached or a parent cannot be made.
+        """
+
+    @abc.abstractmethod
+    async def symlink(self, location: ExecutionLocation, target: str, link_path: str) -> None:
+        """Create a symbolic link at ``link_path`` (which must not exist) to ``target``.
+
+        Raises:
+            ConnectorError: On failure.
+        """
+
+    @abc.abstractmethod
+    async def copy(self, location: ExecutionLocation, src_path: str, dst_path: str) -> None:
+        """Copy a file or tree to ``dst_path`` (which must not exist) on the same filesystem.
+
+        Permission bits, modification times, empty directories, symbolic links and hard
+        links inside a tree are preserved.
+
+        Raises:
+            ConnectorError: On failure.
+        """
+
+    @abc.abstractmethod
+    def read(
+        self, location: ExecutionLocation, path: str, kind: EntryKind
+    ) -> AbstractAsyncContextManager[AsyncIterator[bytes]]:
+        """Open a byte stream of ``path``: raw bytes for a file, a tar stream for a directory.
+
+        The iterator raises :class:`~streamdata.ConnectorError` if the source cannot be
+        read completely; leaving the context early stops the producer.
+        """
+
+    @abc.abstractmethod
+    async def write(
+        self,
+        location: ExecutionLocation,
+        path: str,
+        kind: EntryKind,
+        chunks: AsyncIterable[bytes],
+        *,
+        mode: int | None = None,
+        mtime: float | None = None,
+    ) -> None:
+        """Write a stream made by :meth:`read` to ``path`` (which must not exist).
+
+        For a file, ``mode`` and ``mtime`` are applied after the last byte.
+
+        Raises:
+            ConnectorError: On failure; what was written is left for the caller to remove.
+        """
+
+    @abc.abstractmethod
+    async def commit(self, location: ExecutionLocation, tmp_path: str, final_path: str) -> None:
+        """Move ``tmp_path`` to ``final_path`` atomically, replacing what is there.
+
+        Raises:
+            ConnectorError: On failure.
+        """
+
+    @abc.abstractmethod
+    async def remove(self, location: ExecutionLocation, path: str) -> None:
+        """Remove ``path`` recursively; a missing path is not an error.
+
+        Raises:
+            ConnectorError: If the location cannot be reached.
+        """
+
+    @abc.abstractmethod
+    def walk(self, location: ExecutionLocation, path: str) -> AsyncIterator[Entry]:
+        """List ``path`` and every entry below it in one pass (links are not followed).
+
+        Yields nothing when ``path`` does not exist.
+        """
+
+    async def close(self) -> None:  # noqa: B027 -- optional hook, nothing to release by default
+        """Release every connection; idempotent."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

@@ -1,0 +1,113 @@
+"""Local helper processes (``cp``, ``tar``) run without a shell, with checked exit status.
+
+Arguments go to ``execve`` as a list, so no file name is ever interpreted. A process is
+killed and reaped when its caller is cancelled or leaves early: nothing outlives a call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
+
+from .._errors import ConnectorError
+
+__all__ = ["feed_process", "read_process", "run_process"]
+
+_READ_SIZE = 1 << 20
+_STDERR_LIMIT = 4096
+
+
+async def _spawn(command: Sequence[str], *, stdin: int | None, stdout: int | None, what: str) -> asyncio.subprocess.Process:
+    try:
+        return await asyncio.create_subprocess_exec(
+            *command, stdin=stdin, stdout=stdout, stderr=asyncio.subprocess.PIPE
+        )
+    except OSError as exc:
+        raise ConnectorError(f"cannot {what}: cannot run {command[0]!r}: {exc.strerror}") from exc
+
+
+async def _reap(process: asyncio.subprocess.Process) -> None:
+    """Kill ``process`` if it still runs and wait for it, even while being cancelled."""
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+    await asyncio.shield(process.wait())
+
+
+def _check(process: asyncio.subprocess.Process, stderr: bytes, what: str) -> None:
+    if process.returncode != 0:
+        message = stderr.decode(errors="replace").strip()[-_STDERR_LIMIT:]
+        raise ConnectorError(f"cannot {what}: exit status {process.returncode}: {message}")
+
+
+async def run_process(command: Sequence[str], *, what: str) -> None:
+    """Run ``command`` to completion.
+
+    Raises:
+        ConnectorError: If it cannot start or exits with a non-zero status.
+    """
+    process = await _spawn(command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, what=what)
+    try:
+        _, stderr = await process.communicate()
+    finally:
+        await _reap(process)
+    _check(process, stderr, what)
+
+
+@contextlib.asynccontextmanager
+async def read_process(command: Sequence[str], *, what: str) -> AsyncIterator[AsyncIterator[bytes]]:
+    """Run ``command`` and expose its standard output as chunks.
+
+    The iterator raises :class:`ConnectorError` after the last chunk if the command failed.
+    """
+    process = await _spawn(command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, what=what)
+    try:
+        yield _stdout_chunks(process, what)
+    finally:
+        await _reap(process)
+
+
+async def _stdout_chunks(process: asyncio.subprocess.Process, what: str) -> AsyncIterator[bytes]:
+    assert process.stdout is not None and process.stderr is not None
+    while chunk := await process.stdout.read(_READ_SIZE):
+        yield chunk
+    stderr = await process.stderr.read()
+    await process.wait()
+    _check(process, stderr, what)
+
+
+async def feed_process(command: Sequence[str], chunks: AsyncIterable[bytes], *, what: str) -> None:
+    """Run ``command`` with ``chunks`` as its standard input.
+
+    Raises:
+        ConnectorError: If it cannot start, stops reading early or exits non-zero.
+    """
+    process = await _spawn(command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL, what=what)
+    assert process.stdin is not None and process.stderr is not None
+    try:
+        stderr_task = asyncio.ensure_future(process.stderr.read())
+        try:
+            async for chunk in chunks:
+                process.stdin.write(chunk)
+                await process.stdin.drain()
+            process.stdin.close()
+            await process.wait()
+        except (BrokenPipeError, ConnectionResetError):
+            await process.wait()
+        finally:
+            stderr = await _finish(stderr_task, process)
+    finally:
+        await _reap(process)
+    _check(process, stderr, what)
+
+
+async def _finish(stderr_task: asyncio.Future[bytes], process: asyncio.subprocess.Process) -> bytes:
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+    try:
+        return await asyncio.shield(stderr_task)
+    except asyncio.CancelledError:
+        stderr_task.cancel()
+        raise

@@ -1,0 +1,313 @@
+"""The local connector: every location of the deployment is this host's filesystem.
+
+Metadata calls (stat, mkdir, rename, symlink) are single system calls made directly;
+bulk work runs off the event loop: single files are copied in a worker thread with
+``os.copy_file_range`` (in-kernel, reflinks where the filesystem offers them), falling
+back to ``os.sendfile``; trees are copied by ``cp -a`` (measured fastest for trees of
+small files, and it preserves hard links), run without a shell. Streams use ``tar``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import posixpath
+import shutil
+import stat as stat_module
+import threading
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Hashable, Iterator
+from itertools import islice
+from typing import NoReturn, TypeVar
+
+from .._errors import ConnectorError
+from .._models import ExecutionLocation
+from ._base import Connector, Entry, EntryKind, entry_from_stat
+from ._process import feed_process, read_process, run_process
+
+__all__ = ["LocalConnector"]
+
+_CHUNK = 1 << 20
+_COPY_SLICE = 1 << 26
+_WALK_BATCH = 2048
+_T = TypeVar("_T")
+
+
+class LocalConnector(Connector):
+    """A deployment whose locations all see this process's filesystem.
+
+    Copies between two locations of local deployments (two "sites" on one host) are real
+    copies; a symbolic link is only made within one location.
+    """
+
+    is_local = True
+
+    def filesystem(self, location: ExecutionLocation) -> Hashable:
+        """All local locations share this host's filesystem."""
+        return ("local",)
+
+    async def stat(self, location: ExecutionLocation, path: str) -> Entry | None:
+        """Describe ``path``, following a link at ``path`` itself.
+
+        Raises:
+            ConnectorError: If ``path`` cannot be examined.
+        """
+        try:
+            return entry_from_stat(path, os.stat(path))
+        except FileNotFoundError:
+            try:
+                return entry_from_stat(path, os.lstat(path))  # a dangling link
+            except FileNotFoundError:
+                return None
+            except OSError as exc:
+                _fail("stat", path, location, exc)
+        except OSError as exc:
+            _fail("stat", path, location, exc)
+
+    async def prepare_destination(
+        self, location: ExecutionLocation, dst_path: str, basename: str
+    ) -> str:
+        """Apply cp rules and create the parents of the returned path.
+
+        Raises:
+            ConnectorError: If a parent cannot be created.
+        """
+        final = posixpath.join(dst_path, basename) if os.path.isdir(dst_path) else dst_path
+        try:
+            os.makedirs(posixpath.dirname(final), exist_ok=True)
+        except OSError as exc:
+            _fail("create the parents of", final, location, exc)
+        return final
+
+    async def symlink(self, location: ExecutionLocation, target: str, link_path: str) -> None:
+        """Create a symbolic link ``link_path`` -> ``target``.
+
+        Raises:
+            ConnectorError: If the link cannot be made.
+        """
+        try:
+            os.symlink(target, link_path)
+        except OSError as exc:
+            _fail("link", link_path, location, exc)
+
+    async def copy(self, location: ExecutionLocation, src_path: str, dst_path: str) -> None:
+        """Copy a file (in-kernel) or a tree (``cp -a``) to the new path ``dst_path``.
+
+        Raises:
+            ConnectorError: If the copy fails.
+        """
+        source = os.path.realpath(src_path)
+        if os.path.isdir(source):
+            await run_process(["cp", "-a", "--", source, dst_path], what=f"copy {source!r}")
+            return
+        try:
+            await _in_thread(lambda cancelled: _copy_file(source, dst_path, cancelled))
+        except OSError as exc:
+            _fail("copy to", dst_path, location, exc)
+
+    @contextlib.asynccontextmanager
+    async def read(
+        self, location: ExecutionLocation, path: str, kind: EntryKind
+    ) -> AsyncIterator[AsyncIterator[bytes]]:
+        """Stream a file's bytes or a directory's tar stream.
+
+        Raises:
+            ConnectorError: If the source cannot be read.
+        """
+        if kind is EntryKind.DIRECTORY:
+            command = ["tar", "-C", path, "-cf", "-", "."]
+            async with read_process(command, what=f"archive {path!r}") as chunks:
+                yield chunks
+            return
+        try:
+            handle = await asyncio.to_thread(open, path, "rb")
+        except OSError as exc:
+            _fail("read", path, location, exc)
+        try:
+            yield _read_chunks(handle, path, location)
+        finally:
+            handle.close()
+
+    async def write(
+        self,
+        location: ExecutionLocation,
+        path: str,
+        kind: EntryKind,
+        chunks: AsyncIterable[bytes],
+        *,
+        mode: int | None = None,
+        mtime: float | None = None,
+    ) -> None:
+        """Write a file or unpack a tar stream into the new directory ``path``.
+
+        Raises:
+            ConnectorError: If writing fails (e.g. the disk is full).
+        """
+        if kind is EntryKind.DIRECTORY:
+            try:
+                os.mkdir(path, 0o700)
+            except OSError as exc:
+                _fail("create", path, location, exc)
+            command = ["tar", "-C", path, "-xpf", "-", "--no-same-owner"]
+            await feed_process(command, chunks, what=f"unpack into {path!r}")
+            return
+        try:
+            handle = open(path, "xb")  # noqa: ASYNC230, SIM115 -- open(O_EXCL) does not block
+        except OSError as exc:
+            _fail("create", path, location, exc)
+        try:
+            with handle:
+                async for chunk in chunks:
+                    await asyncio.to_thread(handle.write, chunk)
+            _apply_attributes(path, mode, mtime)
+        except OSError as exc:
+            _fail("write", path, location, exc)
+
+    async def commit(self, location: ExecutionLocation, tmp_path: str, final_path: str) -> None:
+        """Rename ``tmp_path`` over ``final_path``, replacing a directory if needed.
+
+        Raises:
+            ConnectorError: If the rename fails.
+        """
+        try:
+            os.rename(tmp_path, final_path)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.EISDIR, errno.ENOTDIR):
+                _fail("move into place", final_path, location, exc)
+        aside = _sibling(final_path, "old")
+        try:
+            os.rename(final_path, aside)
+            os.rename(tmp_path, final_path)
+        except OSError as exc:
+            _fail("move into place", final_path, location, exc)
+        await self.remove(location, aside)
+
+    async def remove(self, location: ExecutionLocation, path: str) -> None:
+        """Remove ``path`` recursively; missing is fine.
+
+        Raises:
+            ConnectorError: If something there cannot be removed.
+        """
+        try:
+            if stat_module.S_ISDIR(os.lstat(path).st_mode):
+                await asyncio.to_thread(shutil.rmtree, path)
+            else:
+                os.unlink(path)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            _fail("remove", path, location, exc)
+
+    async def walk(self, location: ExecutionLocation, path: str) -> AsyncIterator[Entry]:
+        """List ``path`` and everything below it with ``os.scandir``, in batches.
+
+        Raises:
+            ConnectorError: If a directory cannot be listed.
+        """
+        entries = _walk(path)
+        while True:
+            try:
+                batch = await asyncio.to_thread(lambda: list(islice(entries, _WALK_BATCH)))
+            except OSError as exc:
+                _fail("list", path, location, exc)
+            if not batch:
+                return
+            for entry in batch:
+                yield entry
+
+
+def _fail(action: str, path: str, location: ExecutionLocation, exc: OSError) -> NoReturn:
+    reason = exc.strerror or str(exc)
+    raise ConnectorError(f"cannot {action} {path!r} on {location}: {reason}", host=location.name) from exc
+
+
+def _walk(root: str) -> Iterator[Entry]:
+    try:
+        top = os.lstat(root)
+    except FileNotFoundError:
+        return
+    yield entry_from_stat(root, top)
+    if not stat_module.S_ISDIR(top.st_mode):
+        return
+    stack = [root]
+    while stack:
+        directory = stack.pop()
+        with os.scandir(directory) as listing:
+            for item in listing:
+                info = item.stat(follow_symlinks=False)
+                yield entry_from_stat(item.path, info)
+                if stat_module.S_ISDIR(info.st_mode):
+                    stack.append(item.path)
+
+
+def _sibling(path: str, tag: str) -> str:
+    return posixpath.join(posixpath.dirname(path), f".streamdata-{tag}-{uuid.uuid4().hex}")
+
+
+def _apply_attributes(path: str, mode: int | None, mtime: float | None) -> None:
+    if mode is not None:
+        os.chmod(path, mode)
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+
+
+async def _read_chunks(
+    handle: object, path: str, location: ExecutionLocation
+) -> AsyncIterator[bytes]:
+    reader: Callable[[int], bytes] = handle.read  # type: ignore[attr-defined]
+    while True:
+        try:
+            chunk = await asyncio.to_thread(reader, _CHUNK)
+        except OSError as exc:
+            _fail("read", path, location, exc)
+        if not chunk:
+            return
+        yield chunk
+
+
+async def _in_thread(work: Callable[[threading.Event], _T]) -> _T:
+    """Run blocking ``work`` in a thread; on cancellation, tell it to stop and wait for it."""
+    cancelled = threading.Event()
+    task = asyncio.ensure_future(asyncio.to_thread(work, cancelled))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        cancelled.set()
+        with contextlib.suppress(BaseException):
+            await task  # the thread must be done before the caller cleans up
+        raise
+
+
+def _copy_file(source: str, target: str, cancelled: threading.Event) -> None:
+    with open(source, "rb") as src, open(target, "xb") as dst:
+        info = os.fstat(src.fileno())
+        _copy_bytes(src.fileno(), dst.fileno(), info.st_size, cancelled)
+    os.chmod(target, stat_module.S_IMODE(info.st_mode))
+    os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))
+
+
+def _copy_bytes(src: int, dst: int, size: int, cancelled: threading.Event) -> None:
+    """Copy in the kernel, a slice at a time so a cancellation is noticed."""
+    copy: Callable[[int, int, int], int] = _copy_file_range
+    while not cancelled.is_set():
+        try:
+            done = copy(src, dst, _COPY_SLICE)
+        except OSError as exc:
+            if copy is _sendfile or exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL):
+                raise
+            copy = _sendfile
+            continue
+        if done == 0:
+            return
+    raise InterruptedError("copy cancelled")
+
+
+def _copy_file_range(src: int, dst: int, count: int) -> int:
+    return os.copy_file_range(src, dst, count)
+
+
+def _sendfile(src: int, dst: int, count: int) -> int:
+    return os.sendfile(dst, src, None, count)

@@ -1,0 +1,91 @@
+"""The public surface: exactly the names in ``__all__``, each documented."""
+
+from __future__ import annotations
+
+import inspect
+import types
+
+import streamdata
+
+CONTRACT_NAMES = {
+    "ConfigurationError",
+    "ConnectorError",
+    "ConsistencyError",
+    "DataLocation",
+    "DataManager",
+    "DataNotFoundError",
+    "DataType",
+    "ExecutionLocation",
+    "LocalConnector",
+    "SSHConnector",
+    "SSHHost",
+    "StreamDataError",
+    "TransferError",
+    "CheckReport",
+}
+
+
+def test_all_is_sorted_and_unique() -> None:
+    """``__all__`` is sorted and has no duplicates."""
+    assert list(streamdata.__all__) == sorted(set(streamdata.__all__))
+
+
+def test_all_is_exactly_the_public_surface() -> None:
+    """Every public attribute of the package is in ``__all__`` and vice versa."""
+    public = {
+        name
+        for name, value in vars(streamdata).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
+    assert public | {"__version__"} == set(streamdata.__all__)
+
+
+def test_contract_names_are_exported() -> None:
+    """Every name of CONTRACT.md is importable from the top-level package."""
+    assert set(streamdata.__all__) >= CONTRACT_NAMES
+
+
+def _documented(obj: object) -> bool:
+    return bool(inspect.getdoc(obj) and inspect.getdoc(obj).strip())  # type: ignore[union-attr]
+
+
+def test_every_public_name_is_documented() -> None:
+    """Each exported name, and each public method or property of an exported class, has a docstring."""
+    undocumented = []
+    for name in streamdata.__all__:
+        if name == "__version__":
+            continue
+        obj = getattr(streamdata, name)
+        if not _documented(obj):
+            undocumented.append(name)
+        if inspect.isclass(obj):
+            for attr, member in vars(obj).items():
+                if (
+                    attr.startswith("_")
+                    or not callable(member)
+                    and not isinstance(member, property)
+                ):
+                    continue
+                if not _documented(member):
+                    undocumented.append(f"{name}.{attr}")
+    assert undocumented == []
+
+
+def test_errors_form_the_contract_hierarchy() -> None:
+    """Every error is a StreamDataError, and the families are direct children of it."""
+    for name in (
+        "DataNotFoundError",
+        "TransferError",
+        "ConnectorError",
+        "ConsistencyError",
+        "ConfigurationError",
+    ):
+        error = getattr(streamdata, name)
+        assert error.__bases__ == (streamdata.StreamDataError,)
+    assert streamdata.StreamDataError.__bases__ == (Exception,)
+
+
+def test_version_is_a_string() -> None:
+    """The package exposes its version."""
+    assert isinstance(streamdata.__version__, str)
+    assert streamdata.__version__.count(".") >= 2

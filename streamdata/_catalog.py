@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Iterator
+from itertools import pairwise
 from typing import TYPE_CHECKING
 
 import networkx as nx
@@ -251,7 +252,9 @@ class RemotePathMapper:
         path = normalize_path(path)
         invalidated: list[DataLocation] = []
         new_edges: list[tuple[DataLocation, DataLocation]] = []
-        pending = [r for r in self.replicas_of(location, path) if r.data_type is not DataType.INVALID]
+        pending = [
+            r for r in self.replicas_of(location, path) if r.data_type is not DataType.INVALID
+        ]
         while pending:
             replica = pending.pop()
             if replica.data_type is DataType.INVALID:
@@ -271,7 +274,7 @@ class RemotePathMapper:
         if replica in self._graph:
             neighbours = list(self._graph.neighbors(replica))
             self._graph.remove_node(replica)
-            chain = list(zip(neighbours, neighbours[1:], strict=False))
+            chain = list(pairwise(neighbours))
             self._graph.add_edges_from(chain)
         target = self._link_target.pop(replica, None)
         links = self._links_to.get(target) if target is not None else None

@@ -155,9 +155,7 @@ async def run_check(
         catalog.invalidate(location, replica.path)
     for replica, signature in audit.updates:
         catalog.record_entry(replica, signature)
-    report = CheckReport(
-        location, path, [r.path for r in missing], sorted(audit.orphans)
-    )
+    report = CheckReport(location, path, [r.path for r in missing], sorted(audit.orphans))
     if repair:
         await _repair(manager, location, sources, report)
     return report

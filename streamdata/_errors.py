@@ -54,9 +54,11 @@ class TransferError(StreamDataError):
         failures: Mapping[ExecutionLocation, BaseException] | None = None,
     ) -> None:
         super().__init__(message)
-        self.failures: Mapping[ExecutionLocation, BaseException] = dict(failures or {})
+        self.failures: Mapping[ExecutionLocation, BaseException] = (
+            dict(failures.items()) if failures else {}
+        )
 
-    def __reduce__(self) -> tuple[type[TransferError], tuple[str, dict[object, object]]]:
+    def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (str(self), dict(self.failures)))
 
 

@@ -225,9 +225,7 @@ class DataManager:
     def _pick_source(
         self, replicas: Sequence[DataLocation], dst_deployment: str
     ) -> DataLocation | None:
-        candidates = [
-            r for r in replicas if r.data_type is DataType.PRIMARY and not r._implied
-        ]
+        candidates = [r for r in replicas if r.data_type is DataType.PRIMARY and not r._implied]
         return self._policy(
             candidates, dst_deployment=dst_deployment, is_local=self._is_local, rng=self._rng
         )
@@ -284,7 +282,9 @@ class DataManager:
         source = await self._resolve_source(src_location, src_path)
         entry = await self._stat_source(source_connector, source, destinations)
         if destinations:
-            transfer = _Transfer(self, Endpoint(source_connector, src_location, src_path), source, entry, writable)
+            transfer = _Transfer(
+                self, Endpoint(source_connector, src_location, src_path), source, entry, writable
+            )
             failures = await transfer.run(destinations, dst_path)
             if failures:
                 raise _transfer_error(src_location, src_path, failures)
@@ -296,7 +296,9 @@ class DataManager:
         try:
             await covering.wait_available()
         except TransferError as exc:
-            raise DataNotFoundError(f"the transfer producing {path!r} on {location} failed") from exc
+            raise DataNotFoundError(
+                f"the transfer producing {path!r} on {location} failed"
+            ) from exc
         if covering.path == path:
             return covering
         return self._catalog.register(location, path)  # a known path inside a known tree
@@ -307,7 +309,9 @@ class DataManager:
         try:
             entry = await connector.stat(source.location, source.path)
         except ConnectorError as exc:
-            raise _transfer_error(source.location, source.path, dict.fromkeys(destinations, exc)) from exc
+            raise _transfer_error(
+                source.location, source.path, dict.fromkeys(destinations, exc)
+            ) from exc
         if entry is None or entry.kind is EntryKind.SYMLINK:
             self._catalog.invalidate(source.location, source.path)
             raise DataNotFoundError(
@@ -346,7 +350,15 @@ class DataManager:
         """
         _check_location(location)
         path = normalize_path(path)
-        return await run_check(self, self._catalog, self._connector(location), location, path, repair=repair, max_missing=max_missing)
+        return await run_check(
+            self,
+            self._catalog,
+            self._connector(location),
+            location,
+            path,
+            repair=repair,
+            max_missing=max_missing,
+        )
 
     async def replicate(
         self,
@@ -387,9 +399,13 @@ class DataManager:
                 todo.append(destination)
         async with asyncio.TaskGroup() as group:
             for destination in todo:
-                group.create_task(self._replicate_one(replicas, destination, target, results, failures))
+                group.create_task(
+                    self._replicate_one(replicas, destination, target, results, failures)
+                )
         if failures:
-            raise TransferError(f"replication of {path!r} failed for {len(failures)} location(s)", failures)
+            raise TransferError(
+                f"replication of {path!r} failed for {len(failures)} location(s)", failures
+            )
         return [results[d] for d in dict.fromkeys(dst_locations)]
 
     async def _replicate_one(
@@ -414,11 +430,20 @@ class DataManager:
         assert replica is not None
         results[destination] = replica
 
-    async def _copy_exact(self, source: DataLocation, destination: ExecutionLocation, target: str) -> None:
+    async def _copy_exact(
+        self, source: DataLocation, destination: ExecutionLocation, target: str
+    ) -> None:
         """Copy ``source`` to exactly ``target`` on ``destination`` (no cp rules), related."""
         connector = self._connector(source.location)
         entry = await self._stat_source(connector, source, [destination])
-        transfer = _Transfer(self, Endpoint(connector, source.location, source.path), source, entry, writable=False, exact=True)
+        transfer = _Transfer(
+            self,
+            Endpoint(connector, source.location, source.path),
+            source,
+            entry,
+            writable=False,
+            exact=True,
+        )
         failures = await transfer.run([destination], target)
         if failures:
             raise _transfer_error(source.location, source.path, failures)
@@ -433,8 +458,9 @@ def _transfer_error(
     location: ExecutionLocation, path: str, failures: Mapping[ExecutionLocation, BaseException]
 ) -> TransferError:
     details = "; ".join(f"{where}: {cause}" for where, cause in failures.items())
+    count = len(failures)
     return TransferError(
-        f"transfer of {path!r} from {location} failed for {len(failures)} destination(s): {details}",
+        f"transfer of {path!r} from {location} failed for {count} destination(s): {details}",
         failures,
     )
 
@@ -500,14 +526,23 @@ class _Transfer:
             job.kind = JobKind.NOTHING
             return job
         same_data = self._catalog.replica_set(source)
-        if existing is not None and existing in same_data and not self._writable and not existing._implied:
+        if (
+            existing is not None
+            and existing in same_data
+            and not self._writable
+            and not existing._implied
+        ):
             job.kind, job.replica = JobKind.WAIT, existing
             return job
-        link_to = None if self._writable or self._exact else self._link_target(job.location, same_data)
+        link_to = (
+            None if self._writable or self._exact else self._link_target(job.location, same_data)
+        )
         if existing is not None and existing.data_type is not DataType.INVALID:
             self._catalog.invalidate(job.location, job.final)  # about to be replaced
         data_type = DataType.PRIMARY if link_to is None else DataType.SYMBOLIC_LINK
-        job.replica = self._catalog.register(job.location, job.final, data_type=data_type, available=False)
+        job.replica = self._catalog.register(
+            job.location, job.final, data_type=data_type, available=False
+        )
         if link_to is not None:
             self._catalog.relate(link_to, job.replica)
             self._catalog.set_link_target(job.replica, link_to)
@@ -519,7 +554,9 @@ class _Transfer:
         self._inflight[key] = job
         return job
 
-    def _link_target(self, location: ExecutionLocation, same_data: Sequence[DataLocation]) -> DataLocation | None:
+    def _link_target(
+        self, location: ExecutionLocation, same_data: Sequence[DataLocation]
+    ) -> DataLocation | None:
         if location == self._source.location:
             return self._catalog.link_target(self._source) or self._source
         for replica in same_data:
@@ -553,7 +590,8 @@ class _Transfer:
             self._failures[job.location] = exc
 
     async def _link(self, job: Job) -> None:
-        assert job.link_to is not None and job.tmp is not None
+        assert job.link_to is not None
+        assert job.tmp is not None
         try:
             await job.connector.symlink(job.location, job.link_to.path, job.tmp)
         except StreamDataError as exc:
@@ -570,7 +608,8 @@ class _Transfer:
 
     async def _settle(self, job: Job, error: BaseException | None) -> None:
         """Rename into place and mark available, or clean up and mark INVALID."""
-        assert job.tmp is not None and job.replica is not None
+        assert job.tmp is not None
+        assert job.replica is not None
         if error is None:
             try:
                 await job.connector.commit(job.location, job.tmp, job.final)
@@ -591,7 +630,10 @@ class _Transfer:
             if job.kind is JobKind.COPY:
                 self._catalog.record_entry(job.replica, entry_signature(self._entry))
             return
-        failure = TransferError(f"the transfer to {job.final!r} on {job.location} failed: {error}", {job.location: error})
+        failure = TransferError(
+            f"the transfer to {job.final!r} on {job.location} failed: {error}",
+            {job.location: error},
+        )
         failure.__cause__ = error
         self._catalog.complete(job.replica, failure)
 

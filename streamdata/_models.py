@@ -9,6 +9,7 @@ thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import posixpath
 import threading
@@ -75,6 +76,8 @@ def normalize_path(path: str) -> str:
         raise ValueError(f"path must be absolute: {path!r}")
     if "\0" in path:
         raise ValueError("path must not contain a NUL byte")
+    if "//" not in path and "/." not in path and (len(path) == 1 or path[-1] != "/"):
+        return path  # already normal: the common case, kept cheap
     normalized = posixpath.normpath(path)
     # POSIX allows exactly two leading slashes to mean something else; we do not.
     return "/" + normalized.lstrip("/")
@@ -110,10 +113,8 @@ class _Availability:
             self._done, self._error = True, error
             waiters, self._waiters = self._waiters, []
         for loop, future in waiters:
-            try:
+            with contextlib.suppress(RuntimeError):  # a closed loop has nobody left to wake
                 loop.call_soon_threadsafe(_resolve, future)
-            except RuntimeError:  # that loop is closed: nobody is left to wake
-                pass
 
     async def wait(self) -> None:
         with self._lock:
@@ -163,7 +164,15 @@ class DataLocation:
     Two instances are equal when they describe the same path on the same location.
     """
 
-    __slots__ = ("__weakref__", "_data_type", "_implied", "_location", "_path", "_relpath", "_state")
+    __slots__ = (
+        "_data_type",
+        "_hash",
+        "_implied",
+        "_location",
+        "_path",
+        "_relpath",
+        "_state",
+    )
 
     def __init__(
         self,
@@ -177,6 +186,7 @@ class DataLocation:
     ) -> None:
         self._location = location
         self._path = path
+        self._hash = hash((location, path))
         self._relpath = relpath
         self._data_type = data_type
         self._implied = implied
@@ -252,7 +262,7 @@ class DataLocation:
         return self._path == other._path and self._location == other._location
 
     def __hash__(self) -> int:
-        return hash((self._location, self._path))
+        return self._hash
 
     def __repr__(self) -> str:
         flags = "" if self.is_available else ", pending"

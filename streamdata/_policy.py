@@ -56,12 +56,8 @@ def default_source_policy(
         [c for c in candidates if is_local(c.location)],
         list(candidates),
     )
-    for tier, pick in zip(tiers, (_first, _first, rng.choice), strict=True):
+    for rank, tier in enumerate(tiers):
         if tier:
-            ready = [c for c in tier if c.is_available]
-            return pick(ready or tier)
+            ready = [c for c in tier if c.is_available] or tier
+            return rng.choice(ready) if rank == 2 else ready[0]
     return None
-
-
-def _first(candidates: Sequence[DataLocation]) -> DataLocation:
-    return candidates[0]

@@ -42,6 +42,14 @@ CREATE TABLE IF NOT EXISTS entries (
 );
 """
 
+_UPSERT_REPLICA = """
+INSERT INTO replicas (deployment, name, local, path, relpath, data_type, implied, pending)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (deployment, name, path) DO UPDATE SET relpath = excluded.relpath,
+    data_type = excluded.data_type, implied = excluded.implied, pending = excluded.pending
+RETURNING id
+"""
+
 Edge = tuple[DataLocation, DataLocation]
 
 
@@ -132,9 +140,7 @@ class SQLiteStore:
             replica = catalog._restore(location, path, relpath, kind, bool(implied))
             by_id[rid] = replica
             self._ids[replica] = rid
-        self._db.execute(
-            "UPDATE replicas SET data_type = 'invalid', pending = 0 WHERE pending = 1"
-        )
+        self._db.execute("UPDATE replicas SET data_type = 'invalid', pending = 0 WHERE pending = 1")
         edges = self._db.execute("SELECT a, b FROM relations")
         catalog._restore_edges((by_id[a], by_id[b]) for a, b in edges if a in by_id and b in by_id)
         for link, target in self._db.execute("SELECT link, target FROM links"):
@@ -156,11 +162,7 @@ class SQLiteStore:
         """Insert or update one replica row."""
         location = replica.location
         cursor = self._db.execute(
-            "INSERT INTO replicas (deployment, name, local, path, relpath, data_type, implied, pending)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (deployment, name, path) DO UPDATE SET relpath = excluded.relpath,"
-            " data_type = excluded.data_type, implied = excluded.implied, pending = excluded.pending"
-            " RETURNING id",
+            _UPSERT_REPLICA,
             (
                 location.deployment,
                 location.name,

@@ -71,16 +71,16 @@ async def copy_to_all(
             if index not in streamed:
                 group.create_task(_capture(results, index, _copy_same_filesystem(source, target)))
         if streamed:
-            group.create_task(_stream(source, entry, [targets[i] for i in streamed], streamed, results))
+            group.create_task(
+                _stream(source, entry, [targets[i] for i in streamed], streamed, results)
+            )
     return results
 
 
-async def _capture(
-    results: list[BaseException | None], index: int, work: Awaitable[None]
-) -> None:
+async def _capture(results: list[BaseException | None], index: int, work: Awaitable[None]) -> None:
     try:
         await work
-    except Exception as exc:  # noqa: BLE001 -- recorded per destination, reported by the caller
+    except Exception as exc:  # recorded per destination, reported by the caller
         results[index] = exc
 
 
@@ -110,7 +110,7 @@ async def _stream(
                 mode=entry.mode,
                 mtime=entry.mtime,
             )
-        except Exception as exc:  # noqa: BLE001 -- this destination fails alone
+        except Exception as exc:  # this destination fails alone
             results[indexes[slot]] = exc
         finally:
             alive[slot] = False
@@ -121,7 +121,7 @@ async def _stream(
             group.create_task(write(slot))
         try:
             await _pump(source, entry.kind, queues, alive)
-        except Exception as exc:  # noqa: BLE001 -- a failed read fails every destination
+        except Exception as exc:  # a failed read fails every destination
             for slot, index in enumerate(indexes):
                 if results[index] is None:
                     results[index] = exc

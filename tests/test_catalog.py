@@ -63,7 +63,7 @@ def test_invalidating_data_invalidates_links_to_it_transitively() -> None:
 
 
 def test_explicit_registration_of_an_implied_ancestor_makes_it_explicit() -> None:
-    """An implied directory registered explicitly becomes a usable source; the reverse does not happen."""
+    """An implied directory registered explicitly becomes a source; never the reverse."""
     catalog = RemotePathMapper()
     catalog.register(L1, "/a/b/c")
     assert catalog.covering(L1, "/a/b") is None

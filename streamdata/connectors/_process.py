@@ -18,7 +18,9 @@ _READ_SIZE = 1 << 20
 _STDERR_LIMIT = 4096
 
 
-async def _spawn(command: Sequence[str], *, stdin: int | None, stdout: int | None, what: str) -> asyncio.subprocess.Process:
+async def _spawn(
+    command: Sequence[str], *, stdin: int | None, stdout: int | None, what: str
+) -> asyncio.subprocess.Process:
     try:
         return await asyncio.create_subprocess_exec(
             *command, stdin=stdin, stdout=stdout, stderr=asyncio.subprocess.PIPE
@@ -47,7 +49,9 @@ async def run_process(command: Sequence[str], *, what: str) -> None:
     Raises:
         ConnectorError: If it cannot start or exits with a non-zero status.
     """
-    process = await _spawn(command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, what=what)
+    process = await _spawn(
+        command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, what=what
+    )
     try:
         _, stderr = await process.communicate()
     finally:
@@ -61,7 +65,9 @@ async def read_process(command: Sequence[str], *, what: str) -> AsyncIterator[As
 
     The iterator raises :class:`ConnectorError` after the last chunk if the command failed.
     """
-    process = await _spawn(command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, what=what)
+    process = await _spawn(
+        command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, what=what
+    )
     try:
         yield _stdout_chunks(process, what)
     finally:
@@ -69,7 +75,8 @@ async def read_process(command: Sequence[str], *, what: str) -> AsyncIterator[As
 
 
 async def _stdout_chunks(process: asyncio.subprocess.Process, what: str) -> AsyncIterator[bytes]:
-    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout is not None
+    assert process.stderr is not None
     while chunk := await process.stdout.read(_READ_SIZE):
         yield chunk
     stderr = await process.stderr.read()
@@ -83,8 +90,11 @@ async def feed_process(command: Sequence[str], chunks: AsyncIterable[bytes], *, 
     Raises:
         ConnectorError: If it cannot start, stops reading early or exits non-zero.
     """
-    process = await _spawn(command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL, what=what)
-    assert process.stdin is not None and process.stderr is not None
+    process = await _spawn(
+        command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL, what=what
+    )
+    assert process.stdin is not None
+    assert process.stderr is not None
     try:
         stderr_task = asyncio.ensure_future(process.stderr.read())
         try:

@@ -221,7 +221,9 @@ class LocalConnector(Connector):
 
 def _fail(action: str, path: str, location: ExecutionLocation, exc: OSError) -> NoReturn:
     reason = exc.strerror or str(exc)
-    raise ConnectorError(f"cannot {action} {path!r} on {location}: {reason}", host=location.name) from exc
+    raise ConnectorError(
+        f"cannot {action} {path!r} on {location}: {reason}", host=location.name
+    ) from exc
 
 
 def _walk(root: str) -> Iterator[Entry]:

@@ -279,6 +279,7 @@ class DataManager:
             _check_location(destination)
             self._connector(destination)
         source_connector = self._connector(src_location)
+        await self._remove_stale_temporaries(destinations)
         source = await self._resolve_source(src_location, src_path)
         entry = await self._stat_source(source_connector, source, destinations)
         if destinations:
@@ -288,6 +289,24 @@ class DataManager:
             failures = await transfer.run(destinations, dst_path)
             if failures:
                 raise _transfer_error(src_location, src_path, failures)
+
+    async def _remove_stale_temporaries(self, locations: Sequence[ExecutionLocation]) -> None:
+        """Remove temporary files of transfers interrupted in an earlier process.
+
+        Done when a location is next used (connections are lazy); an unreachable location
+        keeps its entries for a later attempt.
+        """
+        if self._store is None:
+            return
+        wanted = set(locations)
+        for location, tmp in self._store.stale_temporaries():
+            if location not in wanted or location.deployment not in self._connectors:
+                continue
+            try:
+                await self._connectors[location.deployment].remove(location, tmp)
+            except StreamDataError:
+                continue
+            self._store.forget_temporary(location, tmp)
 
     async def _resolve_source(self, location: ExecutionLocation, path: str) -> DataLocation:
         covering = self._catalog.covering(location, path)
@@ -350,6 +369,7 @@ class DataManager:
         """
         _check_location(location)
         path = normalize_path(path)
+        await self._remove_stale_temporaries([location])
         return await run_check(
             self,
             self._catalog,
@@ -551,6 +571,8 @@ class _Transfer:
         job.kind = JobKind.COPY if link_to is None else JobKind.LINK
         job.link_to = link_to
         job.tmp = temporary_path(job.final)
+        if self._manager._store is not None:
+            self._manager._store.note_temporary(job.replica, job.tmp)
         self._inflight[key] = job
         return job
 
@@ -625,6 +647,8 @@ class _Transfer:
         job.settled = True
         if self._inflight.get((job.location, job.final)) is job:
             del self._inflight[(job.location, job.final)]
+        if self._manager._store is not None:
+            self._manager._store.note_temporary(job.replica, None)
         if error is None:
             self._catalog.complete(job.replica)
             if job.kind is JobKind.COPY:

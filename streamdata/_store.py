@@ -31,7 +31,7 @@ CREATE TABLE IF NOT EXISTS replicas (
     id INTEGER PRIMARY KEY,
     deployment TEXT NOT NULL, name TEXT NOT NULL, local INTEGER NOT NULL,
     path TEXT NOT NULL, relpath TEXT NOT NULL, data_type TEXT NOT NULL,
-    implied INTEGER NOT NULL, pending INTEGER NOT NULL,
+    implied INTEGER NOT NULL, pending INTEGER NOT NULL, tmp TEXT,
     UNIQUE (deployment, name, path)
 );
 CREATE TABLE IF NOT EXISTS relations (a INTEGER NOT NULL, b INTEGER NOT NULL, PRIMARY KEY (a, b));
@@ -74,6 +74,15 @@ class CatalogStore(Protocol):
     def record_entry(self, replica: DataLocation, entry: tuple[str, int, float] | None) -> None:
         """Record (kind, size, mtime) seen for a replica, or forget it."""
 
+    def note_temporary(self, replica: DataLocation, tmp_path: str | None) -> None:
+        """Journal the temporary path a pending replica is being written to."""
+
+    def stale_temporaries(self) -> list[tuple[ExecutionLocation, str]]:
+        """Temporary paths of transfers that were interrupted before this store was opened."""
+
+    def forget_temporary(self, location: ExecutionLocation, tmp_path: str) -> None:
+        """Drop a stale temporary path from the journal once it is removed."""
+
     def commit(self) -> None:
         """Make everything recorded so far durable."""
 
@@ -104,6 +113,7 @@ class SQLiteStore:
 
     def __init__(self, path: str) -> None:
         self._ids: dict[DataLocation, int] = {}
+        self._stale: list[tuple[ExecutionLocation, str]] = []
         try:
             self._db = sqlite3.connect(path, isolation_level="DEFERRED", check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -140,6 +150,12 @@ class SQLiteStore:
             replica = catalog._restore(location, path, relpath, kind, bool(implied))
             by_id[rid] = replica
             self._ids[replica] = rid
+        self._stale = [
+            (ExecutionLocation(name, deployment, bool(local)), tmp)
+            for deployment, name, local, tmp in self._db.execute(
+                "SELECT deployment, name, local, tmp FROM replicas WHERE tmp IS NOT NULL"
+            )
+        ]
         self._db.execute("UPDATE replicas SET data_type = 'invalid', pending = 0 WHERE pending = 1")
         edges = self._db.execute("SELECT a, b FROM relations")
         catalog._restore_edges((by_id[a], by_id[b]) for a, b in edges if a in by_id and b in by_id)
@@ -213,6 +229,24 @@ class SQLiteStore:
             self._db.execute(
                 "INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?)", (self._id(replica), *entry)
             )
+
+    def note_temporary(self, replica: DataLocation, tmp_path: str | None) -> None:
+        """Journal (or clear) the temporary path of a replica being written."""
+        self._db.execute("UPDATE replicas SET tmp = ? WHERE id = ?", (tmp_path, self._id(replica)))
+        self._db.commit()
+
+    def stale_temporaries(self) -> list[tuple[ExecutionLocation, str]]:
+        """Temporary paths left by transfers interrupted before this store was opened."""
+        return list(self._stale)
+
+    def forget_temporary(self, location: ExecutionLocation, tmp_path: str) -> None:
+        """Clear a stale temporary path from the journal."""
+        self._stale.remove((location, tmp_path))
+        self._db.execute(
+            "UPDATE replicas SET tmp = NULL WHERE deployment = ? AND name = ? AND tmp = ?",
+            (location.deployment, location.name, tmp_path),
+        )
+        self._db.commit()
 
     def commit(self) -> None:
         """Commit the open transaction."""

@@ -1,0 +1,461 @@
+"""Real SSH servers on the loopback interface, for tests.
+
+Two async context managers, each yielding a :class:`SSHTestServer` that knows how to reach
+it (host, port, user name, a client key, a ``known_hosts`` file holding the server's host
+key) and can build an :class:`~streamdata.SSHHost` for it:
+
+* :func:`asyncssh_server` runs an SSH server inside this process (asyncssh) on
+  ``127.0.0.1`` and a free port. It executes commands for real (``/bin/sh -c COMMAND``)
+  and serves SFTP on the real filesystem. It counts its open channels, so a test can check
+  a client's concurrency limit on the server side, and it can drop every connection.
+* :func:`openssh_server` starts the system's OpenSSH ``sshd`` on ``127.0.0.1`` and a free
+  port with generated keys and its own configuration, and stops it on exit.
+
+Keys are generated for each server; nothing outside a temporary directory is touched and
+nothing listens on anything but the loopback address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+
+from .connectors.ssh import SSHHost
+
+__all__ = ["SSHTestServer", "asyncssh_server", "openssh_server"]
+
+LOOPBACK = "127.0.0.1"
+_KEY_TYPE = "ssh-ed25519"
+_READ_SIZE = 1 << 18
+_SSHD_CONFIG = """\
+ListenAddress {host}
+Port {port}
+HostKey {host_key}
+AuthorizedKeysFile {authorized_keys}
+PidFile {pid_file}
+UsePAM no
+StrictModes no
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+MaxSessions {max_sessions}
+MaxStartups 100:30:200
+Subsystem sftp {sftp_server}
+"""
+
+
+class SSHTestServer:
+    """How to reach a running test server.
+
+    Attributes:
+        host: Always ``127.0.0.1``.
+        port: The port the server listens on.
+        username: The user to log in as (the user running this process).
+        client_key: Path of the private key the server accepts.
+        known_hosts: Path of a ``known_hosts`` file naming the server's host key.
+        directory: A private temporary directory, removed when the server stops.
+    """
+
+    def __init__(
+        self,
+        *,
+        port: int,
+        username: str,
+        client_key: Path,
+        known_hosts: Path,
+        directory: Path,
+        kill_connections: Callable[[], None],
+    ) -> None:
+        self.host = LOOPBACK
+        self.port = port
+        self.username = username
+        self.client_key = client_key
+        self.known_hosts = known_hosts
+        self.directory = directory
+        self._kill_connections = kill_connections
+
+    def ssh_host(self, **options: Any) -> SSHHost:
+        """Build an :class:`~streamdata.SSHHost` that reaches this server.
+
+        Args:
+            **options: Keyword arguments of :class:`~streamdata.SSHHost` overriding the
+                defaults (port, user name, client key, known hosts), e.g. ``name=``.
+
+        Returns:
+            The host entry.
+        """
+        settings: dict[str, Any] = {
+            "port": self.port,
+            "username": self.username,
+            "client_keys": [self.client_key],
+            "known_hosts": self.known_hosts,
+        }
+        settings.update(options)
+        return SSHHost(self.host, **settings)
+
+    def kill_connections(self) -> None:
+        """Drop every client connection abruptly, as a crashing server or network would."""
+        self._kill_connections()
+
+
+class _ServerKeys:
+    """A host key and a client key written to ``directory``, with the files clients need."""
+
+    def __init__(self, directory: Path) -> None:
+        self.host_key = asyncssh.generate_private_key(_KEY_TYPE)
+        self.client_key = asyncssh.generate_private_key(_KEY_TYPE)
+        self.host_key_path = directory / "host_key"
+        self.client_key_path = directory / "client_key"
+        self.authorized_keys_path = directory / "authorized_keys"
+        self.known_hosts_path = directory / "known_hosts"
+        self.host_key.write_private_key(self.host_key_path)
+        self.client_key.write_private_key(self.client_key_path)
+        self.host_key_path.chmod(0o600)
+        self.client_key_path.chmod(0o600)
+        self.authorized_keys_path.write_bytes(self.client_key.export_public_key())
+
+    def write_known_hosts(self, port: int) -> None:
+        public = self.host_key.export_public_key().decode().strip()
+        self.known_hosts_path.write_text(f"[{LOOPBACK}]:{port} {public}\n")
+
+
+# -- the in-process asyncssh server ------------------------------------------------------
+
+
+class AsyncSSHTestServer(SSHTestServer):
+    """A :class:`SSHTestServer` running in this process, which counts its channels.
+
+    Attributes:
+        open_channels: Channels (exec and SFTP) open right now.
+        max_open_channels: The most channels that were open at once.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.open_channels = 0
+        self.max_open_channels = 0
+
+    def channel_opened(self) -> None:
+        """Record a new channel (called by the server)."""
+        self.open_channels += 1
+        self.max_open_channels = max(self.max_open_channels, self.open_channels)
+
+    def channel_closed(self) -> None:
+        """Record a channel's end (called by the server)."""
+        self.open_channels -= 1
+
+    def reset_channel_count(self) -> None:
+        """Start counting :attr:`max_open_channels` again from the channels open now."""
+        self.max_open_channels = self.open_channels
+
+
+class _ConnectionTracker(asyncssh.SSHServer):
+    """Keeps every server-side connection so they can be dropped on purpose."""
+
+    def __init__(self, connections: set[asyncssh.SSHServerConnection]) -> None:
+        self._connections = connections
+        self._connection: asyncssh.SSHServerConnection | None = None
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self._connection = conn
+        self._connections.add(conn)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._connection is not None:
+            self._connections.discard(self._connection)
+
+
+def _sftp_factory(server: AsyncSSHTestServer) -> Callable[[asyncssh.SSHServerChannel[bytes]], Any]:
+    class _CountingSFTPServer(asyncssh.SFTPServer):
+        def __init__(self, chan: asyncssh.SSHServerChannel[bytes]) -> None:
+            super().__init__(chan)
+            server.channel_opened()
+
+        def exit(self) -> None:
+            server.channel_closed()
+
+    return _CountingSFTPServer
+
+
+async def _pump(reader: Any, writer: Any, *, close: Callable[[], None] | None = None) -> None:
+    """Copy ``reader`` to ``writer`` until end of file, with back-pressure."""
+    with contextlib.suppress(OSError, asyncssh.Error):
+        while data := await reader.read(_READ_SIZE):
+            writer.write(data)
+            await writer.drain()
+    if close is not None:
+        with contextlib.suppress(OSError, asyncssh.Error):
+            close()
+
+
+async def _execute(process: asyncssh.SSHServerProcess[bytes]) -> None:
+    """Run the requested command with ``/bin/sh -c``, wiring its standard streams."""
+    if process.command is None:
+        process.exit(1)  # no interactive shells on the test server
+        return
+    child = await asyncio.create_subprocess_exec(
+        "/bin/sh",
+        "-c",
+        process.command,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        await _serve(process, child)
+    finally:
+        _kill_group(child)
+        await child.wait()
+
+
+async def _serve(
+    process: asyncssh.SSHServerProcess[bytes], child: asyncio.subprocess.Process
+) -> None:
+    """Pump the streams until the command exits, then report its exit status."""
+    assert child.stdin is not None
+    assert child.stdout is not None
+    assert child.stderr is not None
+    async with asyncio.TaskGroup() as group:
+        feeding = group.create_task(_pump(process.stdin, child.stdin, close=child.stdin.close))
+        group.create_task(_kill_when_closed(process, child))
+        async with asyncio.TaskGroup() as output:
+            output.create_task(_pump(child.stdout, process.stdout))
+            output.create_task(_pump(child.stderr, process.stderr))
+        status = await child.wait()
+        feeding.cancel()
+        process.exit(status if status >= 0 else 128 - status)
+
+
+async def _kill_when_closed(
+    process: asyncssh.SSHServerProcess[bytes], child: asyncio.subprocess.Process
+) -> None:
+    """Kill the command when the client closes the channel or the connection drops."""
+    await process.channel.wait_closed()
+    _kill_group(child)
+
+
+def _kill_group(child: asyncio.subprocess.Process) -> None:
+    if child.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+
+
+def _process_factory(
+    server: AsyncSSHTestServer,
+) -> Callable[[asyncssh.SSHServerProcess[bytes]], Any]:
+    async def handle(process: asyncssh.SSHServerProcess[bytes]) -> None:
+        server.channel_opened()
+        try:
+            await _execute(process)
+        finally:
+            server.channel_closed()
+
+    return handle
+
+
+@contextlib.asynccontextmanager
+async def asyncssh_server() -> AsyncIterator[AsyncSSHTestServer]:
+    """Run an SSH server in this process on ``127.0.0.1`` and a free port.
+
+    It accepts the generated client key for the current user, runs each command with
+    ``/bin/sh -c`` as this process's user, and serves SFTP on the real filesystem.
+
+    Yields:
+        The running server; it stops when the context exits.
+    """
+    with tempfile.TemporaryDirectory(prefix="streamdata-asyncssh-") as temp:
+        directory = Path(temp)
+        keys = _ServerKeys(directory)
+        connections: set[asyncssh.SSHServerConnection] = set()
+        server = AsyncSSHTestServer(
+            port=0,
+            username=getpass.getuser(),
+            client_key=keys.client_key_path,
+            known_hosts=keys.known_hosts_path,
+            directory=directory,
+            kill_connections=lambda: _abort_all(connections),
+        )
+        acceptor = await asyncssh.listen(
+            LOOPBACK,
+            0,
+            server_factory=lambda: _ConnectionTracker(connections),
+            server_host_keys=[keys.host_key],
+            authorized_client_keys=asyncssh.import_authorized_keys(
+                keys.authorized_keys_path.read_text()
+            ),
+            process_factory=_process_factory(server),
+            sftp_factory=_sftp_factory(server),
+            encoding=None,
+            allow_scp=False,
+        )
+        try:
+            server.port = acceptor.get_port()
+            keys.write_known_hosts(server.port)
+            yield server
+        finally:
+            _abort_all(connections)
+            acceptor.close()
+            await acceptor.wait_closed()
+
+
+def _abort_all(connections: set[asyncssh.SSHServerConnection]) -> None:
+    for conn in list(connections):
+        conn.abort()
+
+
+# -- OpenSSH sshd --------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((LOOPBACK, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+async def _wait_listening(process: subprocess.Popen[bytes], port: int, seconds: float) -> bool:
+    """Poll until ``port`` accepts connections; False if ``process`` exits first."""
+    deadline = time.monotonic() + seconds
+    while process.poll() is None and time.monotonic() < deadline:
+        try:
+            _, writer = await asyncio.open_connection(LOOPBACK, port)
+        except OSError:
+            await asyncio.sleep(0.02)
+            continue
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
+    return False
+
+
+def _kill_sshd_children(parent: int) -> None:
+    """Kill the per-connection processes of the listening sshd ``parent``."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(entry.name), signal.SIGKILL)
+
+
+def _write_sshd_config(directory: Path, keys: _ServerKeys, port: int, max_sessions: int) -> Path:
+    config = directory / "sshd_config"
+    config.write_text(
+        _SSHD_CONFIG.format(
+            host=LOOPBACK,
+            port=port,
+            host_key=keys.host_key_path,
+            authorized_keys=keys.authorized_keys_path,
+            pid_file=directory / "sshd.pid",
+            max_sessions=max_sessions,
+            sftp_server="/usr/lib/openssh/sftp-server",
+        )
+    )
+    return config
+
+
+async def _start_sshd(
+    sshd: str, config: Path, port: int, log: Path, seconds: float
+) -> subprocess.Popen[bytes] | None:
+    with log.open("ab") as log_file:
+        # Popen only forks and execs; the process is watched without blocking below.
+        process = subprocess.Popen(  # noqa: ASYNC220
+            [sshd, "-D", "-e", "-f", str(config)],
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=log_file,
+        )
+    if await _wait_listening(process, port, seconds):
+        return process
+    await _stop(process)
+    return None
+
+
+async def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            await asyncio.to_thread(process.wait, 10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            await asyncio.to_thread(process.wait)
+    _kill_sshd_children(process.pid)
+
+
+@contextlib.asynccontextmanager
+async def openssh_server(
+    *,
+    sshd: str = "/usr/sbin/sshd",
+    max_sessions: int = 10,
+    startup_timeout: float = 10.0,
+) -> AsyncIterator[SSHTestServer]:
+    """Run OpenSSH's ``sshd`` on ``127.0.0.1`` and a free port, with generated keys.
+
+    ``sshd`` runs in the foreground (``-D -e``) with its own configuration in a temporary
+    directory; its log is ``directory / "sshd.log"``. Running as root needs the privilege
+    separation directory ``/run/sshd``, which is created if missing.
+
+    Args:
+        sshd: The ``sshd`` executable.
+        max_sessions: The server's ``MaxSessions`` (channels per connection).
+        startup_timeout: Seconds to wait for the server to accept connections.
+
+    Yields:
+        The running server; it is terminated when the context exits.
+
+    Raises:
+        RuntimeError: If ``sshd`` does not start listening in time.
+    """
+    if os.geteuid() == 0:
+        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="streamdata-sshd-") as temp:
+        directory = Path(temp)
+        keys = _ServerKeys(directory)
+        log = directory / "sshd.log"
+        process, port = await _launch_on_free_port(
+            sshd, directory, keys, max_sessions, log, startup_timeout
+        )
+        try:
+            keys.write_known_hosts(port)
+            yield SSHTestServer(
+                port=port,
+                username=getpass.getuser(),
+                client_key=keys.client_key_path,
+                known_hosts=keys.known_hosts_path,
+                directory=directory,
+                kill_connections=lambda: _kill_sshd_children(process.pid),
+            )
+        finally:
+            await _stop(process)
+
+
+async def _launch_on_free_port(
+    sshd: str, directory: Path, keys: _ServerKeys, max_sessions: int, log: Path, seconds: float
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Start ``sshd``, trying another port if the chosen one was taken meanwhile."""
+    for _ in range(3):
+        port = _free_port()
+        config = _write_sshd_config(directory, keys, port, max_sessions)
+        process = await _start_sshd(sshd, config, port, log, seconds)
+        if process is not None:
+            return process, port
+    tail = log.read_bytes()[-2000:].decode(errors="replace")  # noqa: ASYNC240 -- a failed start
+    raise RuntimeError(f"sshd did not start listening on {LOOPBACK}:\n{tail}")

@@ -1,0 +1,134 @@
+"""Remote command lines and the parsing of their output.
+
+Every argument built from a path goes through :func:`shlex.quote`, and every option list
+ends with ``--``, so no file name (spaces, quotes, ``$()``, ``;``, newlines, a leading
+``-``, any byte but NUL) is ever interpreted by the remote shell or taken for an option.
+Listings use NUL separators, the only byte a path cannot hold.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import uuid
+from collections.abc import Iterator
+from shlex import quote
+
+from ._base import Entry, EntryKind
+
+__all__ = [
+    "WalkParser",
+    "archive",
+    "copy_tree",
+    "read_file",
+    "remove_tree",
+    "replace",
+    "unpack",
+    "walk",
+    "write_file",
+]
+
+_KINDS = {"f": EntryKind.FILE, "d": EntryKind.DIRECTORY, "l": EntryKind.SYMLINK}
+_WALK_FORMAT = r"%y\0%s\0%T@\0%m\0%p\0"
+_WALK_FIELDS = 5
+
+
+def archive(path: str) -> str:
+    """Write a tar stream of the contents of directory ``path`` to standard output."""
+    return f"tar -C {quote(path)} -cf - ."
+
+
+def unpack(path: str) -> str:
+    """Create directory ``path`` (which must not exist) and unpack standard input into it."""
+    target = quote(path)
+    return f"mkdir -m 700 -- {target} && tar -C {target} -xpf - --no-same-owner"
+
+
+def read_file(path: str) -> str:
+    """Write the bytes of file ``path`` to standard output."""
+    return f"cat -- {quote(path)}"
+
+
+def write_file(path: str, mode: int | None, mtime: float | None) -> str:
+    """Write standard input to the new file ``path``, then set its mode and mtime.
+
+    ``set -C`` makes the redirection fail if ``path`` already exists.
+    """
+    target = quote(path)
+    steps = [f"set -C && cat > {target}"]
+    if mode is not None:
+        steps.append(f"chmod {mode & 0o7777:04o} -- {target}")
+    if mtime is not None:
+        steps.append(f"touch -m -d @{mtime:.9f} -- {target}")
+    return " && ".join(steps)
+
+
+def copy_tree(source: str, target: str) -> str:
+    """Copy a file or tree to the new path ``target``, keeping everything ``cp -a`` keeps.
+
+    A symbolic link at ``source`` itself is followed (``-H``), links inside are kept.
+    """
+    return f"cp -a -H -T -- {quote(source)} {quote(target)}"
+
+
+def remove_tree(path: str) -> str:
+    """Remove ``path`` recursively; a missing path is not an error."""
+    return f"rm -rf -- {quote(path)}"
+
+
+def replace(source: str, target: str) -> str:
+    """Move ``source`` over ``target`` when ``rename(2)`` cannot (e.g. a non-empty dir).
+
+    The old ``target`` is first renamed aside, then removed once ``source`` is in place.
+    """
+    aside = quote(posixpath.join(posixpath.dirname(target), f".streamdata-old-{uuid.uuid4().hex}"))
+    src, dst = quote(source), quote(target)
+    return f"mv -T -- {dst} {aside} && mv -T -- {src} {dst} && rm -rf -- {aside}"
+
+
+def walk(path: str) -> str:
+    """List ``path`` and everything below it, one NUL-separated record per entry."""
+    target = quote(path)
+    return (
+        f"if [ -e {target} ] || [ -h {target} ]; "
+        f"then exec find {target} -printf {quote(_WALK_FORMAT)}; fi"
+    )
+
+
+class WalkParser:
+    """Turns the output of :func:`walk`, fed in arbitrary pieces, into entries."""
+
+    def __init__(self) -> None:
+        self._pending = b""
+
+    def feed(self, data: bytes) -> Iterator[Entry]:
+        """Parse ``data`` and yield every entry completed by it.
+
+        Raises:
+            ValueError: If a record is malformed.
+        """
+        fields = (self._pending + data).split(b"\0")
+        complete = (len(fields) - 1) // _WALK_FIELDS * _WALK_FIELDS
+        self._pending = b"\0".join(fields[complete:])
+        for start in range(0, complete, _WALK_FIELDS):
+            yield _entry(fields[start : start + _WALK_FIELDS])
+
+    def close(self) -> None:
+        """Check that nothing is left over.
+
+        Raises:
+            ValueError: If the output ended in the middle of a record.
+        """
+        if self._pending:
+            raise ValueError("the listing ended in the middle of a record")
+
+
+def _entry(fields: list[bytes]) -> Entry:
+    kind_code, size, mtime, mode, path = fields
+    kind = _KINDS.get(kind_code.decode(), EntryKind.OTHER)
+    return Entry(
+        path=path.decode("utf-8", "surrogateescape"),
+        kind=kind,
+        size=int(size) if kind is EntryKind.FILE else 0,
+        mtime=float(mtime),
+        mode=int(mode, 8),
+    )

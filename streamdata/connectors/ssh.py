@@ -1,0 +1,351 @@
+"""The SSH connector: locations reached over SSH with asyncssh.
+
+How each operation travels, chosen by measurement on loopback OpenSSH:
+
+* metadata (stat, mkdir, rename, symlink, unlink) goes over one persistent SFTP session
+  per host: a request costs a fraction of a millisecond, while a new command costs a
+  channel and a remote shell start (up to 100 ms when the login shell is heavy);
+* file contents stream through ``cat`` on an exec channel, directory trees through
+  ``tar``, with AES-GCM, a 16 MiB window and 256 KiB packets (faster than SFTP
+  transfers in asyncssh); mode and mtime are set by the same remote command line;
+* listings are one ``find -printf`` with NUL separators; same-host copies are ``cp -a``.
+
+Every remote command line is built by :mod:`._ssh_commands`, which quotes each argument.
+Connections are made lazily and pooled per host (:mod:`._ssh_pool`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import posixpath
+import stat as stat_module
+from collections.abc import AsyncIterable, AsyncIterator, Hashable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import NoReturn
+
+import asyncssh
+
+from .._errors import ConfigurationError
+from .._models import ExecutionLocation
+from . import _ssh_commands as commands
+from ._base import Connector, Entry, EntryKind
+from ._ssh_channel import RemoteCommand
+from ._ssh_pool import HostPool, PoolSettings
+
+__all__ = ["SSHConnector", "SSHHost"]
+
+_SFTP_KINDS = {
+    asyncssh.FILEXFER_TYPE_REGULAR: EntryKind.FILE,
+    asyncssh.FILEXFER_TYPE_DIRECTORY: EntryKind.DIRECTORY,
+    asyncssh.FILEXFER_TYPE_SYMLINK: EntryKind.SYMLINK,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SSHHost:
+    """How to reach one SSH host; one location of an :class:`SSHConnector`.
+
+    Attributes:
+        host: Host name or address.
+        port: TCP port.
+        username: Login name; None uses the local user name (or the SSH config's).
+        client_keys: Private key files; empty uses the default keys and the SSH agent.
+        known_hosts: The ``known_hosts`` file to verify the host key against; None means
+            the user's ``~/.ssh/known_hosts``. A missing file trusts no key.
+        check_host_key: False skips host-key verification (logs a warning). Only for
+            throw-away test hosts.
+        name: The location name; defaults to ``host``.
+    """
+
+    host: str
+    port: int = field(default=22, kw_only=True)
+    username: str | None = field(default=None, kw_only=True)
+    client_keys: Sequence[str | os.PathLike[str]] = field(default=(), kw_only=True)
+    known_hosts: str | os.PathLike[str] | None = field(default=None, kw_only=True)
+    check_host_key: bool = field(default=True, kw_only=True)
+    name: str | None = field(default=None, kw_only=True)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.host, str) or not self.host:
+            raise ValueError("host must be a non-empty string")
+        if not isinstance(self.port, int) or not 0 < self.port < 65536:
+            raise ValueError(f"port must be an integer in 1..65535, not {self.port!r}")
+        if isinstance(self.client_keys, str | os.PathLike):
+            raise TypeError("client_keys must be a sequence of paths, not a single path")
+        object.__setattr__(self, "client_keys", tuple(os.fspath(k) for k in self.client_keys))
+        if self.known_hosts is not None:
+            object.__setattr__(self, "known_hosts", os.fspath(self.known_hosts))
+
+    @property
+    def location_name(self) -> str:
+        """The name of this host's location: ``name`` if given, else ``host``."""
+        return self.name if self.name is not None else self.host
+
+
+class SSHConnector(Connector):
+    """A deployment whose locations are SSH hosts.
+
+    Constructing the connector never connects: the first operation on a host does.
+
+    Args:
+        hosts: The hosts; each is the location named by its :attr:`SSHHost.location_name`.
+        max_connections: Most SSH connections per host.
+        max_sessions: Most channels open at once per host, across its connections; keep
+            it below the server's ``MaxSessions`` (10 by default in OpenSSH). One channel
+            is kept for metadata requests and one more for short commands.
+        connect_timeout: Seconds allowed to connect and log in.
+        keepalive_interval: Seconds between keep-alive requests; a connection missing
+            three answers in a row is dropped.
+        connect_retries: Attempts after the first for connection-level failures
+            (refused, reset, timed out), with exponential backoff.
+
+    Raises:
+        ValueError: If two hosts share a location name or a limit is out of range.
+    """
+
+    def __init__(
+        self,
+        hosts: Sequence[SSHHost],
+        *,
+        max_connections: int = 2,
+        max_sessions: int = 8,
+        connect_timeout: float = 15.0,
+        keepalive_interval: float = 15.0,
+        connect_retries: int = 3,
+    ) -> None:
+        self._hosts: dict[str, SSHHost] = {}
+        for host in hosts:
+            if not isinstance(host, SSHHost):
+                raise TypeError(f"hosts must be SSHHost objects, not {type(host).__name__}")
+            if host.location_name in self._hosts:
+                raise ValueError(f"two hosts are named {host.location_name!r}")
+            self._hosts[host.location_name] = host
+        self._settings = PoolSettings(
+            max_connections=max_connections,
+            max_sessions=max_sessions,
+            connect_timeout=connect_timeout,
+            keepalive_interval=keepalive_interval,
+            connect_retries=connect_retries,
+        )
+        self._pools: dict[SSHHost, HostPool] = {}
+
+    def filesystem(self, location: ExecutionLocation) -> Hashable:
+        """Hosts reached at the same address and port share a filesystem."""
+        host = self._host(location)
+        return ("ssh", host.host, host.port)
+
+    async def stat(self, location: ExecutionLocation, path: str) -> Entry | None:
+        """Describe ``path`` (SFTP; modification times have one-second precision).
+
+        Raises:
+            ConnectorError: If the host cannot be reached or ``path`` examined.
+        """
+        pool = self._pool(location)
+        try:
+            attrs = await _stat_or_none(pool, path, follow=True)
+            if attrs is None:
+                attrs = await _stat_or_none(pool, path, follow=False)
+        except asyncssh.SFTPError as exc:
+            _fail(pool, "stat", path, exc)
+        return None if attrs is None else _entry(path, attrs)
+
+    async def prepare_destination(
+        self, location: ExecutionLocation, dst_path: str, basename: str
+    ) -> str:
+        """Apply cp rules; the two stats travel together, so it is one round trip.
+
+        Raises:
+            ConnectorError: If the host cannot be reached or a parent cannot be made.
+        """
+        pool = self._pool(location)
+        parent = posixpath.dirname(dst_path)
+        try:
+            target, folder = await asyncio.gather(
+                _stat_or_none(pool, dst_path, follow=True),
+                _stat_or_none(pool, parent, follow=True),
+            )
+            if target is not None and target.type == asyncssh.FILEXFER_TYPE_DIRECTORY:
+                return posixpath.join(dst_path, basename)
+            if folder is None or folder.type != asyncssh.FILEXFER_TYPE_DIRECTORY:
+                await pool.sftp(lambda c: c.makedirs(parent, exist_ok=True), what="mkdir")
+        except asyncssh.SFTPError as exc:
+            _fail(pool, "create the parents of", dst_path, exc)
+        return dst_path
+
+    async def symlink(self, location: ExecutionLocation, target: str, link_path: str) -> None:
+        """Create the symbolic link ``link_path`` -> ``target`` (SFTP).
+
+        Raises:
+            ConnectorError: If the link cannot be made.
+        """
+        pool = self._pool(location)
+        try:
+            await pool.sftp(lambda c: c.symlink(target, link_path), what="link")
+        except asyncssh.SFTPError as exc:
+            _fail(pool, "link", link_path, exc)
+
+    async def copy(self, location: ExecutionLocation, src_path: str, dst_path: str) -> None:
+        """Copy on the host with ``cp -a``.
+
+        Raises:
+            ConnectorError: If the copy fails.
+        """
+        pool = self._pool(location)
+        await pool.run(commands.copy_tree(src_path, dst_path), what=f"copy {src_path!r}")
+
+    @contextlib.asynccontextmanager
+    async def read(
+        self, location: ExecutionLocation, path: str, kind: EntryKind
+    ) -> AsyncIterator[AsyncIterator[bytes]]:
+        """Stream a file (``cat``) or a directory's contents (``tar``).
+
+        Raises:
+            ConnectorError: If the source cannot be read completely.
+        """
+        pool = self._pool(location)
+        if kind is EntryKind.DIRECTORY:
+            command, what = commands.archive(path), f"archive {path!r}"
+        else:
+            command, what = commands.read_file(path), f"read {path!r}"
+        async with pool.command(command, what=what, bulk=True) as remote:
+            remote.write_eof()
+            yield _output(remote)
+
+    async def write(
+        self,
+        location: ExecutionLocation,
+        path: str,
+        kind: EntryKind,
+        chunks: AsyncIterable[bytes],
+        *,
+        mode: int | None = None,
+        mtime: float | None = None,
+    ) -> None:
+        """Write a file (``cat``, then ``chmod``/``touch``) or unpack a tar stream.
+
+        Raises:
+            ConnectorError: If writing fails.
+        """
+        pool = self._pool(location)
+        if kind is EntryKind.DIRECTORY:
+            command, what = commands.unpack(path), f"unpack into {path!r}"
+        else:
+            command, what = commands.write_file(path, mode, mtime), f"write {path!r}"
+        async with pool.command(command, what=what, bulk=True) as remote:
+            async for chunk in chunks:
+                await remote.write(chunk)
+            remote.write_eof()
+            await remote.finish()
+
+    async def commit(self, location: ExecutionLocation, tmp_path: str, final_path: str) -> None:
+        """Rename over ``final_path`` (SFTP); a non-empty directory there is moved aside.
+
+        Raises:
+            ConnectorError: If the move fails.
+        """
+        pool = self._pool(location)
+        try:
+            await pool.sftp(lambda c: c.posix_rename(tmp_path, final_path), what="rename")
+            return
+        except (asyncssh.SFTPFailure, asyncssh.SFTPOpUnsupported):
+            pass  # e.g. a non-empty directory is in the way
+        except asyncssh.SFTPError as exc:
+            _fail(pool, "move into place", final_path, exc)
+        await pool.run(commands.replace(tmp_path, final_path), what=f"replace {final_path!r}")
+
+    async def remove(self, location: ExecutionLocation, path: str) -> None:
+        """Remove ``path``: one SFTP request for a file, ``rm -rf`` for a directory.
+
+        Raises:
+            ConnectorError: If something there cannot be removed.
+        """
+        pool = self._pool(location)
+        try:
+            attrs = await _stat_or_none(pool, path, follow=False)
+            if attrs is None:
+                return
+            if attrs.type != asyncssh.FILEXFER_TYPE_DIRECTORY:
+                with contextlib.suppress(asyncssh.SFTPNoSuchFile):
+                    await pool.sftp(lambda c: c.remove(path), what="remove")
+                return
+        except asyncssh.SFTPError as exc:
+            _fail(pool, "remove", path, exc)
+        await pool.run(commands.remove_tree(path), what=f"remove {path!r}")
+
+    async def walk(self, location: ExecutionLocation, path: str) -> AsyncIterator[Entry]:
+        """List the tree with a single ``find`` command.
+
+        Raises:
+            ConnectorError: If the tree cannot be listed.
+        """
+        pool = self._pool(location)
+        parser = commands.WalkParser()
+        async with pool.command(commands.walk(path), what=f"list {path!r}", bulk=False) as remote:
+            remote.write_eof()
+            while chunk := await remote.read():
+                for entry in _parse(pool, parser, chunk, path):
+                    yield entry
+            await remote.finish()
+        _parse_end(pool, parser, path)
+
+    async def close(self) -> None:
+        """Close every connection; idempotent."""
+        pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            await pool.close()
+
+    def _host(self, location: ExecutionLocation) -> SSHHost:
+        try:
+            return self._hosts[location.name]
+        except KeyError:
+            raise ConfigurationError(f"no SSH host is named {location.name!r}") from None
+
+    def _pool(self, location: ExecutionLocation) -> HostPool:
+        host = self._host(location)
+        key = replace(host, name=None)  # two names for one server share its connections
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = self._pools[key] = HostPool(host, self._settings)
+        return pool
+
+
+async def _stat_or_none(pool: HostPool, path: str, *, follow: bool) -> asyncssh.SFTPAttrs | None:
+    try:
+        if follow:
+            return await pool.sftp(lambda c: c.stat(path), what="stat")
+        return await pool.sftp(lambda c: c.lstat(path), what="stat")
+    except asyncssh.SFTPNoSuchFile:
+        return None
+
+
+def _entry(path: str, attrs: asyncssh.SFTPAttrs) -> Entry:
+    kind = _SFTP_KINDS.get(attrs.type, EntryKind.OTHER)
+    size = attrs.size or 0 if kind is EntryKind.FILE else 0
+    mode = stat_module.S_IMODE(attrs.permissions or 0)
+    return Entry(path, kind, size, float(attrs.mtime or 0), mode)
+
+
+def _fail(pool: HostPool, action: str, path: str, exc: asyncssh.SFTPError) -> NoReturn:
+    raise pool.error(f"cannot {action} {path!r}", exc) from exc
+
+
+async def _output(remote: RemoteCommand) -> AsyncIterator[bytes]:
+    while chunk := await remote.read():
+        yield chunk
+    await remote.finish()
+
+
+def _parse(pool: HostPool, parser: commands.WalkParser, chunk: bytes, path: str) -> list[Entry]:
+    try:
+        return list(parser.feed(chunk))
+    except ValueError as exc:
+        raise pool.error(f"cannot parse the listing of {path!r}", exc) from exc
+
+
+def _parse_end(pool: HostPool, parser: commands.WalkParser, path: str) -> None:
+    try:
+        parser.close()
+    except ValueError as exc:
+        raise pool.error(f"cannot parse the listing of {path!r}", exc) from exc

@@ -1,0 +1,105 @@
+"""A catalog file survives SIGKILL at any moment of a transfer, and never lies afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from streamdata import DataManager, DataType, ExecutionLocation, LocalConnector
+
+CHILD = r"""
+import asyncio, sys
+from streamdata import DataManager, ExecutionLocation, LocalConnector
+
+async def main(db, src, dst_dir):
+    a, b = ExecutionLocation("a", "site-a"), ExecutionLocation("b", "site-b")
+    dm = DataManager({"site-a": LocalConnector(), "site-b": LocalConnector()}, catalog=db)
+    dm.register_path(a, src)
+    print("registered", flush=True)
+    for index in range(1000):
+        await dm.transfer_data(a, src, [b], f"{dst_dir}/copy{index}", writable=True)
+        print(f"done {index}", flush=True)
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+A, B = ExecutionLocation("a", "site-a"), ExecutionLocation("b", "site-b")
+
+
+def _run_and_kill(db: Path, src: Path, dst: Path, delay: float) -> list[int]:
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(db), str(src), str(dst)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "registered"
+    time.sleep(delay)
+    child.send_signal(signal.SIGKILL)
+    out, _ = child.communicate(timeout=30)
+    return [int(line.split()[1]) for line in out.splitlines() if line.startswith("done")]
+
+
+async def test_sigkill_during_transfers_never_leaves_a_valid_partial_replica(
+    tmp_path: Path,
+) -> None:
+    """After kill -9 mid-transfer, reopened catalog holds finished copies valid, the rest not."""
+    rng = random.Random(7)
+    src = tmp_path / "big.bin"
+    payload = os.urandom(1 << 20) * 24
+    src.write_bytes(payload)
+    for attempt in range(6):
+        db, dst = tmp_path / f"catalog{attempt}.sqlite", tmp_path / f"dst{attempt}"
+        dst.mkdir()
+        finished = _run_and_kill(db, src, dst, rng.uniform(0.05, 0.6))
+        async with DataManager(
+            {"site-a": LocalConnector(), "site-b": LocalConnector()}, catalog=db
+        ) as dm:
+            assert [r.path for r in dm.get_data_locations(str(src))] == [str(src)]
+            for index in finished:
+                copy = dm.get_data_locations(str(dst / f"copy{index}"))
+                assert [c.data_type for c in copy] == [DataType.PRIMARY]
+            for entry in dst.iterdir():
+                replicas = dm.get_data_locations(str(entry))
+                if replicas:
+                    assert entry.read_bytes() == payload, f"valid replica {entry} is partial"
+            await dm.check(B, str(dst))  # uses the location: stale temporaries go away
+            leftovers = [p.name for p in dst.iterdir() if p.name.startswith(".streamdata-")]
+            assert leftovers == []
+
+
+async def test_interrupted_transfer_comes_back_invalid(tmp_path: Path) -> None:
+    """A destination whose transfer was in flight at the kill is INVALID after reopening."""
+    src = tmp_path / "big.bin"
+    src.write_bytes(os.urandom(1 << 20) * 48)
+    db, dst = tmp_path / "catalog.sqlite", tmp_path / "dst"
+    dst.mkdir()
+    finished = _run_and_kill(db, src, dst, 0.3)
+    async with DataManager(
+        {"site-a": LocalConnector(), "site-b": LocalConnector()}, catalog=db
+    ) as dm:
+        unfinished = dst / f"copy{len(finished)}"
+        assert dm.get_data_locations(str(unfinished)) == []
+        assert not unfinished.exists() or unfinished.read_bytes() == src.read_bytes()
+
+
+def test_sigkill_child_catalog_opens(tmp_path: Path) -> None:
+    """The catalog file left by a killed writer opens and answers queries."""
+    src = tmp_path / "f"
+    src.write_bytes(b"x" * 100)
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    db = tmp_path / "c.sqlite"
+    _run_and_kill(db, src, dst, 0.2)
+
+    async def reopen() -> int:
+        async with DataManager(catalog=db) as dm:
+            return len(dm.get_data_locations(str(src)))
+
+    assert asyncio.run(reopen()) == 1

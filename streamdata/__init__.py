@@ -14,6 +14,7 @@ from ._errors import (
     StreamDataError,
     TransferError,
 )
+from ._events import EventKind, ReplicaEvent, TransferEvent
 from ._manager import DataManager
 from ._models import DataLocation, DataType, ExecutionLocation
 from ._policy import SourcePolicy, default_source_policy
@@ -32,13 +33,16 @@ __all__ = [
     "DataManager",
     "DataNotFoundError",
     "DataType",
+    "EventKind",
     "ExecutionLocation",
     "LocalConnector",
+    "ReplicaEvent",
     "SSHConnector",
     "SSHHost",
     "SourcePolicy",
     "StreamDataError",
     "TransferError",
+    "TransferEvent",
     "__version__",
     "default_source_policy",
 ]

@@ -19,7 +19,7 @@ durable when the store is backed by a file.
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import pairwise
 from typing import TYPE_CHECKING
 
@@ -44,9 +44,16 @@ class RemotePathMapper:
 
     Args:
         store: Where changes are recorded; None records nothing (pure in-memory).
+        listener: Called with each replica registered (not implied ancestors) or
+            invalidated, as ``listener(invalidated, replica)``.
     """
 
-    def __init__(self, store: CatalogStore | None = None) -> None:
+    def __init__(
+        self,
+        store: CatalogStore | None = None,
+        listener: Callable[[bool, DataLocation], None] | None = None,
+    ) -> None:
+        self._listener = listener
         self._replicas: dict[str, dict[ExecutionLocation, DataLocation]] = {}
         self._children: dict[str, list[str]] = {}
         self._graph = nx.Graph()
@@ -152,6 +159,8 @@ class RemotePathMapper:
         if self._store is not None:
             self._store.put_replica(replica)
             self._store.commit()
+        if self._listener is not None:
+            self._listener(False, replica)
         return replica
 
     def _register_ancestors(self, location: ExecutionLocation, path: str) -> None:
@@ -265,6 +274,9 @@ class RemotePathMapper:
         if invalidated and self._store is not None:
             self._store.invalidate(invalidated, new_edges)
             self._store.commit()
+        if self._listener is not None:
+            for replica in invalidated:
+                self._listener(True, replica)
         return invalidated
 
     def _drop(self, replica: DataLocation) -> list[tuple[DataLocation, DataLocation]]:

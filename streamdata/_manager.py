@@ -13,11 +13,13 @@ cancelled.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import posixpath
 import random
 import stat
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 from types import TracebackType
 from typing import Self
 
@@ -30,6 +32,7 @@ from ._errors import (
     StreamDataError,
     TransferError,
 )
+from ._events import Event, EventBus, EventKind, ReplicaEvent, TransferEvent
 from ._jobs import Job, JobKind
 from ._models import DataLocation, DataType, ExecutionLocation, normalize_path
 from ._policy import SourcePolicy, default_source_policy
@@ -38,6 +41,8 @@ from ._transfer import Endpoint, copy_to_all, remove_quietly, temporary_path
 from .connectors._base import Connector, Entry, EntryKind, entry_from_stat
 
 __all__ = ["DataManager"]
+
+logger = logging.getLogger("streamdata")
 
 
 class DataManager:
@@ -67,7 +72,8 @@ class DataManager:
         for name, connector in (deployments or {}).items():
             self.add_deployment(name, connector)
         self._store = open_store(catalog)
-        self._catalog = RemotePathMapper(self._store)
+        self._events = EventBus()
+        self._catalog = RemotePathMapper(self._store, self._on_catalog_change)
         if self._store is not None:
             self._store.load(self._catalog)
         self._rng = rng if rng is not None else random.Random()
@@ -122,6 +128,34 @@ class DataManager:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+    # -- events ----------------------------------------------------------------------------
+
+    def add_listener(self, callback: Callable[[Event], None]) -> Callable[[], None]:
+        """Call ``callback`` with every :class:`TransferEvent` and :class:`ReplicaEvent`.
+
+        The callback runs in the event loop and must return quickly; an exception it raises
+        is logged and ignored.
+
+        Returns:
+            A function that removes the listener.
+        """
+        return self._events.add_callback(callback)
+
+    def events(self, *, buffer: int = 1024) -> AsyncIterator[Event]:
+        """Iterate over events from now on (``async for event in dm.events(): ...``).
+
+        The queue holds ``buffer`` events; a consumer that falls behind loses progress
+        events, never the others. Stop iterating (``break``) to unsubscribe.
+        """
+        return self._events.subscribe(buffer)
+
+    def _on_catalog_change(self, invalidated: bool, replica: DataLocation) -> None:
+        if self._events.active:
+            kind = EventKind.REPLICA_INVALIDATED if invalidated else EventKind.REPLICA_REGISTERED
+            self._events.publish(ReplicaEvent(kind, replica))
+        if invalidated:
+            logger.debug("invalidated %r", replica)
 
     # -- catalog ---------------------------------------------------------------------------
 
@@ -283,10 +317,10 @@ class DataManager:
         source = await self._resolve_source(src_location, src_path)
         entry = await self._stat_source(source_connector, source, destinations)
         if destinations:
-            transfer = _Transfer(
-                self, Endpoint(source_connector, src_location, src_path), source, entry, writable
-            )
-            failures = await transfer.run(destinations, dst_path)
+            endpoint = Endpoint(source_connector, src_location, src_path)
+            transfer = _Transfer(self, endpoint, source, entry, writable)
+            report = _Progress(self._events, src_location, src_path, destinations, dst_path, entry)
+            failures = await report.around(transfer.run(destinations, dst_path, report.advance))
             if failures:
                 raise _transfer_error(src_location, src_path, failures)
 
@@ -485,6 +519,80 @@ def _transfer_error(
     )
 
 
+class _Progress:
+    """Publishes the events of one ``transfer_data`` call (nothing when nobody listens)."""
+
+    def __init__(
+        self,
+        bus: EventBus,
+        source: ExecutionLocation,
+        src_path: str,
+        destinations: Sequence[ExecutionLocation],
+        dst_path: str,
+        entry: Entry,
+    ) -> None:
+        self._bus = bus
+        self._base = TransferEvent(
+            EventKind.TRANSFER_STARTED,
+            bus.new_transfer_id(),
+            source,
+            src_path,
+            tuple(destinations),
+            dst_path,
+            bytes_total=entry.size if entry.kind is EntryKind.FILE else None,
+        )
+        self._done = 0
+        self._total = self._base.bytes_total
+
+    def _publish(self, kind: EventKind, error: BaseException | None = None) -> None:
+        if self._bus.active:
+            self._bus.publish(
+                replace(
+                    self._base,
+                    kind=kind,
+                    bytes_done=self._done,
+                    bytes_total=self._total,
+                    error=error,
+                )
+            )
+
+    def advance(self, count: int) -> None:
+        """Count ``count`` more bytes moved."""
+        if count:
+            self._done += count
+            if self._total is not None and self._done > self._total:
+                self._total = self._done  # several copies of one file: each counts
+            self._publish(EventKind.TRANSFER_PROGRESS)
+
+    async def around(
+        self, work: Awaitable[dict[ExecutionLocation, BaseException]]
+    ) -> dict[ExecutionLocation, BaseException]:
+        """Run ``work`` between a started and a finished or failed event."""
+        self._publish(EventKind.TRANSFER_STARTED)
+        try:
+            failures = await work
+        except BaseException as exc:
+            self._publish(EventKind.TRANSFER_FAILED, exc)
+            raise
+        if not failures:
+            self._total = self._done  # links and waits move nothing
+        if failures:
+            cause = next(iter(failures.values()))
+            self._publish(EventKind.TRANSFER_FAILED, cause)
+            logger.warning(
+                "transfer of %r from %s failed: %s", self._base.src_path, self._base.source, cause
+            )
+        else:
+            self._publish(EventKind.TRANSFER_FINISHED)
+            logger.info(
+                "transferred %r from %s (%d bytes)",
+                self._base.src_path,
+                self._base.source,
+                self._done,
+            )
+        return failures
+
+
 class _Transfer:
     """One call of ``transfer_data``: plans, moves and settles every destination."""
 
@@ -510,8 +618,12 @@ class _Transfer:
         self._failures: dict[ExecutionLocation, BaseException] = {}
 
     async def run(
-        self, destinations: Sequence[ExecutionLocation], dst_path: str
+        self,
+        destinations: Sequence[ExecutionLocation],
+        dst_path: str,
+        on_progress: Callable[[int], None] = lambda done: None,
     ) -> dict[ExecutionLocation, BaseException]:
+        self._on_progress = on_progress
         try:
             async with asyncio.TaskGroup() as group:
                 for destination in destinations:
@@ -623,7 +735,7 @@ class _Transfer:
 
     async def _copy(self, jobs: Sequence[Job]) -> None:
         targets = [Endpoint(job.connector, job.location, job.tmp or "") for job in jobs]
-        results = await copy_to_all(self._endpoint, self._entry, targets)
+        results = await copy_to_all(self._endpoint, self._entry, targets, self._on_progress)
         async with asyncio.TaskGroup() as group:
             for job, error in zip(jobs, results, strict=True):
                 group.create_task(self._settle(job, error))

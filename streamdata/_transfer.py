@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import posixpath
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Hashable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
 
 from ._errors import ConnectorError, StreamDataError
@@ -56,9 +56,15 @@ async def remove_quietly(endpoint: Endpoint) -> None:
 
 
 async def copy_to_all(
-    source: Endpoint, entry: Entry, targets: Sequence[Endpoint]
+    source: Endpoint,
+    entry: Entry,
+    targets: Sequence[Endpoint],
+    on_progress: Callable[[int], None] = lambda done: None,
 ) -> list[BaseException | None]:
     """Copy ``source`` to every target path (which must not exist yet).
+
+    ``on_progress`` is called with the number of bytes each time the source stream
+    delivers a chunk, and with the file's size when a same-filesystem copy completes.
 
     Returns:
         For each target, None on success or the exception that made it fail. Cancellation
@@ -69,11 +75,11 @@ async def copy_to_all(
     async with asyncio.TaskGroup() as group:
         for index, target in enumerate(targets):
             if index not in streamed:
-                group.create_task(_capture(results, index, _copy_same_filesystem(source, target)))
+                copy = _copy_same_filesystem(source, target, entry, on_progress)
+                group.create_task(_capture(results, index, copy))
         if streamed:
-            group.create_task(
-                _stream(source, entry, [targets[i] for i in streamed], streamed, results)
-            )
+            streams = [targets[i] for i in streamed]
+            group.create_task(_stream(source, entry, streams, streamed, results, on_progress))
     return results
 
 
@@ -84,8 +90,11 @@ async def _capture(results: list[BaseException | None], index: int, work: Awaita
         results[index] = exc
 
 
-async def _copy_same_filesystem(source: Endpoint, target: Endpoint) -> None:
+async def _copy_same_filesystem(
+    source: Endpoint, target: Endpoint, entry: Entry, on_progress: Callable[[int], None]
+) -> None:
     await target.connector.copy(target.location, source.path, target.path)
+    on_progress(entry.size)
 
 
 async def _stream(
@@ -94,6 +103,7 @@ async def _stream(
     targets: Sequence[Endpoint],
     indexes: Sequence[int],
     results: list[BaseException | None],
+    on_progress: Callable[[int], None],
 ) -> None:
     """Read the source once and feed every target through its own bounded queue."""
     queues = [asyncio.Queue[_Item](_QUEUE_CHUNKS) for _ in targets]
@@ -120,7 +130,7 @@ async def _stream(
         for slot in range(len(targets)):
             group.create_task(write(slot))
         try:
-            await _pump(source, entry.kind, queues, alive)
+            await _pump(source, entry.kind, queues, alive, on_progress)
         except Exception as exc:  # a failed read fails every destination
             for slot, index in enumerate(indexes):
                 if results[index] is None:
@@ -130,7 +140,11 @@ async def _stream(
 
 
 async def _pump(
-    source: Endpoint, kind: EntryKind, queues: Sequence[asyncio.Queue[_Item]], alive: list[bool]
+    source: Endpoint,
+    kind: EntryKind,
+    queues: Sequence[asyncio.Queue[_Item]],
+    alive: list[bool],
+    on_progress: Callable[[int], None],
 ) -> None:
     async with source.connector.read(source.location, source.path, kind) as chunks:
         async for chunk in chunks:
@@ -141,6 +155,7 @@ async def _pump(
             for queue, live in zip(queues, alive, strict=True):
                 if live:
                     await queue.put(chunk)
+            on_progress(len(chunk))
     for queue, live in zip(queues, alive, strict=True):
         if live:
             await queue.put(None)

@@ -60,6 +60,7 @@ class RemotePathMapper:
         self._link_target: dict[DataLocation, DataLocation] = {}
         self._links_to: dict[DataLocation, list[DataLocation]] = {}
         self._entries: dict[DataLocation, tuple[str, int, float]] = {}
+        self._digests: dict[DataLocation, str] = {}
         self._store = store
 
     # -- queries ---------------------------------------------------------------------------
@@ -293,6 +294,7 @@ class RemotePathMapper:
         if links is not None:
             links.remove(replica)
         self._entries.pop(replica, None)
+        self._digests.pop(replica, None)
         return chain
 
     def complete(self, replica: DataLocation, error: BaseException | None = None) -> None:
@@ -316,13 +318,23 @@ class RemotePathMapper:
         """The (kind, size, mtime) recorded for ``replica``, if any."""
         return self._entries.get(replica)
 
-    def record_entry(self, replica: DataLocation, entry: tuple[str, int, float]) -> None:
-        """Record the (kind, size, mtime) a valid replica has on storage now."""
+    def digest_of(self, replica: DataLocation) -> str | None:
+        """The content digest recorded for a file replica, if any."""
+        return self._digests.get(replica)
+
+    def record_entry(
+        self, replica: DataLocation, entry: tuple[str, int, float], digest: str | None = None
+    ) -> None:
+        """Record the (kind, size, mtime) and content digest a valid replica has now."""
         if replica.data_type is DataType.INVALID:
             return
         self._entries[replica] = entry
+        if digest is None:
+            self._digests.pop(replica, None)
+        else:
+            self._digests[replica] = digest
         if self._store is not None:
-            self._store.record_entry(replica, entry)
+            self._store.record_entry(replica, entry, digest)
             self._store.commit()
 
     # -- restoring from a store (no store writes) ------------------------------------------
@@ -346,5 +358,9 @@ class RemotePathMapper:
         self._link_target[link] = target
         self._links_to.setdefault(target, []).append(link)
 
-    def _restore_entry(self, replica: DataLocation, entry: tuple[str, int, float]) -> None:
+    def _restore_entry(
+        self, replica: DataLocation, entry: tuple[str, int, float], digest: str | None
+    ) -> None:
         self._entries[replica] = entry
+        if digest is not None:
+            self._digests[replica] = digest

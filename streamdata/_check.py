@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from ._catalog import RemotePathMapper
 from ._errors import ConsistencyError, StreamDataError
+from ._integrity import digest_of
 from ._models import DataLocation, DataType, ExecutionLocation
 from .connectors._base import Connector, Entry, EntryKind
 
@@ -80,6 +81,7 @@ class _Audit:
         self.covered: set[str] = set()
         self.skipped: set[str] = set()
         self.updates: list[tuple[DataLocation, tuple[str, int, float]]] = []
+        self.files: list[tuple[DataLocation, tuple[str, int, float]]] = []
 
     def visit(self, entry: Entry) -> None:
         parent = posixpath.dirname(entry.path)
@@ -117,6 +119,8 @@ class _Audit:
             return
         if recorded is None and replica.is_available:
             self.updates.append((replica, signature))
+        if entry.kind is EntryKind.FILE and replica.data_type is DataType.PRIMARY:
+            self.files.append((replica, signature))
         if entry.kind is EntryKind.DIRECTORY and not replica._implied:
             self.covered.add(entry.path)
 
@@ -139,12 +143,18 @@ async def run_check(
     *,
     repair: bool,
     max_missing: int | None,
+    verify_content: bool = False,
 ) -> CheckReport:
     """Audit ``path`` on ``location`` (see :meth:`DataManager.check`)."""
     audit = _Audit(catalog, location, path)
     async for entry in connector.walk(location, path):
         audit.visit(entry)
-    missing = sorted(set(audit.missing) | set(audit.unseen()), key=lambda r: r.path)
+    corrupt: list[DataLocation] = []
+    digests: dict[DataLocation, str] = {}
+    if verify_content:
+        corrupt, digests = await _verify_contents(catalog, connector, location, audit.files)
+    lost = set(audit.missing) | set(audit.unseen()) | set(corrupt)
+    missing = sorted(lost, key=lambda r: r.path)
     if max_missing is not None and len(missing) > max_missing:
         raise ConsistencyError(
             f"{len(missing)} replicas under {path!r} on {location} look missing, more than "
@@ -154,11 +164,36 @@ async def run_check(
     for replica in missing:
         catalog.invalidate(location, replica.path)
     for replica, signature in audit.updates:
-        catalog.record_entry(replica, signature)
+        catalog.record_entry(replica, signature, digests.pop(replica, None))
+    for replica, digest in digests.items():
+        if replica not in lost:
+            catalog.record_entry(replica, catalog.entry_of(replica) or ("file", 0, 0.0), digest)
     report = CheckReport(location, path, [r.path for r in missing], sorted(audit.orphans))
     if repair:
         await _repair(manager, location, sources, report)
     return report
+
+
+async def _verify_contents(
+    catalog: RemotePathMapper,
+    connector: Connector,
+    location: ExecutionLocation,
+    files: list[tuple[DataLocation, tuple[str, int, float]]],
+) -> tuple[list[DataLocation], dict[DataLocation, str]]:
+    """Hash every file replica; those whose digest differs from the recorded one are lost.
+
+    Returns the corrupt replicas and the digests of files that had none recorded yet.
+    """
+    corrupt: list[DataLocation] = []
+    fresh: dict[DataLocation, str] = {}
+    for replica, _ in files:
+        digest = await digest_of(connector, location, replica.path)
+        recorded = catalog.digest_of(replica)
+        if recorded is None:
+            fresh[replica] = digest
+        elif recorded != digest:
+            corrupt.append(replica)
+    return corrupt, fresh
 
 
 def _other_sources(

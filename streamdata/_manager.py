@@ -15,11 +15,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import posixpath
 import random
 import stat
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import replace
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Self
 
@@ -32,12 +30,13 @@ from ._errors import (
     StreamDataError,
     TransferError,
 )
-from ._events import Event, EventBus, EventKind, ReplicaEvent, TransferEvent
-from ._jobs import Job, JobKind
+from ._events import Event, EventBus, EventKind, ReplicaEvent
 from ._models import DataLocation, DataType, ExecutionLocation, normalize_path
+from ._plan import Job, TransferContext, TransferPlan, transfer_error
 from ._policy import SourcePolicy, default_source_policy
+from ._progress import Progress
 from ._store import open_store
-from ._transfer import Endpoint, copy_to_all, remove_quietly, temporary_path
+from ._transfer import Endpoint
 from .connectors._base import Connector, Entry, EntryKind, entry_from_stat
 
 __all__ = ["DataManager"]
@@ -54,6 +53,11 @@ class DataManager:
             file, durable once each call returns.
         rng: Random generator for the random tier of source selection.
         source_policy: Chooses transfer sources; defaults to the contract's tiers.
+        verify: Verify every copy end to end before it is renamed into place: a file's
+            XXH3-128 digest (computed while it streams, or by reading the source when the
+            copy ran in the kernel) against the destination's; a tree's listing (paths,
+            types, sizes). A mismatch fails that destination. Off by default; each
+            ``transfer_data`` call may override it.
 
     Raises:
         TypeError: If a deployment is not a :class:`Connector`.
@@ -67,6 +71,7 @@ class DataManager:
         catalog: str | os.PathLike[str] | None = None,
         rng: random.Random | None = None,
         source_policy: SourcePolicy = default_source_policy,
+        verify: bool = False,
     ) -> None:
         self._connectors: dict[str, Connector] = {}
         for name, connector in (deployments or {}).items():
@@ -80,6 +85,10 @@ class DataManager:
         self._policy = source_policy
         self._inflight: dict[tuple[ExecutionLocation, str], Job] = {}
         self._closed = False
+        self._verify = verify
+        self._context = TransferContext(
+            self._catalog, self._connectors, self._inflight, self._store
+        )
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -287,6 +296,8 @@ class DataManager:
         dst_locations: Sequence[ExecutionLocation],
         dst_path: str,
         writable: bool = False,
+        *,
+        verify: bool | None = None,
     ) -> None:
         """Copy the data at ``src_path`` on ``src_location`` to ``dst_path`` on each destination.
 
@@ -294,6 +305,8 @@ class DataManager:
         source's basename. Each destination is written atomically and registered; unless
         ``writable``, it is related to the source, and a destination that is the source's
         location (or already holds the data) gets a symbolic link instead of a copy.
+        ``verify`` (default: the manager's setting) checks each copy against the source
+        before it is renamed into place.
 
         Raises:
             ValueError: If a path is relative.
@@ -318,11 +331,14 @@ class DataManager:
         entry = await self._stat_source(source_connector, source, destinations)
         if destinations:
             endpoint = Endpoint(source_connector, src_location, src_path)
-            transfer = _Transfer(self, endpoint, source, entry, writable)
-            report = _Progress(self._events, src_location, src_path, destinations, dst_path, entry)
+            check = self._verify if verify is None else verify
+            transfer = TransferPlan(
+                self._context, endpoint, source, entry, writable=writable, verify=check
+            )
+            report = Progress(self._events, src_location, src_path, destinations, dst_path, entry)
             failures = await report.around(transfer.run(destinations, dst_path, report.advance))
             if failures:
-                raise _transfer_error(src_location, src_path, failures)
+                raise transfer_error(src_location, src_path, failures)
 
     async def _remove_stale_temporaries(self, locations: Sequence[ExecutionLocation]) -> None:
         """Remove temporary files of transfers interrupted in an earlier process.
@@ -362,7 +378,7 @@ class DataManager:
         try:
             entry = await connector.stat(source.location, source.path)
         except ConnectorError as exc:
-            raise _transfer_error(
+            raise transfer_error(
                 source.location, source.path, dict.fromkeys(destinations, exc)
             ) from exc
         if entry is None or entry.kind is EntryKind.SYMLINK:
@@ -373,7 +389,7 @@ class DataManager:
             )
         if entry.kind is EntryKind.OTHER:
             cause = ConnectorError(f"{source.path!r} is neither a regular file nor a directory")
-            raise _transfer_error(source.location, source.path, dict.fromkeys(destinations, cause))
+            raise transfer_error(source.location, source.path, dict.fromkeys(destinations, cause))
         return entry
 
     # -- consistency -----------------------------------------------------------------------
@@ -385,11 +401,15 @@ class DataManager:
         *,
         repair: bool = False,
         max_missing: int | None = None,
+        verify_content: bool = False,
     ) -> CheckReport:
         """Compare the catalog with what is really under ``path`` on ``location``.
 
         Missing or changed replicas are invalidated; with ``repair``, each one that has
-        another valid replica in its set is copied back from the best of them.
+        another valid replica in its set is copied back from the best of them. With
+        ``verify_content``, every file is also read and its XXH3-128 digest compared with
+        the one recorded when it was transferred (a flipped byte counts as changed);
+        files with no recorded digest get one.
 
         Returns:
             The report: ``missing``, ``orphans`` and ``repaired`` paths, sorted.
@@ -412,6 +432,7 @@ class DataManager:
             path,
             repair=repair,
             max_missing=max_missing,
+            verify_content=verify_content,
         )
 
     async def replicate(
@@ -490,293 +511,15 @@ class DataManager:
         """Copy ``source`` to exactly ``target`` on ``destination`` (no cp rules), related."""
         connector = self._connector(source.location)
         entry = await self._stat_source(connector, source, [destination])
-        transfer = _Transfer(
-            self,
-            Endpoint(connector, source.location, source.path),
-            source,
-            entry,
-            writable=False,
-            exact=True,
+        endpoint = Endpoint(connector, source.location, source.path)
+        transfer = TransferPlan(
+            self._context, endpoint, source, entry, exact=True, verify=self._verify
         )
         failures = await transfer.run([destination], target)
         if failures:
-            raise _transfer_error(source.location, source.path, failures)
+            raise transfer_error(source.location, source.path, failures)
 
 
 def _check_location(location: object) -> None:
     if not isinstance(location, ExecutionLocation):
         raise TypeError(f"expected an ExecutionLocation, got {location!r}")
-
-
-def _transfer_error(
-    location: ExecutionLocation, path: str, failures: Mapping[ExecutionLocation, BaseException]
-) -> TransferError:
-    details = "; ".join(f"{where}: {cause}" for where, cause in failures.items())
-    count = len(failures)
-    return TransferError(
-        f"transfer of {path!r} from {location} failed for {count} destination(s): {details}",
-        failures,
-    )
-
-
-class _Progress:
-    """Publishes the events of one ``transfer_data`` call (nothing when nobody listens)."""
-
-    def __init__(
-        self,
-        bus: EventBus,
-        source: ExecutionLocation,
-        src_path: str,
-        destinations: Sequence[ExecutionLocation],
-        dst_path: str,
-        entry: Entry,
-    ) -> None:
-        self._bus = bus
-        self._base = TransferEvent(
-            EventKind.TRANSFER_STARTED,
-            bus.new_transfer_id(),
-            source,
-            src_path,
-            tuple(destinations),
-            dst_path,
-            bytes_total=entry.size if entry.kind is EntryKind.FILE else None,
-        )
-        self._done = 0
-        self._total = self._base.bytes_total
-
-    def _publish(self, kind: EventKind, error: BaseException | None = None) -> None:
-        if self._bus.active:
-            self._bus.publish(
-                replace(
-                    self._base,
-                    kind=kind,
-                    bytes_done=self._done,
-                    bytes_total=self._total,
-                    error=error,
-                )
-            )
-
-    def advance(self, count: int) -> None:
-        """Count ``count`` more bytes moved."""
-        if count:
-            self._done += count
-            if self._total is not None and self._done > self._total:
-                self._total = self._done  # several copies of one file: each counts
-            self._publish(EventKind.TRANSFER_PROGRESS)
-
-    async def around(
-        self, work: Awaitable[dict[ExecutionLocation, BaseException]]
-    ) -> dict[ExecutionLocation, BaseException]:
-        """Run ``work`` between a started and a finished or failed event."""
-        self._publish(EventKind.TRANSFER_STARTED)
-        try:
-            failures = await work
-        except BaseException as exc:
-            self._publish(EventKind.TRANSFER_FAILED, exc)
-            raise
-        if not failures:
-            self._total = self._done  # links and waits move nothing
-        if failures:
-            cause = next(iter(failures.values()))
-            self._publish(EventKind.TRANSFER_FAILED, cause)
-            logger.warning(
-                "transfer of %r from %s failed: %s", self._base.src_path, self._base.source, cause
-            )
-        else:
-            self._publish(EventKind.TRANSFER_FINISHED)
-            logger.info(
-                "transferred %r from %s (%d bytes)",
-                self._base.src_path,
-                self._base.source,
-                self._done,
-            )
-        return failures
-
-
-class _Transfer:
-    """One call of ``transfer_data``: plans, moves and settles every destination."""
-
-    def __init__(
-        self,
-        manager: DataManager,
-        source_endpoint: Endpoint,
-        source: DataLocation,
-        entry: Entry,
-        writable: bool,
-        *,
-        exact: bool = False,
-    ) -> None:
-        self._manager = manager
-        self._catalog = manager._catalog
-        self._inflight = manager._inflight
-        self._endpoint = source_endpoint
-        self._source = source
-        self._entry = entry
-        self._writable = writable
-        self._exact = exact  # replicate: the destination path is exact and always a copy
-        self._jobs: list[Job] = []
-        self._failures: dict[ExecutionLocation, BaseException] = {}
-
-    async def run(
-        self,
-        destinations: Sequence[ExecutionLocation],
-        dst_path: str,
-        on_progress: Callable[[int], None] = lambda done: None,
-    ) -> dict[ExecutionLocation, BaseException]:
-        self._on_progress = on_progress
-        try:
-            async with asyncio.TaskGroup() as group:
-                for destination in destinations:
-                    group.create_task(self._plan(destination, dst_path))
-            await self._move()
-        finally:
-            await self._abandon_unsettled()
-        return self._failures
-
-    # -- plan ------------------------------------------------------------------------------
-
-    async def _plan(self, location: ExecutionLocation, dst_path: str) -> None:
-        connector = self._manager._connectors[location.deployment]
-        basename = posixpath.basename(self._endpoint.path)
-        try:
-            final = await connector.prepare_destination(location, dst_path, basename)
-            final = dst_path if self._exact else normalize_path(final)
-        except StreamDataError as exc:
-            self._failures[location] = exc
-            return
-        self._jobs.append(self._claim(Job(location, connector, final)))
-
-    def _claim(self, job: Job) -> Job:
-        """Decide what ``job`` needs; registers it as in flight (no await in here)."""
-        source, key = self._source, (job.location, job.final)
-        running = self._inflight.get(key)
-        if running is not None:
-            job.kind, job.replica = JobKind.WAIT, running.replica
-            return job
-        existing = self._catalog.lookup(job.location, job.final)
-        if job.location == source.location and job.final == source.path:
-            job.kind = JobKind.NOTHING
-            return job
-        same_data = self._catalog.replica_set(source)
-        if (
-            existing is not None
-            and existing in same_data
-            and not self._writable
-            and not existing._implied
-        ):
-            job.kind, job.replica = JobKind.WAIT, existing
-            return job
-        link_to = (
-            None if self._writable or self._exact else self._link_target(job.location, same_data)
-        )
-        if existing is not None and existing.data_type is not DataType.INVALID:
-            self._catalog.invalidate(job.location, job.final)  # about to be replaced
-        data_type = DataType.PRIMARY if link_to is None else DataType.SYMBOLIC_LINK
-        job.replica = self._catalog.register(
-            job.location, job.final, data_type=data_type, available=False
-        )
-        if link_to is not None:
-            self._catalog.relate(link_to, job.replica)
-            self._catalog.set_link_target(job.replica, link_to)
-        elif not self._writable:
-            self._catalog.relate(source, job.replica)
-        job.kind = JobKind.COPY if link_to is None else JobKind.LINK
-        job.link_to = link_to
-        job.tmp = temporary_path(job.final)
-        if self._manager._store is not None:
-            self._manager._store.note_temporary(job.replica, job.tmp)
-        self._inflight[key] = job
-        return job
-
-    def _link_target(
-        self, location: ExecutionLocation, same_data: Sequence[DataLocation]
-    ) -> DataLocation | None:
-        if location == self._source.location:
-            return self._catalog.link_target(self._source) or self._source
-        for replica in same_data:
-            if (
-                replica.location == location
-                and replica.data_type is DataType.PRIMARY
-                and replica.is_available
-                and not replica._implied
-            ):
-                return replica
-        return None
-
-    # -- move and settle -------------------------------------------------------------------
-
-    async def _move(self) -> None:
-        copies = [job for job in self._jobs if job.kind is JobKind.COPY]
-        async with asyncio.TaskGroup() as group:
-            for job in self._jobs:
-                if job.kind is JobKind.WAIT:
-                    group.create_task(self._wait(job))
-                elif job.kind is JobKind.LINK:
-                    group.create_task(self._link(job))
-            if copies:
-                group.create_task(self._copy(copies))
-
-    async def _wait(self, job: Job) -> None:
-        assert job.replica is not None
-        try:
-            await job.replica.wait_available()
-        except TransferError as exc:
-            self._failures[job.location] = exc
-
-    async def _link(self, job: Job) -> None:
-        assert job.link_to is not None
-        assert job.tmp is not None
-        try:
-            await job.connector.symlink(job.location, job.link_to.path, job.tmp)
-        except StreamDataError as exc:
-            await self._settle(job, exc)
-        else:
-            await self._settle(job, None)
-
-    async def _copy(self, jobs: Sequence[Job]) -> None:
-        targets = [Endpoint(job.connector, job.location, job.tmp or "") for job in jobs]
-        results = await copy_to_all(self._endpoint, self._entry, targets, self._on_progress)
-        async with asyncio.TaskGroup() as group:
-            for job, error in zip(jobs, results, strict=True):
-                group.create_task(self._settle(job, error))
-
-    async def _settle(self, job: Job, error: BaseException | None) -> None:
-        """Rename into place and mark available, or clean up and mark INVALID."""
-        assert job.tmp is not None
-        assert job.replica is not None
-        if error is None:
-            try:
-                await job.connector.commit(job.location, job.tmp, job.final)
-            except StreamDataError as exc:
-                error = exc
-        if error is not None:
-            self._failures[job.location] = error
-            await remove_quietly(Endpoint(job.connector, job.location, job.tmp))
-        self._finish(job, error)
-
-    def _finish(self, job: Job, error: BaseException | None) -> None:
-        assert job.replica is not None
-        job.settled = True
-        if self._inflight.get((job.location, job.final)) is job:
-            del self._inflight[(job.location, job.final)]
-        if self._manager._store is not None:
-            self._manager._store.note_temporary(job.replica, None)
-        if error is None:
-            self._catalog.complete(job.replica)
-            if job.kind is JobKind.COPY:
-                self._catalog.record_entry(job.replica, entry_signature(self._entry))
-            return
-        failure = TransferError(
-            f"the transfer to {job.final!r} on {job.location} failed: {error}",
-            {job.location: error},
-        )
-        failure.__cause__ = error
-        self._catalog.complete(job.replica, failure)
-
-    async def _abandon_unsettled(self) -> None:
-        """After a cancellation or a bug: nothing half-done stays valid or on disk."""
-        for job in self._jobs:
-            if job.kind in (JobKind.COPY, JobKind.LINK) and not job.settled:
-                assert job.tmp is not None
-                await remove_quietly(Endpoint(job.connector, job.location, job.tmp))
-                self._finish(job, asyncio.CancelledError("the transfer was cancelled"))

@@ -38,7 +38,8 @@ CREATE TABLE IF NOT EXISTS relations (a INTEGER NOT NULL, b INTEGER NOT NULL, PR
 CREATE INDEX IF NOT EXISTS relations_b ON relations (b);
 CREATE TABLE IF NOT EXISTS links (link INTEGER PRIMARY KEY, target INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS entries (
-    id INTEGER PRIMARY KEY, kind TEXT NOT NULL, size INTEGER NOT NULL, mtime REAL NOT NULL
+    id INTEGER PRIMARY KEY, kind TEXT NOT NULL, size INTEGER NOT NULL, mtime REAL NOT NULL,
+    digest TEXT
 );
 """
 
@@ -71,8 +72,10 @@ class CatalogStore(Protocol):
     def invalidate(self, replicas: Sequence[DataLocation], new_edges: Sequence[Edge]) -> None:
         """Record replicas turned INVALID and the edges that keep their sets connected."""
 
-    def record_entry(self, replica: DataLocation, entry: tuple[str, int, float] | None) -> None:
-        """Record (kind, size, mtime) seen for a replica, or forget it."""
+    def record_entry(
+        self, replica: DataLocation, entry: tuple[str, int, float], digest: str | None
+    ) -> None:
+        """Record (kind, size, mtime) and the content digest seen for a replica."""
 
     def note_temporary(self, replica: DataLocation, tmp_path: str | None) -> None:
         """Journal the temporary path a pending replica is being written to."""
@@ -161,8 +164,9 @@ class SQLiteStore:
         catalog._restore_edges((by_id[a], by_id[b]) for a, b in edges if a in by_id and b in by_id)
         for link, target in self._db.execute("SELECT link, target FROM links"):
             catalog._restore_link(by_id[link], by_id[target])
-        for rid, kind, size, mtime in self._db.execute("SELECT id, kind, size, mtime FROM entries"):
-            catalog._restore_entry(by_id[rid], (kind, size, mtime))
+        rows = self._db.execute("SELECT id, kind, size, mtime, digest FROM entries")
+        for rid, kind, size, mtime, digest in rows:
+            catalog._restore_entry(by_id[rid], (kind, size, mtime), digest)
         self._db.commit()
 
     # -- changes ---------------------------------------------------------------------------
@@ -221,14 +225,14 @@ class SQLiteStore:
             [(self._id(a), self._id(b)) for a, b in edges],
         )
 
-    def record_entry(self, replica: DataLocation, entry: tuple[str, int, float] | None) -> None:
-        """Insert, replace or delete the (kind, size, mtime) row of a replica."""
-        if entry is None:
-            self._db.execute("DELETE FROM entries WHERE id = ?", (self._id(replica),))
-        else:
-            self._db.execute(
-                "INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?)", (self._id(replica), *entry)
-            )
+    def record_entry(
+        self, replica: DataLocation, entry: tuple[str, int, float], digest: str | None
+    ) -> None:
+        """Insert or replace the (kind, size, mtime, digest) row of a replica."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?)",
+            (self._id(replica), *entry, digest),
+        )
 
     def note_temporary(self, replica: DataLocation, tmp_path: str | None) -> None:
         """Journal (or clear) the temporary path of a replica being written."""

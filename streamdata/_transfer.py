@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequen
 from dataclasses import dataclass
 
 from ._errors import ConnectorError, StreamDataError
+from ._integrity import Hasher
 from ._models import ExecutionLocation
 from .connectors._base import Connector, Entry, EntryKind
 
@@ -27,6 +28,8 @@ __all__ = ["Endpoint", "copy_to_all", "remove_quietly", "temporary_path"]
 _QUEUE_CHUNKS = 16
 #: A queue item: a chunk, the source's error, or None for the end of the stream.
 _Item = bytes | BaseException | None
+#: Receives each chunk read from the source, in order.
+_ChunkSink = Callable[[bytes], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,17 +63,19 @@ async def copy_to_all(
     entry: Entry,
     targets: Sequence[Endpoint],
     on_progress: Callable[[int], None] = lambda done: None,
-) -> list[BaseException | None]:
+) -> tuple[list[BaseException | None], str | None]:
     """Copy ``source`` to every target path (which must not exist yet).
 
     ``on_progress`` is called with the number of bytes each time the source stream
     delivers a chunk, and with the file's size when a same-filesystem copy completes.
 
     Returns:
-        For each target, None on success or the exception that made it fail. Cancellation
-        propagates; nothing is cleaned up here (the caller removes the targets).
+        For each target, None on success or the exception that made it fail; and the
+        XXH3-128 digest of a file that was streamed (hashed as it was read), else None.
+        Cancellation propagates; nothing is cleaned up here (the caller removes targets).
     """
     results: list[BaseException | None] = [None] * len(targets)
+    hasher = Hasher() if entry.kind is EntryKind.FILE else None
     streamed = [i for i, t in enumerate(targets) if t.filesystem != source.filesystem]
     async with asyncio.TaskGroup() as group:
         for index, target in enumerate(targets):
@@ -79,8 +84,18 @@ async def copy_to_all(
                 group.create_task(_capture(results, index, copy))
         if streamed:
             streams = [targets[i] for i in streamed]
-            group.create_task(_stream(source, entry, streams, streamed, results, on_progress))
-    return results
+            progress = _hashing(hasher, on_progress)
+            group.create_task(_stream(source, entry, streams, streamed, results, progress))
+    return results, hasher.hexdigest() if hasher is not None and streamed else None
+
+
+def _hashing(hasher: Hasher | None, on_progress: Callable[[int], None]) -> _ChunkSink:
+    def sink(chunk: bytes) -> None:
+        if hasher is not None:
+            hasher.update(chunk)
+        on_progress(len(chunk))
+
+    return sink
 
 
 async def _capture(results: list[BaseException | None], index: int, work: Awaitable[None]) -> None:
@@ -103,7 +118,7 @@ async def _stream(
     targets: Sequence[Endpoint],
     indexes: Sequence[int],
     results: list[BaseException | None],
-    on_progress: Callable[[int], None],
+    on_chunk: _ChunkSink,
 ) -> None:
     """Read the source once and feed every target through its own bounded queue."""
     queues = [asyncio.Queue[_Item](_QUEUE_CHUNKS) for _ in targets]
@@ -130,7 +145,7 @@ async def _stream(
         for slot in range(len(targets)):
             group.create_task(write(slot))
         try:
-            await _pump(source, entry.kind, queues, alive, on_progress)
+            await _pump(source, entry.kind, queues, alive, on_chunk)
         except Exception as exc:  # a failed read fails every destination
             for slot, index in enumerate(indexes):
                 if results[index] is None:
@@ -144,7 +159,7 @@ async def _pump(
     kind: EntryKind,
     queues: Sequence[asyncio.Queue[_Item]],
     alive: list[bool],
-    on_progress: Callable[[int], None],
+    on_chunk: _ChunkSink,
 ) -> None:
     async with source.connector.read(source.location, source.path, kind) as chunks:
         async for chunk in chunks:
@@ -155,7 +170,7 @@ async def _pump(
             for queue, live in zip(queues, alive, strict=True):
                 if live:
                     await queue.put(chunk)
-            on_progress(len(chunk))
+            on_chunk(chunk)
     for queue, live in zip(queues, alive, strict=True):
         if live:
             await queue.put(None)

@@ -1,0 +1,65 @@
+"""Content integrity: a fast hash of every file that streams through, and verification.
+
+The hash is XXH3-128 (the ``xxhash`` package): about 25 GB/s on one core of the reference
+machine against 2 GB/s for BLAKE3 and 1.4 GB/s for SHA-256, so hashing each chunk as it
+streams costs nothing next to the transfer. It guards against accidental corruption
+(truncation, flipped bits, a wrong file), not against an adversary.
+"""
+
+from __future__ import annotations
+
+import posixpath
+
+import xxhash
+
+from ._models import ExecutionLocation
+from .connectors._base import Connector, EntryKind
+
+__all__ = ["HASH_NAME", "Hasher", "digest_of", "listing_of"]
+
+HASH_NAME = "xxh3-128"
+
+
+class Hasher:
+    """Incremental XXH3-128 of a byte stream."""
+
+    __slots__ = ("_state",)
+
+    def __init__(self) -> None:
+        self._state = xxhash.xxh3_128()
+
+    def update(self, chunk: bytes) -> None:
+        """Add ``chunk`` to the hash."""
+        self._state.update(chunk)
+
+    def hexdigest(self) -> str:
+        """The digest so far, as hex."""
+        return str(self._state.hexdigest())
+
+
+async def digest_of(connector: Connector, location: ExecutionLocation, path: str) -> str:
+    """Hash the file at ``path`` on ``location`` by reading it through its connector.
+
+    Raises:
+        ConnectorError: If the file cannot be read.
+    """
+    hasher = Hasher()
+    async with connector.read(location, path, EntryKind.FILE) as chunks:
+        async for chunk in chunks:
+            hasher.update(chunk)
+    return hasher.hexdigest()
+
+
+async def listing_of(
+    connector: Connector, location: ExecutionLocation, root: str
+) -> list[tuple[str, str, int]]:
+    """``(relative path, kind, size)`` of everything below ``root``, sorted.
+
+    Raises:
+        ConnectorError: If the tree cannot be listed.
+    """
+    found = []
+    async for entry in connector.walk(location, root):
+        if entry.path != root:
+            found.append((posixpath.relpath(entry.path, root), entry.kind.value, entry.size))
+    return sorted(found)

@@ -1,0 +1,311 @@
+"""One ``transfer_data`` call: plan, move and settle every destination.
+
+*Plan*: for each destination, apply cp rules (one connector round trip), then decide,
+without yielding to the event loop, whether there is nothing to do, an identical transfer
+to wait for, a link to make or a copy to run. Links and copies register their destination
+at once as a pending replica and in the in-flight table, which is how concurrent identical
+transfers find each other. *Move*: links are made; copies read the source once for all
+streamed destinations. *Settle*: each destination is verified (if asked), renamed into
+place and marked available, or removed and marked INVALID with its cause, also when the
+transfer is cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import posixpath
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from ._catalog import RemotePathMapper
+from ._check import entry_signature
+from ._errors import StreamDataError, TransferError
+from ._integrity import HASH_NAME, digest_of, listing_of
+from ._models import DataLocation, DataType, ExecutionLocation, normalize_path
+from ._store import CatalogStore
+from ._transfer import Endpoint, copy_to_all, remove_quietly, temporary_path
+from .connectors._base import Connector, Entry, EntryKind
+
+__all__ = ["Job", "TransferContext", "TransferPlan", "transfer_error"]
+
+
+class JobKind(enum.Enum):
+    """What a destination needs."""
+
+    NOTHING = "nothing"  # the data already is there
+    WAIT = "wait"  # an identical transfer is producing it, or it is there already
+    LINK = "link"  # a symbolic link to a replica on the same location
+    COPY = "copy"  # a real copy
+
+
+@dataclass(slots=True)
+class Job:
+    """One destination of a transfer: where it goes and how far it got."""
+
+    location: ExecutionLocation
+    connector: Connector
+    final: str
+    kind: JobKind = JobKind.NOTHING
+    replica: DataLocation | None = None
+    link_to: DataLocation | None = None
+    tmp: str | None = None
+    settled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TransferContext:
+    """What a transfer needs from its manager (the manager owns all of it)."""
+
+    catalog: RemotePathMapper
+    connectors: Mapping[str, Connector]
+    inflight: dict[tuple[ExecutionLocation, str], Job]
+    store: CatalogStore | None
+
+
+@dataclass(slots=True)
+class _Options:
+    writable: bool = False
+    exact: bool = False  # replicate/repair: the destination path is exact, always a copy
+    verify: bool = False
+    failures: dict[ExecutionLocation, BaseException] = field(default_factory=dict)
+
+
+def transfer_error(
+    location: ExecutionLocation, path: str, failures: Mapping[ExecutionLocation, BaseException]
+) -> TransferError:
+    """The error ``transfer_data`` raises for ``failures``."""
+    details = "; ".join(f"{where}: {cause}" for where, cause in failures.items())
+    count = len(failures)
+    return TransferError(
+        f"transfer of {path!r} from {location} failed for {count} destination(s): {details}",
+        failures,
+    )
+
+
+class TransferPlan:
+    """Moves one source to its destinations (see the module docstring)."""
+
+    def __init__(
+        self,
+        context: TransferContext,
+        source_endpoint: Endpoint,
+        source: DataLocation,
+        entry: Entry,
+        *,
+        writable: bool = False,
+        exact: bool = False,
+        verify: bool = False,
+    ) -> None:
+        self._context = context
+        self._catalog = context.catalog
+        self._endpoint = source_endpoint
+        self._source = source
+        self._entry = entry
+        self._options = _Options(writable, exact, verify)
+        self._jobs: list[Job] = []
+        self._on_progress: Callable[[int], None] = lambda done: None
+
+    async def run(
+        self,
+        destinations: Sequence[ExecutionLocation],
+        dst_path: str,
+        on_progress: Callable[[int], None] = lambda done: None,
+    ) -> dict[ExecutionLocation, BaseException]:
+        """Run the transfer; returns each failed destination with its cause."""
+        self._on_progress = on_progress
+        try:
+            async with asyncio.TaskGroup() as group:
+                for destination in destinations:
+                    group.create_task(self._plan(destination, dst_path))
+            await self._move()
+        finally:
+            await self._abandon_unsettled()
+        return self._options.failures
+
+    # -- plan ------------------------------------------------------------------------------
+
+    async def _plan(self, location: ExecutionLocation, dst_path: str) -> None:
+        connector = self._context.connectors[location.deployment]
+        basename = posixpath.basename(self._endpoint.path)
+        try:
+            final = await connector.prepare_destination(location, dst_path, basename)
+        except StreamDataError as exc:
+            self._options.failures[location] = exc
+            return
+        final = dst_path if self._options.exact else normalize_path(final)
+        self._jobs.append(self._claim(Job(location, connector, final)))
+
+    def _claim(self, job: Job) -> Job:
+        """Decide what ``job`` needs; registers it as in flight (no await in here)."""
+        source, options = self._source, self._options
+        running = self._context.inflight.get((job.location, job.final))
+        if running is not None:
+            job.kind, job.replica = JobKind.WAIT, running.replica
+            return job
+        if job.location == source.location and job.final == source.path:
+            return job  # JobKind.NOTHING: the data is its own destination
+        existing = self._catalog.lookup(job.location, job.final)
+        same_data = self._catalog.replica_set(source)
+        reusable = existing is not None and not existing._implied and not options.writable
+        if reusable and existing in same_data:
+            job.kind, job.replica = JobKind.WAIT, existing
+            return job
+        link_to = None
+        if not (options.writable or options.exact):
+            link_to = self._link_target(job.location, same_data)
+        if existing is not None and existing.data_type is not DataType.INVALID:
+            self._catalog.invalidate(job.location, job.final)  # about to be replaced
+        self._register(job, link_to)
+        return job
+
+    def _register(self, job: Job, link_to: DataLocation | None) -> None:
+        data_type = DataType.PRIMARY if link_to is None else DataType.SYMBOLIC_LINK
+        job.replica = self._catalog.register(
+            job.location, job.final, data_type=data_type, available=False
+        )
+        if link_to is not None:
+            self._catalog.relate(link_to, job.replica)
+            self._catalog.set_link_target(job.replica, link_to)
+        elif not self._options.writable:
+            self._catalog.relate(self._source, job.replica)
+        job.kind = JobKind.COPY if link_to is None else JobKind.LINK
+        job.link_to = link_to
+        job.tmp = temporary_path(job.final)
+        if self._context.store is not None:
+            self._context.store.note_temporary(job.replica, job.tmp)
+        self._context.inflight[(job.location, job.final)] = job
+
+    def _link_target(
+        self, location: ExecutionLocation, same_data: Sequence[DataLocation]
+    ) -> DataLocation | None:
+        if location == self._source.location:
+            return self._catalog.link_target(self._source) or self._source
+        for replica in same_data:
+            if (
+                replica.location == location
+                and replica.data_type is DataType.PRIMARY
+                and replica.is_available
+                and not replica._implied
+            ):
+                return replica
+        return None
+
+    # -- move ------------------------------------------------------------------------------
+
+    async def _move(self) -> None:
+        copies = [job for job in self._jobs if job.kind is JobKind.COPY]
+        async with asyncio.TaskGroup() as group:
+            for job in self._jobs:
+                if job.kind is JobKind.WAIT:
+                    group.create_task(self._wait(job))
+                elif job.kind is JobKind.LINK:
+                    group.create_task(self._link(job))
+            if copies:
+                group.create_task(self._copy(copies))
+
+    async def _wait(self, job: Job) -> None:
+        assert job.replica is not None
+        try:
+            await job.replica.wait_available()
+        except TransferError as exc:
+            self._options.failures[job.location] = exc
+
+    async def _link(self, job: Job) -> None:
+        assert job.link_to is not None
+        assert job.tmp is not None
+        try:
+            await job.connector.symlink(job.location, job.link_to.path, job.tmp)
+        except StreamDataError as exc:
+            await self._settle(job, exc)
+        else:
+            await self._settle(job, None)
+
+    async def _copy(self, jobs: Sequence[Job]) -> None:
+        targets = [Endpoint(job.connector, job.location, job.tmp or "") for job in jobs]
+        results, digest = await copy_to_all(self._endpoint, self._entry, targets, self._on_progress)
+        if self._options.verify:
+            digest = await self._verify(jobs, results, digest)
+        async with asyncio.TaskGroup() as group:
+            for job, error in zip(jobs, results, strict=True):
+                group.create_task(self._settle(job, error, digest))
+
+    # -- verify ----------------------------------------------------------------------------
+
+    async def _verify(
+        self, jobs: Sequence[Job], results: list[BaseException | None], digest: str | None
+    ) -> str | None:
+        """Compare each written destination with the source; mismatches become failures."""
+        source = self._endpoint
+        if self._entry.kind is EntryKind.FILE:
+            if digest is None:  # copied in the kernel: nothing streamed through us
+                digest = await digest_of(source.connector, source.location, source.path)
+            expected: object = digest
+        else:
+            expected = await listing_of(source.connector, source.location, source.path)
+        for index, job in enumerate(jobs):
+            if results[index] is None:
+                results[index] = await self._verify_one(job, expected)
+        return digest
+
+    async def _verify_one(self, job: Job, expected: object) -> BaseException | None:
+        assert job.tmp is not None
+        try:
+            if self._entry.kind is EntryKind.FILE:
+                found: object = await digest_of(job.connector, job.location, job.tmp)
+            else:
+                found = await listing_of(job.connector, job.location, job.tmp)
+        except StreamDataError as exc:
+            return exc
+        if found == expected:
+            return None
+        what = f"{HASH_NAME} digest" if self._entry.kind is EntryKind.FILE else "tree listing"
+        return TransferError(
+            f"integrity check failed for {job.final!r} on {job.location}: its {what} "
+            f"differs from the source {self._endpoint.path!r}"
+        )
+
+    # -- settle ----------------------------------------------------------------------------
+
+    async def _settle(
+        self, job: Job, error: BaseException | None, digest: str | None = None
+    ) -> None:
+        """Rename into place and mark available, or clean up and mark INVALID."""
+        assert job.tmp is not None
+        if error is None:
+            try:
+                await job.connector.commit(job.location, job.tmp, job.final)
+            except StreamDataError as exc:
+                error = exc
+        if error is not None:
+            self._options.failures[job.location] = error
+            await remove_quietly(Endpoint(job.connector, job.location, job.tmp))
+        self._finish(job, error, digest)
+
+    def _finish(self, job: Job, error: BaseException | None, digest: str | None = None) -> None:
+        assert job.replica is not None
+        job.settled = True
+        if self._context.inflight.get((job.location, job.final)) is job:
+            del self._context.inflight[(job.location, job.final)]
+        if self._context.store is not None:
+            self._context.store.note_temporary(job.replica, None)
+        if error is None:
+            self._catalog.complete(job.replica)
+            if job.kind is JobKind.COPY:
+                signature = entry_signature(self._entry)
+                self._catalog.record_entry(job.replica, signature, digest)
+            return
+        failure = TransferError(
+            f"the transfer to {job.final!r} on {job.location} failed: {error}",
+            {job.location: error},
+        )
+        failure.__cause__ = error
+        self._catalog.complete(job.replica, failure)
+
+    async def _abandon_unsettled(self) -> None:
+        """After a cancellation or a bug: nothing half-done stays valid or on disk."""
+        for job in self._jobs:
+            if job.kind in (JobKind.COPY, JobKind.LINK) and not job.settled:
+                assert job.tmp is not None
+                await remove_quietly(Endpoint(job.connector, job.location, job.tmp))
+                self._finish(job, asyncio.CancelledError("the transfer was cancelled"))

@@ -60,10 +60,8 @@ def test_every_public_name_is_documented() -> None:
             undocumented.append(name)
         if inspect.isclass(obj):
             for attr, member in vars(obj).items():
-                if (
-                    attr.startswith("_")
-                    or (not callable(member)
-                    and not isinstance(member, property))
+                if attr.startswith("_") or (
+                    not callable(member) and not isinstance(member, property)
                 ):
                     continue
                 if not _documented(member):

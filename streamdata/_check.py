@@ -66,12 +66,6 @@ def _changed(recorded: tuple[str, int, float], seen: tuple[str, int, float]) -> 
     return abs(old - new) > 1e-6
 
 
-def _expected_kind(replica: DataLocation) -> set[str]:
-    if replica.data_type is DataType.SYMBOLIC_LINK:
-        return {EntryKind.SYMLINK.value}
-    return {EntryKind.FILE.value, EntryKind.DIRECTORY.value, EntryKind.OTHER.value}
-
-
 class _Audit:
     def __init__(self, catalog: RemotePathMapper, location: ExecutionLocation, path: str) -> None:
         self.catalog, self.location, self.path = catalog, location, path
@@ -112,9 +106,7 @@ class _Audit:
         self.seen.add(entry.path)
         signature = entry_signature(entry)
         recorded = self.catalog.entry_of(replica)
-        if signature[0] not in _expected_kind(replica) or (
-            recorded is not None and _changed(recorded, signature)
-        ):
+        if recorded is not None and _changed(recorded, signature):
             self.missing.append(replica)
             return
         if recorded is None and replica.is_available:

@@ -16,7 +16,6 @@ import asyncio
 import logging
 import os
 import random
-import stat
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Self
@@ -183,10 +182,12 @@ class DataManager:
         Raises:
             TypeError: If ``location`` or ``data_type`` has the wrong type.
             ValueError: If ``path`` is relative or ``data_type`` is INVALID.
+            ConfigurationError: If the manager is closed.
         """
         _check_location(location)
         if not isinstance(data_type, DataType):
             raise TypeError(f"data_type must be a DataType, not {data_type!r}")
+        self._ensure_open()
         replica = self._catalog.register(location, path, relpath, data_type)
         if self._is_local(location):
             self._record_local_entry(replica)
@@ -195,14 +196,9 @@ class DataManager:
     def _record_local_entry(self, replica: DataLocation) -> None:
         """Remember size and mtime of a local replica now, for :meth:`check` to compare."""
         try:
-            info = os.lstat(replica.path)
+            info = os.lstat(replica.path)  # what a storage listing will see
         except OSError:
             return
-        if stat.S_ISLNK(info.st_mode) and replica.data_type is DataType.PRIMARY:
-            try:
-                info = os.stat(replica.path)
-            except OSError:
-                return
         entry = entry_from_stat(replica.path, info)
         self._catalog.record_entry(replica, entry_signature(entry))
 
@@ -212,10 +208,12 @@ class DataManager:
         Raises:
             TypeError: If an argument is not a :class:`DataLocation`.
             DataNotFoundError: If a replica is unknown or INVALID.
+            ConfigurationError: If the manager is closed.
         """
         for replica in (src_location, dst_location):
             if not isinstance(replica, DataLocation):
                 raise TypeError(f"expected a DataLocation, got {replica!r}")
+        self._ensure_open()
         self._catalog.relate(src_location, dst_location)
 
     def invalidate_location(self, location: ExecutionLocation, path: str) -> None:
@@ -226,8 +224,10 @@ class DataManager:
         Raises:
             TypeError: If ``location`` is not an :class:`ExecutionLocation`.
             ValueError: If ``path`` is relative.
+            ConfigurationError: If the manager is closed.
         """
         _check_location(location)
+        self._ensure_open()
         self._catalog.invalidate(location, path)
 
     def get_data_locations(
@@ -277,9 +277,12 @@ class DataManager:
         connector = self._connectors.get(location.deployment)
         return location.local or (connector is not None and connector.is_local)
 
-    def _connector(self, location: ExecutionLocation) -> Connector:
+    def _ensure_open(self) -> None:
         if self._closed:
             raise ConfigurationError("the DataManager is closed")
+
+    def _connector(self, location: ExecutionLocation) -> Connector:
+        self._ensure_open()
         try:
             return self._connectors[location.deployment]
         except KeyError:

@@ -24,6 +24,7 @@ import functools
 import logging
 import math
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,9 @@ _PERMANENT = (
     asyncssh.KeyImportError,
 )
 _CLOSE_TIMEOUT = 10.0
+#: Channel-open refusals that mean "too many sessions right now".
+_BUSY_CODES = (asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, asyncssh.OPEN_RESOURCE_SHORTAGE)
+_BUSY_RETRY_SECONDS = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +101,23 @@ class _Connection:
     @property
     def alive(self) -> bool:
         return not self.conn.is_closed()
+
+
+class _Backoff:
+    """Exponentially growing pauses, until a time budget is spent."""
+
+    def __init__(self, budget: float, first: float = 0.005, longest: float = 0.5) -> None:
+        self._deadline = time.monotonic() + budget
+        self._delay = first
+        self._longest = longest
+
+    async def wait(self) -> bool:
+        """Sleep before the next attempt; False (without sleeping) when out of time."""
+        if time.monotonic() + self._delay > self._deadline:
+            return False
+        await asyncio.sleep(self._delay)
+        self._delay = min(self._delay * 2, self._longest)
+        return True
 
 
 class _Abandoned(Exception):
@@ -220,8 +241,15 @@ class HostPool:
     async def _open_channel(
         self, command: str
     ) -> tuple[_Connection, asyncssh.SSHClientChannel[bytes], CommandSession]:
-        """Open a session channel, once more on a fresh connection if the first one died."""
-        for attempt in range(2):
+        """Open a session channel running ``command``.
+
+        A server still freeing the session of a channel we saw close may refuse the new
+        one for a moment: that is retried with backoff. A connection found dead is
+        replaced once. Any other failure is final.
+        """
+        retry = _Backoff(_BUSY_RETRY_SECONDS)
+        replaced = False
+        while True:
             connection = await self._connection()
             connection.load += 1
             session = CommandSession(self._settings.read_buffer)
@@ -233,13 +261,19 @@ class HostPool:
                     window=self._settings.window,
                     max_pktsize=self._settings.max_pktsize,
                 )
-            except (OSError, asyncssh.Error) as exc:
+            except asyncssh.ChannelOpenError as exc:
                 connection.load -= 1
-                if connection.alive or attempt == 1:
+                print("CODE", exc.code, exc.reason)
+                if exc.code not in _BUSY_CODES or not await retry.wait():
                     raise self.error("cannot open a channel", exc) from exc
                 continue
+            except (OSError, asyncssh.Error) as exc:
+                connection.load -= 1
+                if connection.alive or replaced:
+                    raise self.error("cannot open a channel", exc) from exc
+                replaced = True
+                continue
             return connection, channel, session
-        raise AssertionError("unreachable")  # pragma: no cover
 
     async def _close_channel(
         self,
@@ -259,23 +293,33 @@ class HostPool:
 
     # -- SFTP ----------------------------------------------------------------------------
 
-    async def sftp(self, call: Callable[[asyncssh.SFTPClient], Awaitable[_T]], *, what: str) -> _T:
+    def bulk(self) -> asyncio.Semaphore:
+        """The bulk-transfer slots: hold one while moving data over SFTP."""
+        return self._bulk
+
+    async def sftp(
+        self,
+        call: Callable[[asyncssh.SFTPClient], Awaitable[_T]],
+        *,
+        what: str,
+        retry: bool = True,
+    ) -> _T:
         """Run ``call`` with the host's persistent SFTP client.
 
-        SFTP errors (e.g. no such file) reach the caller as they are; a lost connection is
-        retried once on a new one.
+        SFTP errors (e.g. no such file) reach the caller as they are; if the connection is
+        lost, ``call`` is run once more on a new one when ``retry`` allows it.
 
         Raises:
             ConnectorError: If the host cannot be reached.
             asyncssh.SFTPError: The server's answer to the request.
         """
-        for attempt in range(2):
+        for attempt in range(2 if retry else 1):
             client = await self._sftp_client()
             try:
                 return await call(client)
             except (asyncssh.SFTPConnectionLost, asyncssh.ConnectionLost, BrokenPipeError) as exc:
                 self._drop_sftp(client)
-                if attempt == 1:
+                if attempt == 1 or not retry:
                     raise self.error(f"cannot {what}", exc) from exc
             except asyncssh.SFTPError:
                 raise

@@ -31,8 +31,8 @@ from .._errors import ConfigurationError
 from .._models import ExecutionLocation
 from . import _ssh_commands as commands
 from ._base import Connector, Entry, EntryKind
-from ._ssh_channel import RemoteCommand
 from ._ssh_pool import HostPool, PoolSettings
+from ._ssh_streams import open_read, write_stream
 
 __all__ = ["SSHConnector", "SSHHost"]
 
@@ -195,23 +195,15 @@ class SSHConnector(Connector):
         pool = self._pool(location)
         await pool.run(commands.copy_tree(src_path, dst_path), what=f"copy {src_path!r}")
 
-    @contextlib.asynccontextmanager
-    async def read(
+    def read(
         self, location: ExecutionLocation, path: str, kind: EntryKind
-    ) -> AsyncIterator[AsyncIterator[bytes]]:
-        """Stream a file (``cat``) or a directory's contents (``tar``).
+    ) -> contextlib.AbstractAsyncContextManager[AsyncIterator[bytes]]:
+        """Stream a file (SFTP if small, else ``cat``) or a directory's contents (``tar``).
 
         Raises:
             ConnectorError: If the source cannot be read completely.
         """
-        pool = self._pool(location)
-        if kind is EntryKind.DIRECTORY:
-            command, what = commands.archive(path), f"archive {path!r}"
-        else:
-            command, what = commands.read_file(path), f"read {path!r}"
-        async with pool.command(command, what=what, bulk=True) as remote:
-            remote.write_eof()
-            yield _output(remote)
+        return open_read(self._pool(location), path, kind)
 
     async def write(
         self,
@@ -223,21 +215,12 @@ class SSHConnector(Connector):
         mode: int | None = None,
         mtime: float | None = None,
     ) -> None:
-        """Write a file (``cat``, then ``chmod``/``touch``) or unpack a tar stream.
+        """Write a file (SFTP if small, else ``cat``; then mode, mtime) or unpack a tree.
 
         Raises:
             ConnectorError: If writing fails.
         """
-        pool = self._pool(location)
-        if kind is EntryKind.DIRECTORY:
-            command, what = commands.unpack(path), f"unpack into {path!r}"
-        else:
-            command, what = commands.write_file(path, mode, mtime), f"write {path!r}"
-        async with pool.command(command, what=what, bulk=True) as remote:
-            async for chunk in chunks:
-                await remote.write(chunk)
-            remote.write_eof()
-            await remote.finish()
+        await write_stream(self._pool(location), path, kind, chunks, mode, mtime)
 
     async def commit(self, location: ExecutionLocation, tmp_path: str, final_path: str) -> None:
         """Rename over ``final_path`` (SFTP); a non-empty directory there is moved aside.
@@ -329,12 +312,6 @@ def _entry(path: str, attrs: asyncssh.SFTPAttrs) -> Entry:
 
 def _fail(pool: HostPool, action: str, path: str, exc: asyncssh.SFTPError) -> NoReturn:
     raise pool.error(f"cannot {action} {path!r}", exc) from exc
-
-
-async def _output(remote: RemoteCommand) -> AsyncIterator[bytes]:
-    while chunk := await remote.read():
-        yield chunk
-    await remote.finish()
 
 
 def _parse(pool: HostPool, parser: commands.WalkParser, chunk: bytes, path: str) -> list[Entry]:

@@ -119,6 +119,9 @@ class TransferPlan:
                 for destination in destinations:
                     group.create_task(self._plan(destination, dst_path))
             await self._move()
+        except asyncio.CancelledError:
+            self._revoke_settled()
+            raise
         finally:
             await self._abandon_unsettled()
         return self._options.failures
@@ -301,6 +304,17 @@ class TransferPlan:
         )
         failure.__cause__ = error
         self._catalog.complete(job.replica, failure)
+
+    def _revoke_settled(self) -> None:
+        """A cancelled call leaves no valid replica, even of a destination it finished.
+
+        The finished data stays in place (it is complete); only the catalog forgets it.
+        """
+        for job in self._jobs:
+            replica = job.replica
+            finished = job.kind in (JobKind.COPY, JobKind.LINK) and job.settled
+            if finished and replica is not None and replica.data_type is not DataType.INVALID:
+                self._catalog.invalidate(job.location, job.final)
 
     async def _abandon_unsettled(self) -> None:
         """After a cancellation or a bug: nothing half-done stays valid or on disk."""

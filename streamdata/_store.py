@@ -15,7 +15,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from ._errors import ConfigurationError
+from ._errors import ConfigurationError, TransferError
 from ._models import DataLocation, DataType, ExecutionLocation
 
 if TYPE_CHECKING:
@@ -143,23 +143,24 @@ class SQLiteStore:
     def load(self, catalog: RemotePathMapper) -> None:
         """Rebuild ``catalog`` from the file; interrupted transfers come back INVALID."""
         by_id: dict[int, DataLocation] = {}
+        interrupted: list[DataLocation] = []
         rows = self._db.execute(
             "SELECT id, deployment, name, local, path, relpath, data_type, implied, pending "
             "FROM replicas ORDER BY length(path), id"
         )
         for rid, deployment, name, local, path, relpath, data_type, implied, pending in rows:
             location = ExecutionLocation(name, deployment, bool(local))
-            kind = DataType.INVALID if pending else DataType(data_type)
-            replica = catalog._restore(location, path, relpath, kind, bool(implied))
+            replica = catalog._restore(location, path, relpath, DataType(data_type), bool(implied))
             by_id[rid] = replica
             self._ids[replica] = rid
+            if pending:
+                interrupted.append(replica)
         self._stale = [
             (ExecutionLocation(name, deployment, bool(local)), tmp)
             for deployment, name, local, tmp in self._db.execute(
                 "SELECT deployment, name, local, tmp FROM replicas WHERE tmp IS NOT NULL"
             )
         ]
-        self._db.execute("UPDATE replicas SET data_type = 'invalid', pending = 0 WHERE pending = 1")
         edges = self._db.execute("SELECT a, b FROM relations")
         catalog._restore_edges((by_id[a], by_id[b]) for a, b in edges if a in by_id and b in by_id)
         for link, target in self._db.execute("SELECT link, target FROM links"):
@@ -168,6 +169,10 @@ class SQLiteStore:
         for rid, kind, size, mtime, digest in rows:
             catalog._restore_entry(by_id[rid], (kind, size, mtime), digest)
         self._db.commit()
+        for replica in interrupted:  # its transfer never finished: out of its set, INVALID
+            catalog.invalidate(replica.location, replica.path)
+            replica._start_pending()
+            replica._finish(TransferError(f"the transfer producing {replica!r} was interrupted"))
 
     # -- changes ---------------------------------------------------------------------------
 

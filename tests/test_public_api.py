@@ -87,3 +87,18 @@ def test_version_is_a_string() -> None:
     """The package exposes its version."""
     assert isinstance(streamdata.__version__, str)
     assert streamdata.__version__.count(".") >= 2
+
+
+def test_every_public_name_has_an_api_page() -> None:
+    """Each exported name is rendered by some page of the API reference (docs/api)."""
+    from pathlib import Path
+
+    pages = "".join(
+        p.read_text() for p in (Path(__file__).parent.parent / "docs" / "api").glob("*.md")
+    )
+    missing = [
+        name
+        for name in streamdata.__all__
+        if name != "__version__" and f"::: streamdata.{name}\n" not in pages
+    ]
+    assert missing == []

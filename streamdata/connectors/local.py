@@ -22,6 +22,9 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Hashable, It
 from itertools import islice
 from typing import NoReturn, TypeVar
 
+import aiofiles
+from aiofiles.threadpool.binary import AsyncBufferedReader
+
 from .._errors import ConnectorError
 from .._models import ExecutionLocation
 from ._base import Connector, Entry, EntryKind, entry_from_stat
@@ -122,13 +125,13 @@ class LocalConnector(Connector):
                 yield chunks
             return
         try:
-            handle = await asyncio.to_thread(open, path, "rb")
+            handle = await aiofiles.open(path, "rb")
         except OSError as exc:
             _fail("read", path, location, exc)
         try:
             yield _read_chunks(handle, path, location)
         finally:
-            handle.close()
+            await handle.close()
 
     async def write(
         self,
@@ -154,13 +157,15 @@ class LocalConnector(Connector):
             await feed_process(command, chunks, what=f"unpack into {path!r}")
             return
         try:
-            handle = open(path, "xb")  # noqa: ASYNC230, SIM115 -- open(O_EXCL) does not block
+            handle = await aiofiles.open(path, "xb")
         except OSError as exc:
             _fail("create", path, location, exc)
         try:
-            with handle:
+            try:
                 async for chunk in chunks:
-                    await asyncio.to_thread(handle.write, chunk)
+                    await handle.write(chunk)
+            finally:
+                await handle.close()
             _apply_attributes(path, mode, mtime)
         except OSError as exc:
             _fail("write", path, location, exc)
@@ -257,12 +262,11 @@ def _apply_attributes(path: str, mode: int | None, mtime: float | None) -> None:
 
 
 async def _read_chunks(
-    handle: object, path: str, location: ExecutionLocation
+    handle: AsyncBufferedReader, path: str, location: ExecutionLocation
 ) -> AsyncIterator[bytes]:
-    reader: Callable[[int], bytes] = handle.read  # type: ignore[attr-defined]
     while True:
         try:
-            chunk = await asyncio.to_thread(reader, _CHUNK)
+            chunk = await handle.read(_CHUNK)
         except OSError as exc:
             _fail("read", path, location, exc)
         if not chunk:

@@ -146,6 +146,9 @@ class AsyncSSHTestServer(SSHTestServer):
         super().__init__(**kwargs)
         self.open_channels = 0
         self.max_open_channels = 0
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        #: One future per command still being served, resolved when it is done.
+        self.handlers: set[asyncio.Future[None]] = set()
 
     def channel_opened(self) -> None:
         """Record a new channel (called by the server)."""
@@ -155,6 +158,20 @@ class AsyncSSHTestServer(SSHTestServer):
     def channel_closed(self) -> None:
         """Record a channel's end (called by the server)."""
         self.open_channels -= 1
+        for at_most, waiter in self._waiters:
+            if self.open_channels <= at_most and not waiter.done():
+                waiter.set_result(None)
+
+    async def wait_open_channels(self, at_most: int) -> None:
+        """Wait until no more than ``at_most`` channels are open."""
+        if self.open_channels <= at_most:
+            return
+        entry = (at_most, asyncio.get_running_loop().create_future())
+        self._waiters.append(entry)
+        try:
+            await entry[1]
+        finally:
+            self._waiters.remove(entry)
 
     def reset_channel_count(self) -> None:
         """Start counting :attr:`max_open_channels` again from the channels open now."""
@@ -216,9 +233,14 @@ async def _execute(process: asyncssh.SSHServerProcess[bytes]) -> None:
     )
     try:
         await _serve(process, child)
+    except* _ChannelClosed:
+        pass  # the client went away: the command is killed below
     finally:
-        _kill_group(child)
-        await child.wait()
+        await _reap(child)
+
+
+class _ChannelClosed(Exception):
+    """The client closed the channel (or the connection dropped)."""
 
 
 async def _serve(
@@ -230,7 +252,7 @@ async def _serve(
     assert child.stderr is not None
     async with asyncio.TaskGroup() as group:
         feeding = group.create_task(_pump(process.stdin, child.stdin, close=child.stdin.close))
-        group.create_task(_kill_when_closed(process, child))
+        group.create_task(_watch_channel(process))
         async with asyncio.TaskGroup() as output:
             output.create_task(_pump(child.stdout, process.stdout))
             output.create_task(_pump(child.stderr, process.stderr))
@@ -239,18 +261,27 @@ async def _serve(
         process.exit(status if status >= 0 else 128 - status)
 
 
-async def _kill_when_closed(
-    process: asyncssh.SSHServerProcess[bytes], child: asyncio.subprocess.Process
-) -> None:
-    """Kill the command when the client closes the channel or the connection drops."""
+async def _watch_channel(process: asyncssh.SSHServerProcess[bytes]) -> None:
+    """Abort the serving of a command once its channel is closed."""
     await process.channel.wait_closed()
-    _kill_group(child)
+    raise _ChannelClosed
 
 
-def _kill_group(child: asyncio.subprocess.Process) -> None:
+async def _reap(child: asyncio.subprocess.Process) -> None:
+    """Kill the command's process group, drain its pipes and wait for it.
+
+    The pipes are drained first: ``wait()`` returns only once they are closed.
+    """
     if child.returncode is None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(child.pid, signal.SIGKILL)
+    for pipe in (child.stdout, child.stderr):
+        if pipe is not None:
+            with contextlib.suppress(OSError, TimeoutError):
+                async with asyncio.timeout(5):
+                    while await pipe.read(_READ_SIZE):
+                        pass
+    await child.wait()
 
 
 def _process_factory(
@@ -258,10 +289,14 @@ def _process_factory(
 ) -> Callable[[asyncssh.SSHServerProcess[bytes]], Any]:
     async def handle(process: asyncssh.SSHServerProcess[bytes]) -> None:
         server.channel_opened()
+        done = asyncio.get_running_loop().create_future()
+        server.handlers.add(done)
         try:
             await _execute(process)
         finally:
             server.channel_closed()
+            server.handlers.discard(done)
+            done.set_result(None)
 
     return handle
 
@@ -309,6 +344,8 @@ async def asyncssh_server() -> AsyncIterator[AsyncSSHTestServer]:
             _abort_all(connections)
             acceptor.close()
             await acceptor.wait_closed()
+            if server.handlers:  # every command is killed and reaped before we return
+                await asyncio.wait(set(server.handlers), timeout=10)
 
 
 def _abort_all(connections: set[asyncssh.SSHServerConnection]) -> None:

@@ -60,8 +60,15 @@ _PERMANENT = (
     asyncssh.KeyImportError,
 )
 _CLOSE_TIMEOUT = 10.0
-#: Channel-open refusals that mean "too many sessions right now".
-_BUSY_CODES = (asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, asyncssh.OPEN_RESOURCE_SHORTAGE)
+#: Small-file transfers in flight on the SFTP session at once.
+_SFTP_TRANSFERS = 8
+#: Channel-open refusals that mean "too many sessions right now" (OpenSSH says "connect
+#: failed" when MaxSessions is reached).
+_BUSY_CODES = (
+    asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
+    asyncssh.OPEN_CONNECT_FAILED,
+    asyncssh.OPEN_RESOURCE_SHORTAGE,
+)
 _BUSY_RETRY_SECONDS = 10.0
 
 
@@ -106,7 +113,7 @@ class _Connection:
 class _Backoff:
     """Exponentially growing pauses, until a time budget is spent."""
 
-    def __init__(self, budget: float, first: float = 0.005, longest: float = 0.5) -> None:
+    def __init__(self, budget: float, first: float = 0.002, longest: float = 0.05) -> None:
         self._deadline = time.monotonic() + budget
         self._delay = first
         self._longest = longest
@@ -177,6 +184,7 @@ class HostPool:
         self._sftp: tuple[_Connection, asyncssh.SFTPClient] | None = None
         self._channels = asyncio.Semaphore(settings.max_sessions - 1)
         self._bulk = asyncio.Semaphore(max(1, settings.max_sessions - 2))
+        self._sftp_transfers = asyncio.Semaphore(_SFTP_TRANSFERS)
         self._spread = math.ceil(settings.max_sessions / settings.max_connections)
 
     def error(self, message: str, cause: BaseException | None = None) -> ConnectorError:
@@ -214,14 +222,14 @@ class HostPool:
             finally:
                 await self._close_channel(connection, channel, session)
 
-    async def run(self, command: str, *, what: str, data: bytes = b"") -> bytes:
-        """Run a short command, feeding it ``data``, and return its standard output.
+    async def run(self, command: str, *, what: str, data: bytes = b"", bulk: bool = False) -> bytes:
+        """Run a command, feeding it ``data``, and return its standard output.
 
         Raises:
             ConnectorError: If it cannot run or exits with a non-zero status.
         """
         output = bytearray()
-        async with self.command(command, what=what, bulk=False) as remote:
+        async with self.command(command, what=what, bulk=bulk) as remote:
             if data:
                 await remote.write(data)
             remote.write_eof()
@@ -261,17 +269,13 @@ class HostPool:
                     window=self._settings.window,
                     max_pktsize=self._settings.max_pktsize,
                 )
-            except asyncssh.ChannelOpenError as exc:
-                connection.load -= 1
-                print("CODE", exc.code, exc.reason)
-                if exc.code not in _BUSY_CODES or not await retry.wait():
-                    raise self.error("cannot open a channel", exc) from exc
-                continue
             except (OSError, asyncssh.Error) as exc:
                 connection.load -= 1
-                if connection.alive or replaced:
+                if not connection.alive and not replaced:
+                    replaced = True  # the connection died: once more on a new one
+                    continue
+                if not _is_busy(exc) or not await retry.wait():
                     raise self.error("cannot open a channel", exc) from exc
-                replaced = True
                 continue
             return connection, channel, session
 
@@ -293,9 +297,13 @@ class HostPool:
 
     # -- SFTP ----------------------------------------------------------------------------
 
-    def bulk(self) -> asyncio.Semaphore:
-        """The bulk-transfer slots: hold one while moving data over SFTP."""
-        return self._bulk
+    def sftp_transfer_slot(self) -> asyncio.Semaphore:
+        """Hold one while moving file data over SFTP.
+
+        File data shares the SFTP channel with metadata requests; bounding it bounds how
+        long a metadata request can wait behind it.
+        """
+        return self._sftp_transfers
 
     async def sftp(
         self,
@@ -437,6 +445,10 @@ class HostPool:
         for connection in connections:
             with contextlib.suppress(OSError, asyncssh.Error):
                 await connection.conn.wait_closed()
+
+
+def _is_busy(exc: BaseException) -> bool:
+    return isinstance(exc, asyncssh.ChannelOpenError) and exc.code in _BUSY_CODES
 
 
 def _same(session: CommandSession) -> CommandSession:

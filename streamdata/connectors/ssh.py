@@ -193,7 +193,7 @@ class SSHConnector(Connector):
             ConnectorError: If the copy fails.
         """
         pool = self._pool(location)
-        await pool.run(commands.copy_tree(src_path, dst_path), what=f"copy {src_path!r}")
+        await pool.run(commands.copy_tree(src_path, dst_path), what=f"copy {src_path!r}", bulk=True)
 
     def read(
         self, location: ExecutionLocation, path: str, kind: EntryKind

@@ -1,0 +1,179 @@
+"""Shared plumbing of the benchmark sections: options, reports, tables, subprocesses.
+
+Standard library only, so that a section's worker script can import it under any
+interpreter (e.g. the StreamFlow virtualenv, which has no streamdata).
+
+A *section* is a module of ``benchmarks/`` that exposes ``SECTION = Section(...)``; its
+``run`` callable receives the :class:`Options` of ``run.py`` and returns a
+:class:`SectionReport`. Heavy work runs in fresh subprocesses (:func:`run_json`), so a
+section measures a clean interpreter and ``run.py`` itself imports neither library.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BENCHMARKS_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCHMARKS_DIR.parent
+
+
+@dataclass(frozen=True)
+class Options:
+    """What ``run.py`` was asked to do; every section reads what concerns it."""
+
+    quick: bool
+    streamflow_python: str
+    repeats: int
+    command: str
+
+
+@dataclass(frozen=True)
+class Target:
+    """One acceptance target and whether this run met it (None: could not be judged)."""
+
+    text: str
+    met: bool | None
+    detail: str = ""
+
+    @property
+    def verdict(self) -> str:
+        """PASS, MISS or n/a."""
+        return {True: "PASS", False: "MISS", None: "n/a"}[self.met]
+
+
+@dataclass
+class SectionReport:
+    """What a section hands back to ``run.py``: tables, targets, notes and raw records."""
+
+    key: str
+    title: str
+    tables: list[tuple[list[str], list[list[str]]]] = field(default_factory=list)
+    targets: list[Target] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    raw: list[dict[str, Any]] = field(default_factory=list)
+    #: Further tables, each under a heading: (heading, header, rows).
+    appendix: list[tuple[str, list[str], list[list[str]]]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Section:
+    """A benchmark section: a key (used in RESULTS.md), a title and its runner."""
+
+    key: str
+    title: str
+    run: Callable[[Options], SectionReport]
+
+
+class WorkerError(RuntimeError):
+    """A benchmark subprocess failed or printed no JSON record."""
+
+
+def streamdata_env() -> dict[str, str]:
+    """The environment for a worker that imports streamdata from this checkout."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+def run_json(
+    command: Sequence[str], *, env: dict[str, str] | None = None, timeout: float = 3600
+) -> dict[str, Any]:
+    """Run a worker script and parse the JSON record on the last line of its stdout.
+
+    Raises:
+        WorkerError: If the worker exits non-zero, times out or prints no record.
+    """
+    try:
+        done = subprocess.run(
+            list(command), capture_output=True, text=True, env=env, timeout=timeout, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise WorkerError(f"{' '.join(command)}: {exc}") from exc
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        tail = "\n".join(done.stderr.strip().splitlines()[-15:])
+        raise WorkerError(f"{' '.join(command)} exited {done.returncode}:\n{tail}")
+    record: dict[str, Any] = json.loads(lines[-1])
+    return record
+
+
+def progress(message: str) -> None:
+    """A progress line on stderr (stdout carries the final table)."""
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def format_rate(value: float) -> str:
+    """An operation rate, e.g. ``123,456``."""
+    return f"{value:,.0f}"
+
+
+def format_ratio(value: float) -> str:
+    """A ratio, e.g. ``3.41x``."""
+    return f"{value:.2f}x"
+
+
+def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
+    """A GitHub-flavoured markdown table, columns padded so it also reads as plain text."""
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
+    separator = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(headers), separator, *(line(row) for row in rows)])
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def _cpu_model() -> str:
+    for line in _read("/proc/cpuinfo").splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def _memory() -> str:
+    for line in _read("/proc/meminfo").splitlines():
+        if line.startswith("MemTotal:"):
+            return f"{int(line.split()[1]) / 1024**2:.1f} GiB"
+    return "unknown"
+
+
+def _filesystem(path: str) -> str:
+    try:
+        done = subprocess.run(
+            ["df", "-T", path], capture_output=True, text=True, check=True, timeout=10
+        )
+        return done.stdout.splitlines()[1].split()[1]
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return "unknown"
+
+
+def load_average() -> str:
+    """The 1-minute load average, to show whether other work shared the machine."""
+    return f"{os.getloadavg()[0]:.2f}"
+
+
+def machine_info() -> dict[str, str]:
+    """The machine the benchmark ran on."""
+    return {
+        "nproc": str(os.cpu_count()),
+        "CPU": _cpu_model(),
+        "memory": _memory(),
+        "Python": f"{platform.python_implementation()} {platform.python_version()}",
+        "kernel": f"{platform.system()} {platform.release()}",
+        "/tmp filesystem": _filesystem("/tmp"),
+    }

@@ -1,0 +1,182 @@
+"""Run every benchmark section, print the comparison tables and update RESULTS.md.
+
+    python benchmarks/run.py            # full run (about 10 minutes on 2 cores)
+    python benchmarks/run.py --quick    # smoke test with small sizes; RESULTS.md untouched
+
+Each section is a module of ``benchmarks/`` exposing ``SECTION`` (see ``_harness.py``);
+add a module name to :data:`SECTION_MODULES` to add a section. In RESULTS.md every
+section sits between ``<!-- section:KEY -->`` markers and is replaced only when that
+section runs again, so ``--only`` updates one section and keeps the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib
+import json
+import os
+import re
+import shlex
+import sys
+from pathlib import Path
+
+from _harness import (
+    BENCHMARKS_DIR,
+    Options,
+    Section,
+    SectionReport,
+    load_average,
+    machine_info,
+    markdown_table,
+)
+
+#: Benchmark sections, in the order they run (future: "ssh_transfer", "durable_catalog").
+SECTION_MODULES = ("catalog", "local_copy")
+DEFAULT_STREAMFLOW_PYTHON = "/work/sfvenv/bin/python"
+RESULTS = BENCHMARKS_DIR / "RESULTS.md"
+
+TITLE = "# streamdata benchmark results"
+PREAMBLE = """\
+Written by `benchmarks/run.py` (see `benchmarks/README.md`); each section below is
+replaced when it is run again, so edit the code, not this file.
+
+Targets (issue 2, acceptance point 5):
+
+- catalog, at 10^5 paths: at least 3x StreamFlow's `DefaultDataManager` rate on every
+  operation (`register_path` + `register_relation`, `get_data_locations`,
+  `get_source_location`, `invalidate_location`), and at most 0.5x its memory per replica;
+- local copies (one 1 GiB file, 10,000 files of 4 KiB, 1,000 files of 1 MiB): at least
+  0.8x the throughput of `cp -a` in the same run.
+"""
+
+
+def load_sections(keys: list[str]) -> list[Section]:
+    """The SECTION of each named module, in the order given."""
+    return [importlib.import_module(key).SECTION for key in keys]
+
+
+def section_markdown(report: SectionReport, command: str, when: str) -> str:
+    """One section of RESULTS.md: provenance, tables, targets, notes, raw records."""
+    machine = ", ".join(f"{key}: {value}" for key, value in machine_info().items())
+    parts = [
+        f"## {report.title}",
+        f"Command: `{command}`  \nDate: {when}  \nMachine: {machine}",
+    ]
+    parts.extend(markdown_table(header, rows) for header, rows in report.tables)
+    if report.targets:
+        rows = [[target.text, target.detail, target.verdict] for target in report.targets]
+        parts.append(markdown_table(["target", "measured", "verdict"], rows))
+    if report.notes:
+        parts.append("\n".join(f"- {note}" for note in report.notes))
+    for heading, header, rows in report.appendix:
+        parts.extend([f"### {heading}", markdown_table(header, rows)])
+    if report.raw:
+        records = "\n".join(json.dumps(record, sort_keys=True) for record in report.raw)
+        parts.append(
+            f"<details><summary>raw records</summary>\n\n```json\n{records}\n```\n</details>"
+        )
+    return "\n\n".join(parts)
+
+
+def header_markdown(command: str, when: str) -> str:
+    """The block describing the latest run and the machine it ran on."""
+    lines = [f"## Latest run\n\nCommand: `{command}`  \nDate: {when}\n"]
+    lines.append(markdown_table(["machine", ""], [[k, v] for k, v in machine_info().items()]))
+    return "\n".join(lines)
+
+
+def replace_block(document: str, key: str, body: str) -> str:
+    """Put ``body`` between the markers of ``key`` (appending the block if it is new)."""
+    block = f"<!-- section:{key} -->\n{body}\n<!-- /section:{key} -->"
+    pattern = re.compile(
+        rf"<!-- section:{re.escape(key)} -->.*?<!-- /section:{re.escape(key)} -->", re.S
+    )
+    if pattern.search(document):
+        return pattern.sub(lambda _: block, document)
+    return document.rstrip("\n") + "\n\n" + block + "\n"
+
+
+def update_results(path: Path, reports: list[SectionReport], command: str, when: str) -> None:
+    """Rewrite the header and the sections that ran; keep the other sections."""
+    document = path.read_text(encoding="utf-8") if path.exists() else ""
+    if not document.startswith(TITLE):
+        document = f"{TITLE}\n\n{PREAMBLE}"
+    document = replace_block(document, "header", header_markdown(command, when))
+    for report in reports:
+        document = replace_block(document, report.key, section_markdown(report, command, when))
+    path.write_text(document.rstrip("\n") + "\n", encoding="utf-8")
+
+
+def print_report(report: SectionReport) -> None:
+    """The section's tables and verdicts on stdout."""
+    print(f"\n== {report.title} ==")
+    for header, rows in report.tables:
+        print(markdown_table(header, rows))
+    for target in report.targets:
+        print(f"  [{target.verdict}] {target.text}: {target.detail}")
+    for note in report.notes:
+        print(f"  note: {note}")
+    for heading, header, rows in report.appendix:
+        print(f"\n-- {heading} --")
+        print(markdown_table(header, rows))
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description="Run the streamdata benchmarks.")
+    parser.add_argument(
+        "--quick", action="store_true", help="small sizes, one run each (smoke test)"
+    )
+    parser.add_argument(
+        "--streamflow-python",
+        default=os.environ.get("STREAMFLOW_PYTHON", DEFAULT_STREAMFLOW_PYTHON),
+        help="interpreter of a virtualenv with `pip install --pre streamflow` "
+        f"(default: $STREAMFLOW_PYTHON or {DEFAULT_STREAMFLOW_PYTHON})",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="fresh processes per catalog size below 10^6, median taken (default 3)",
+    )
+    parser.add_argument(
+        "--only", action="append", choices=SECTION_MODULES, help="run only this section"
+    )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        help=f"markdown file to update (default {RESULTS.name}; not written with --quick)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the selected sections, print their tables, update the results file."""
+    args = parse_args(argv)
+    command = shlex.join(["python", *sys.argv]) if argv is None else shlex.join(argv)
+    options = Options(
+        quick=args.quick,
+        streamflow_python=args.streamflow_python,
+        repeats=1 if args.quick else max(1, args.repeats),
+        command=command,
+    )
+    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    reports = []
+    for section in load_sections(args.only or list(SECTION_MODULES)):
+        before = load_average()
+        report = section.run(options)
+        report.notes.append(
+            f"1-minute load average before / after this section: {before} / {load_average()} "
+            f"on {os.cpu_count()} CPUs (other work on the machine disturbs the timings)."
+        )
+        reports.append(report)
+        print_report(report)
+    results = args.results or (None if args.quick else RESULTS)
+    if results is not None:
+        update_results(results, reports, command, when)
+        print(f"\nwrote {results}")
+
+
+if __name__ == "__main__":
+    main()

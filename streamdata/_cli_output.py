@@ -1,0 +1,233 @@
+"""What the ``streamdata`` command shows: progress bars, replica tables and JSON.
+
+Progress bars are drawn from the DataManager's events (one bar per transfer), on standard
+error so that standard output stays clean for pipes; they are only drawn on a terminal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import posixpath
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from types import TracebackType
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from ._errors import StreamDataError
+from ._events import Event, EventKind, TransferEvent
+from ._models import DataLocation, ExecutionLocation
+from .connectors._base import Connector, EntryKind
+
+__all__ = [
+    "ReplicaRow",
+    "TransferProgress",
+    "describe_replicas",
+    "emit_json",
+    "human_size",
+    "replica_table",
+    "tree_size",
+]
+
+_STAT_TIMEOUT = 30.0
+
+
+class TransferProgress:
+    """Rich progress bars fed by :meth:`DataManager.add_listener`.
+
+    Use it as a context manager around the transfers, and pass it (it is callable) to
+    ``add_listener``. :meth:`expect` gives the size of a directory tree in advance, since
+    tree transfers only know their total once they are finished.
+
+    Args:
+        console: Where to draw (usually standard error).
+        enabled: False draws nothing (not a terminal, or JSON output).
+    """
+
+    def __init__(self, console: Console, *, enabled: bool = True) -> None:
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(bar_width=28),
+            TextColumn("{task.percentage:>3.0f}%"),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not enabled,
+        )
+        self._tasks: dict[int, TaskID] = {}
+        self._expected: dict[tuple[ExecutionLocation, str], tuple[int, int]] = {}
+
+    def expect(self, location: ExecutionLocation, path: str, size: int, files: int) -> None:
+        """Announce the size of the data at ``path`` on ``location`` and its file count."""
+        self._expected[(location, path)] = (size, files)
+
+    def __enter__(self) -> TransferProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._progress.stop()
+
+    def __call__(self, event: Event) -> None:
+        """Update the bars with one event (the listener)."""
+        if not isinstance(event, TransferEvent):
+            return
+        task = self._tasks.get(event.transfer_id)
+        if task is None:
+            task = self._tasks[event.transfer_id] = self._add(event)
+        if event.kind is EventKind.TRANSFER_PROGRESS:
+            self._progress.update(task, completed=event.bytes_done, total=self._total(event))
+        elif event.kind is EventKind.TRANSFER_FINISHED:
+            done = event.bytes_done
+            total = max(done, 1)
+            self._progress.update(task, completed=total, total=total)
+        elif event.kind is EventKind.TRANSFER_FAILED:
+            description = self._progress.tasks[task].description
+            self._progress.update(task, description=f"[red]{description} (failed)[/red]")
+
+    def _add(self, event: TransferEvent) -> TaskID:
+        targets = ", ".join(str(d) for d in event.destinations)
+        name = posixpath.basename(event.src_path) or event.src_path
+        files = self._expected.get((event.source, event.src_path), (0, 1))[1]
+        count = f" ({files} files)" if files != 1 else ""
+        description = f"{name}{count}: {event.source} -> {targets}"
+        return self._progress.add_task(description, total=self._total(event))
+
+    def _total(self, event: TransferEvent) -> float | None:
+        if event.bytes_total is not None:
+            return event.bytes_total
+        expected = self._expected.get((event.source, event.src_path))
+        return float(max(expected[0], event.bytes_done)) if expected else None
+
+
+@dataclass(frozen=True)
+class ReplicaRow:
+    """One line of a replica table.
+
+    Attributes:
+        deployment: The replica's deployment.
+        location: The replica's location name.
+        path: The replica's path.
+        type: ``PRIMARY`` or ``SYMBOLIC_LINK``.
+        available: True when its data is complete.
+        size: Bytes (a tree: the sum of its files), None when unknown.
+        note: Why the size is unknown, or "" .
+    """
+
+    deployment: str
+    location: str
+    path: str
+    type: str
+    available: bool
+    size: int | None
+    note: str = ""
+
+
+async def tree_size(
+    connector: Connector, location: ExecutionLocation, path: str
+) -> tuple[int, int]:
+    """The total size and number of regular files at ``path`` (a file or a tree).
+
+    Raises:
+        ConnectorError: If the location cannot be listed.
+    """
+    size = files = 0
+    async for entry in connector.walk(location, path):
+        if entry.kind is EntryKind.FILE:
+            size, files = size + entry.size, files + 1
+    return size, files
+
+
+async def _describe(replica: DataLocation, connector: Connector | None) -> ReplicaRow:
+    row = ReplicaRow(
+        replica.deployment,
+        replica.name,
+        replica.path,
+        replica.data_type.name,
+        replica.is_available,
+        None,
+    )
+    if connector is None:
+        return _with(row, note="deployment not configured")
+    try:
+        async with asyncio.timeout(_STAT_TIMEOUT):
+            entry = await connector.stat(replica.location, replica.path)
+            if entry is None:
+                return _with(row, note="absent")
+            if entry.kind is EntryKind.DIRECTORY:
+                size, _ = await tree_size(connector, replica.location, replica.path)
+                return _with(row, size=size)
+            return _with(row, size=entry.size)
+    except (StreamDataError, TimeoutError) as exc:
+        return _with(row, note=f"unreachable: {exc}".splitlines()[0])
+
+
+def _with(row: ReplicaRow, **changes: Any) -> ReplicaRow:
+    return ReplicaRow(**{**asdict(row), **changes})
+
+
+async def describe_replicas(
+    connectors: Mapping[str, Connector], replicas: Sequence[DataLocation]
+) -> list[ReplicaRow]:
+    """Rows for ``replicas``, sizes read from their locations concurrently."""
+    ordered = sorted(replicas, key=lambda r: (r.deployment, r.name, r.path))
+    return list(
+        await asyncio.gather(*(_describe(r, connectors.get(r.deployment)) for r in ordered))
+    )
+
+
+def human_size(size: int | None) -> str:
+    """``1.5 MiB`` style sizes; ``?`` when unknown."""
+    if size is None:
+        return "?"
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def replica_table(rows: Iterable[ReplicaRow], title: str, *, base: str | None = None) -> Table:
+    """A rich table: location, path, type, size, available.
+
+    Args:
+        rows: The replicas.
+        title: The table's title.
+        base: A directory whose prefix is left out of the paths shown.
+    """
+    table = Table(title=title, title_justify="left")
+    for column in ("location", "path", "type", "size", "available"):
+        table.add_column(column, justify="right" if column == "size" else "left")
+    for row in rows:
+        size = human_size(row.size) if row.size is not None else f"? ({row.note})"
+        available = "[green]yes[/green]" if row.available else "[yellow]no[/yellow]"
+        path = row.path
+        if base is not None and path.startswith(base.rstrip("/") + "/"):
+            path = path[len(base.rstrip("/")) + 1 :]
+        table.add_row(f"{row.deployment}:{row.location}", path, row.type, size, available)
+    return table
+
+
+def emit_json(console: Console, document: object) -> None:
+    """Print ``document`` as JSON, with no markup or wrapping."""
+    console.file.write(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    console.file.flush()

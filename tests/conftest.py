@@ -1,0 +1,95 @@
+"""Shared fixtures: real SSH servers on the loopback interface and connector environments.
+
+``connector_env`` runs a test once per connector: the local one, SSH to an in-process
+asyncssh server, and SSH to a real OpenSSH ``sshd``. Every server runs on this machine, so
+each environment's files live in the test's own temporary directory on this filesystem.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from streamdata import _testservers
+from streamdata._models import ExecutionLocation
+from streamdata._testservers import AsyncSSHTestServer, SSHTestServer
+from streamdata.connectors._base import Connector
+from streamdata.connectors.local import LocalConnector
+from streamdata.connectors.ssh import SSHConnector
+
+CONNECTOR_KINDS = ("local", "asyncssh", "openssh")
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def openssh_server() -> AsyncIterator[SSHTestServer]:
+    """A real OpenSSH sshd on a free loopback port, shared by the whole test session."""
+    async with _testservers.openssh_server() as server:
+        yield server
+
+
+@pytest_asyncio.fixture
+async def asyncssh_server() -> AsyncIterator[AsyncSSHTestServer]:
+    """An in-process asyncssh server on a free loopback port, one per test."""
+    async with _testservers.asyncssh_server() as server:
+        yield server
+
+
+@dataclass
+class ConnectorEnv:
+    """A connector, one of its locations, and a fresh directory that location sees.
+
+    Attributes:
+        kind: ``"local"``, ``"asyncssh"`` or ``"openssh"``.
+        connector: The connector under test.
+        location: A location of it.
+        root: An empty directory, visible to the location at the same path.
+    """
+
+    kind: str
+    connector: Connector
+    location: ExecutionLocation
+    root: Path
+
+    def path(self, relpath: str) -> str:
+        """The absolute path of ``relpath`` below :attr:`root`."""
+        return os.path.join(self.root, relpath)
+
+    def write_file(
+        self, relpath: str, data: bytes = b"", *, mode: int = 0o644, mtime: float | None = None
+    ) -> str:
+        """Create a file (and its parents) on the location; return its absolute path."""
+        path = Path(self.path(relpath))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        path.chmod(mode)
+        if mtime is not None:
+            os.utime(path, (mtime, mtime))
+        return str(path)
+
+
+@pytest.fixture(params=CONNECTOR_KINDS)
+async def connector_env(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    asyncssh_server: AsyncSSHTestServer,
+    openssh_server: SSHTestServer,
+) -> AsyncIterator[ConnectorEnv]:
+    """The same test against the local connector, in-process SSH and OpenSSH."""
+    kind: str = request.param
+    root = tmp_path / "root"
+    root.mkdir()
+    connector: Connector
+    if kind == "local":
+        connector = LocalConnector()
+        location = ExecutionLocation("localhost", "local", local=True)
+    else:
+        server = asyncssh_server if kind == "asyncssh" else openssh_server
+        connector = SSHConnector([server.ssh_host(name="remote")])
+        location = ExecutionLocation("remote", "ssh")
+    async with connector:
+        yield ConnectorEnv(kind, connector, location, root)

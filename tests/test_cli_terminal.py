@@ -1,0 +1,76 @@
+"""`streamdata demo` in a real terminal (a pty): progress bars render, the table follows."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import re
+import select
+import struct
+import subprocess
+import sys
+import termios
+import time
+from pathlib import Path
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def _run_in_pty(args: list[str], env: dict[str, str], seconds: float) -> tuple[int, str]:
+    """Run ``args`` with a 40x120 pty as its terminal; return its status and output."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    process = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=slave, env=env)
+    os.close(slave)
+    output = bytearray()
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], deadline - time.monotonic())
+            if not ready:
+                break
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not data:
+                break
+            output += data
+    finally:
+        os.close(master)
+        if process.poll() is None:
+            process.kill()
+    return process.wait(), output.decode(errors="replace")
+
+
+def test_demo_draws_progress_bars_and_the_replica_table(tmp_path: Path) -> None:
+    """Under a terminal the demo shows bars reaching 100% with a rate, then the tables."""
+    env = {
+        **os.environ,
+        "HOME": str(tmp_path),
+        "XDG_DATA_HOME": str(tmp_path / "data"),
+        "TERM": "xterm-256color",
+        "COLUMNS": "120",
+        "LINES": "40",
+        "PYTHONWARNINGS": "error",
+    }
+    for variable in ("NO_COLOR", "CI", "TERM_PROGRAM"):
+        env.pop(variable, None)
+    started = time.monotonic()
+    status, raw = _run_in_pty(
+        [sys.executable, "-m", "streamdata", "demo", "--files", "3", "--size", "4"], env, 60
+    )
+    assert status == 0, raw[-2000:]
+    assert time.monotonic() - started < 60
+    assert "\x1b[" in raw  # drawn with terminal control sequences
+    text = _ANSI.sub("", raw)
+    assert "━" in text
+    assert re.search(r"sample-0\.dat: laptop:localhost -> site-a:login-a .*100%", text)
+    assert re.search(r"\d+(\.\d+)? [kMG]?B/s", text)
+    assert "replicas after the copies" in text
+    tail = text[text.index("replicas after check --repair") :]
+    assert tail.count("site-b:login-b") == 3
+    assert len(re.findall(r"│\s*yes\s*│", tail)) == 9  # every replica available again
+    assert not re.search(r"│\s*no\s*│", tail)
+    assert not list(tmp_path.glob("data/streamdata/*"))  # the demo keeps its catalog private

@@ -73,6 +73,7 @@ class DataManager:
         verify: bool = False,
     ) -> None:
         self._connectors: dict[str, Connector] = {}
+        self._local_deployments: set[str] = set()
         for name, connector in (deployments or {}).items():
             self.add_deployment(name, connector)
         self._store = open_store(catalog)
@@ -105,6 +106,8 @@ class DataManager:
             raise ValueError("a deployment needs a non-empty name")
         if self._connectors.setdefault(name, connector) is not connector:
             raise ConfigurationError(f"deployment {name!r} is already configured")
+        if connector.is_local:
+            self._local_deployments.add(name)
 
     async def close(self) -> None:
         """Close every connector and the catalog; calling it again does nothing.
@@ -162,8 +165,6 @@ class DataManager:
         if self._events.active:
             kind = EventKind.REPLICA_INVALIDATED if invalidated else EventKind.REPLICA_REGISTERED
             self._events.publish(ReplicaEvent(kind, replica))
-        if invalidated:
-            logger.debug("invalidated %r", replica)
 
     # -- catalog ---------------------------------------------------------------------------
 
@@ -268,14 +269,14 @@ class DataManager:
     def _pick_source(
         self, replicas: Sequence[DataLocation], dst_deployment: str
     ) -> DataLocation | None:
-        candidates = [r for r in replicas if r.data_type is DataType.PRIMARY and not r._implied]
+        primary = DataType.PRIMARY
+        candidates = [r for r in replicas if r._data_type is primary and not r._implied]
         return self._policy(
             candidates, dst_deployment=dst_deployment, is_local=self._is_local, rng=self._rng
         )
 
     def _is_local(self, location: ExecutionLocation) -> bool:
-        connector = self._connectors.get(location.deployment)
-        return location.local or (connector is not None and connector.is_local)
+        return location.local or location.deployment in self._local_deployments
 
     def _ensure_open(self) -> None:
         if self._closed:

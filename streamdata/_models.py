@@ -171,6 +171,7 @@ class DataLocation:
         "_location",
         "_path",
         "_relpath",
+        "_set",
         "_state",
     )
 
@@ -191,6 +192,9 @@ class DataLocation:
         self._data_type = data_type
         self._implied = implied
         self._state: _Availability | _Available = _AVAILABLE if available else _Availability()
+        # The replica set this replica belongs to, shared by all its members (catalog-owned);
+        # None while it is related to nothing.
+        self._set: dict[DataLocation, None] | None = None
 
     @property
     def path(self) -> str:

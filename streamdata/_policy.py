@@ -51,13 +51,21 @@ def default_source_policy(
     Returns:
         The chosen replica, or None when there are no candidates.
     """
-    tiers = (
-        [c for c in candidates if c.deployment == dst_deployment],
-        [c for c in candidates if is_local(c.location)],
-        list(candidates),
-    )
-    for rank, tier in enumerate(tiers):
-        if tier:
-            ready = [c for c in tier if c.is_available] or tier
-            return rng.choice(ready) if rank == 2 else ready[0]
-    return None
+    if not candidates:
+        return None
+    best: list[DataLocation | None] = [None, None, None, None]  # tier 1, 1 pending, 2, 2 pending
+    for candidate in candidates:
+        if candidate.deployment == dst_deployment:
+            tier = 0
+        elif is_local(candidate.location):
+            tier = 2
+        else:
+            continue
+        slot = tier if candidate.is_available else tier + 1
+        if best[slot] is None:
+            best[slot] = candidate
+    for choice in best:
+        if choice is not None:
+            return choice
+    ready = [c for c in candidates if c.is_available]
+    return rng.choice(ready or list(candidates))

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
+from itertools import pairwise
 from typing import TYPE_CHECKING, Protocol
 
 from ._errors import ConfigurationError, TransferError
@@ -43,6 +44,8 @@ CREATE TABLE IF NOT EXISTS entries (
 );
 """
 
+_NEIGHBOURS = "SELECT b FROM relations WHERE a = ?1 UNION SELECT a FROM relations WHERE b = ?1"
+
 _UPSERT_REPLICA = """
 INSERT INTO replicas (deployment, name, local, path, relpath, data_type, implied, pending)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
@@ -50,8 +53,6 @@ ON CONFLICT (deployment, name, path) DO UPDATE SET relpath = excluded.relpath,
     data_type = excluded.data_type, implied = excluded.implied, pending = excluded.pending
 RETURNING id
 """
-
-Edge = tuple[DataLocation, DataLocation]
 
 
 class CatalogStore(Protocol):
@@ -69,8 +70,8 @@ class CatalogStore(Protocol):
     def set_link_target(self, link: DataLocation, target: DataLocation) -> None:
         """Record what a SYMBOLIC_LINK replica points at."""
 
-    def invalidate(self, replicas: Sequence[DataLocation], new_edges: Sequence[Edge]) -> None:
-        """Record replicas turned INVALID and the edges that keep their sets connected."""
+    def invalidate(self, replicas: Sequence[DataLocation]) -> None:
+        """Record replicas turned INVALID, taken out of their sets (the rest stay related)."""
 
     def record_entry(
         self, replica: DataLocation, entry: tuple[str, int, float], digest: str | None
@@ -213,22 +214,25 @@ class SQLiteStore:
             "INSERT OR REPLACE INTO links VALUES (?, ?)", (self._id(link), self._id(target))
         )
 
-    def invalidate(self, replicas: Sequence[DataLocation], new_edges: Sequence[Edge]) -> None:
-        """Mark rows INVALID, drop their edges and links, add the re-chaining edges."""
+    def invalidate(self, replicas: Sequence[DataLocation]) -> None:
+        """Mark rows INVALID and drop their edges, links and entries.
+
+        The neighbours of each dropped replica are chained together with new edges, so
+        the rest of its replica set stays connected on disk as it does in memory.
+        """
+        for replica in replicas:
+            rid = self._id(replica)
+            neighbours = [row[0] for row in self._db.execute(_NEIGHBOURS, (rid,))]
+            self._db.execute("DELETE FROM relations WHERE a = ?1 OR b = ?1", (rid,))
+            self._db.executemany(
+                "INSERT OR IGNORE INTO relations VALUES (?, ?)", pairwise(neighbours)
+            )
         ids = [(self._id(replica),) for replica in replicas]
         self._db.executemany(
             "UPDATE replicas SET data_type = 'invalid', pending = 0 WHERE id = ?", ids
         )
-        self._db.executemany("DELETE FROM relations WHERE a = ?1 OR b = ?1", ids)
         self._db.executemany("DELETE FROM links WHERE link = ?", ids)
         self._db.executemany("DELETE FROM entries WHERE id = ?", ids)
-        self._insert_edges(new_edges)
-
-    def _insert_edges(self, edges: Iterable[Edge]) -> None:
-        self._db.executemany(
-            "INSERT OR IGNORE INTO relations VALUES (?, ?)",
-            [(self._id(a), self._id(b)) for a, b in edges],
-        )
 
     def record_entry(
         self, replica: DataLocation, entry: tuple[str, int, float], digest: str | None

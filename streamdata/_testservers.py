@@ -34,7 +34,7 @@ import asyncssh
 
 from .connectors.ssh import SSHHost
 
-__all__ = ["SSHTestServer", "asyncssh_server", "openssh_server"]
+__all__ = ["AsyncSSHTestServer", "SSHTestServer", "asyncssh_server", "openssh_server"]
 
 LOOPBACK = "127.0.0.1"
 _KEY_TYPE = "ssh-ed25519"
@@ -148,7 +148,7 @@ class AsyncSSHTestServer(SSHTestServer):
         self.max_open_channels = 0
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         #: One future per command still being served, resolved when it is done.
-        self.handlers: set[asyncio.Future[None]] = set()
+        self._handlers: set[asyncio.Future[None]] = set()
 
     def channel_opened(self) -> None:
         """Record a new channel (called by the server)."""
@@ -290,12 +290,12 @@ def _process_factory(
     async def handle(process: asyncssh.SSHServerProcess[bytes]) -> None:
         server.channel_opened()
         done = asyncio.get_running_loop().create_future()
-        server.handlers.add(done)
+        server._handlers.add(done)
         try:
             await _execute(process)
         finally:
             server.channel_closed()
-            server.handlers.discard(done)
+            server._handlers.discard(done)
             done.set_result(None)
 
     return handle
@@ -344,8 +344,8 @@ async def asyncssh_server() -> AsyncIterator[AsyncSSHTestServer]:
             _abort_all(connections)
             acceptor.close()
             await acceptor.wait_closed()
-            if server.handlers:  # every command is killed and reaped before we return
-                await asyncio.wait(set(server.handlers), timeout=10)
+            if server._handlers:  # every command is killed and reaped before we return
+                await asyncio.wait(set(server._handlers), timeout=10)
 
 
 def _abort_all(connections: set[asyncssh.SSHServerConnection]) -> None:

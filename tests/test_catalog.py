@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import networkx as nx
 import pytest
 
 from streamdata import DataNotFoundError, DataType, ExecutionLocation
@@ -10,14 +11,15 @@ from streamdata._catalog import RemotePathMapper
 L1, L2, L3 = (ExecutionLocation(f"n{i}", f"d{i}") for i in range(3))
 
 
-def test_unrelated_replicas_cost_no_graph_nodes() -> None:
-    """Only replicas that take part in a relation are nodes of the relation graph."""
+def test_unrelated_replicas_cost_no_set() -> None:
+    """Only related replicas carry a replica set; related ones share a single one."""
     catalog = RemotePathMapper()
-    for index in range(100):
-        catalog.register(L1, f"/data/f{index}")
-    assert catalog._graph.number_of_nodes() == 0
-    catalog.relate(catalog.register(L1, "/x"), catalog.register(L2, "/x"))
-    assert catalog._graph.number_of_nodes() == 2
+    lonely = [catalog.register(L1, f"/data/f{index}") for index in range(100)]
+    assert all(replica._set is None for replica in lonely)
+    a, b = catalog.register(L1, "/x"), catalog.register(L2, "/x")
+    catalog.relate(a, b)
+    assert a._set is b._set
+    assert set(a._set or ()) == {a, b}
 
 
 def test_removing_the_middle_of_a_chain_keeps_the_ends_related() -> None:
@@ -28,7 +30,9 @@ def test_removing_the_middle_of_a_chain_keeps_the_ends_related() -> None:
     catalog.relate(b, c)
     catalog.invalidate(L2, "/p")
     assert set(catalog.replica_set(a)) == {a, c}
-    assert catalog._graph.number_of_edges() == 1
+    graph = catalog.graph()
+    assert nx.node_connected_component(graph, a) == {a, c}
+    assert b not in graph
 
 
 def test_relating_an_invalid_replica_is_refused() -> None:
@@ -71,3 +75,41 @@ def test_explicit_registration_of_an_implied_ancestor_makes_it_explicit() -> Non
     assert catalog.covering(L1, "/a/b/other") is not None
     catalog.register(L1, "/a/b/c/d")
     assert catalog.covering(L1, "/a/b") is not None
+
+
+def test_merging_sets_moves_the_smaller_one() -> None:
+    """Relating a replica to a big set moves only the small side's members."""
+    catalog = RemotePathMapper()
+    locations = [ExecutionLocation(f"n{i}", "d") for i in range(50)]
+    big = [catalog.register(loc, "/big") for loc in locations]
+    for replica in big[1:]:
+        catalog.relate(big[0], replica)
+    shared = big[0]._set
+    newcomer = catalog.register(L1, "/other")
+    catalog.relate(newcomer, big[10])
+    assert newcomer._set is shared
+    assert len(catalog.locations("/other")) == 51
+
+
+def test_set_survives_reopening_after_a_middle_replica_is_invalidated(tmp_path: object) -> None:
+    """On disk too, dropping the middle of A-B-C keeps A and C related."""
+    from pathlib import Path
+
+    from streamdata._store import SQLiteStore
+
+    path = str(Path(str(tmp_path)) / "c.sqlite")
+    store = SQLiteStore(path)
+    catalog = RemotePathMapper(store)
+    a, b, c = (catalog.register(loc, "/p") for loc in (L1, L2, L3))
+    catalog.relate(a, b)
+    catalog.relate(b, c)
+    catalog.invalidate(L2, "/p")
+    store.close()
+    reopened_store = SQLiteStore(path)
+    reopened = RemotePathMapper(reopened_store)
+    reopened_store.load(reopened)
+    assert {(r.deployment, r.path) for r in reopened.locations("/p")} == {
+        ("d0", "/p"),
+        ("d2", "/p"),
+    }
+    reopened_store.close()

@@ -1,10 +1,15 @@
 """One remote command on one SSH channel, with bounded buffers in both directions.
 
-:class:`RemoteCommand` wraps an asyncssh channel running a command. Standard output is
-queued up to a fixed number of bytes; beyond that the channel stops reading, so the SSH
-flow-control window closes and the server waits (asyncssh only reopens the window when
-data is delivered). Writes wait while the channel's send buffer is full. Standard error is
-kept (its last few KiB) for error messages, and the exit status is checked by
+:class:`RemoteCommand` wraps an asyncssh channel running a command. Reading is bounded
+by the SSH window, which asyncssh reopens (to its full size) whenever it hands data to
+the session, even while older data waits, undelivered, in the channel. So the session
+stops the channel once it holds ``read_limit`` bytes and starts it again only when the
+consumer has taken them all: the channel then hands over everything it queued (at most
+one window, which must be smaller than ``read_limit``) without stopping midway, and the
+memory held stays below ``read_limit`` plus one window, however slow the consumer.
+
+Writes wait while the channel's send buffer is full. Standard error is kept (its last
+few KiB) for error messages, and the exit status is checked by
 :meth:`RemoteCommand.finish`. A lost connection wakes every waiter at once, so a broken
 transfer fails promptly instead of hanging.
 """
@@ -92,7 +97,7 @@ class CommandSession(asyncssh.SSHClientSession[bytes]):
         self.buffered -= size
         if not self.chunks and not self.eof and not self.closed:
             self.readable.clear()
-        if self.paused and self.buffered < self.read_limit // 2 and self.channel is not None:
+        if self.paused and not self.chunks and self.channel is not None:
             self.paused = False
             self.channel.resume_reading()
         return parts[0] if len(parts) == 1 else b"".join(parts)

@@ -85,7 +85,6 @@ class PoolSettings:
     retry_delay: float = 0.1
     window: int = 16 << 20
     max_pktsize: int = 256 << 10
-    read_buffer: int = 4 << 20
 
     def __post_init__(self) -> None:
         if self.max_connections < 1:
@@ -260,15 +259,9 @@ class HostPool:
         while True:
             connection = await self._connection()
             connection.load += 1
-            session = CommandSession(self._settings.read_buffer)
+            session = CommandSession(self._settings.window + 2 * self._settings.max_pktsize)
             try:
-                channel, _ = await connection.conn.create_session(
-                    functools.partial(_same, session),
-                    _encode(command),
-                    encoding=None,
-                    window=self._settings.window,
-                    max_pktsize=self._settings.max_pktsize,
-                )
+                channel = await self._create_session(connection, session, command)
             except (OSError, asyncssh.Error) as exc:
                 connection.load -= 1
                 if not connection.alive and not replaced:
@@ -277,7 +270,32 @@ class HostPool:
                 if not _is_busy(exc) or not await retry.wait():
                     raise self.error("cannot open a channel", exc) from exc
                 continue
+            except BaseException:
+                connection.load -= 1
+                raise
             return connection, channel, session
+
+    async def _create_session(
+        self, connection: _Connection, session: CommandSession, command: str
+    ) -> asyncssh.SSHClientChannel[bytes]:
+        """Open the channel; if cancelled meanwhile, close it once open so none leaks."""
+        opening = asyncio.ensure_future(
+            connection.conn.create_session(
+                functools.partial(_same, session),
+                _encode(command),
+                encoding=None,
+                window=self._settings.window,
+                max_pktsize=self._settings.max_pktsize,
+            )
+        )
+        try:
+            channel, _ = await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                channel, _ = await opening  # a round trip at most
+                channel.close()
+            raise
+        return channel
 
     async def _close_channel(
         self,

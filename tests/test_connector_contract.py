@@ -279,22 +279,26 @@ async def test_tree_stream_round_trip(connector_env: ConnectorEnv) -> None:
     assert_same_tree(source, Path(target))
 
 
-async def test_write_does_not_replace_an_existing_path(connector_env: ConnectorEnv) -> None:
+@pytest.mark.parametrize("size", [3, 3_000_000])
+async def test_write_does_not_replace_an_existing_path(
+    connector_env: ConnectorEnv, size: int
+) -> None:
     """write to a path that exists fails with ConnectorError and keeps the old data."""
     existing = connector_env.write_file("existing", b"old")
     with pytest.raises(ConnectorError):
         await connector_env.connector.write(
-            connector_env.location, existing, EntryKind.FILE, chunks_of(b"new")
+            connector_env.location, existing, EntryKind.FILE, chunks_of(b"n" * size)
         )
     assert Path(existing).read_bytes() == b"old"
 
 
-async def test_write_into_a_missing_directory_fails(connector_env: ConnectorEnv) -> None:
+@pytest.mark.parametrize("size", [0, 3_000_000])
+async def test_write_into_a_missing_directory_fails(connector_env: ConnectorEnv, size: int) -> None:
     """write below a missing directory raises ConnectorError, for files and trees."""
     for kind in (EntryKind.FILE, EntryKind.DIRECTORY):
         with pytest.raises(ConnectorError):
             await connector_env.connector.write(
-                connector_env.location, connector_env.path("no/dir/x"), kind, chunks_of(b"")
+                connector_env.location, connector_env.path("no/dir/x"), kind, chunks_of(b"x" * size)
             )
 
 

@@ -11,9 +11,9 @@ connections, never exceed ``max_sessions``:
 
 No lock is held while connecting: the first connection is made by one caller and its
 outcome shared with every caller waiting for it (so an unreachable host fails them all
-with one error, quickly); further connections are opened as the load grows. Connection-
-level failures (refused, reset, timed out) are retried with exponential backoff;
-authentication and host-key failures are not, and neither is a failed command.
+with one error, quickly); further connections are opened as the load grows. How one
+connection is made (and retried) is in :mod:`._ssh_connect`; a failed command is never
+retried.
 """
 
 from __future__ import annotations
@@ -21,19 +21,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import logging
 import math
-import os
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, TypeVar, cast
 
 import asyncssh
 
 from .._errors import ConnectorError
 from ._ssh_channel import CommandSession, RemoteCommand
+from ._ssh_connect import Backoff, PoolSettings, SingleFlight, connect
 
 if TYPE_CHECKING:
     from .ssh import SSHHost
@@ -41,24 +37,6 @@ if TYPE_CHECKING:
 __all__ = ["HostPool", "PoolSettings"]
 
 _T = TypeVar("_T")
-_LOG = logging.getLogger("streamdata.ssh")
-#: Preferred ciphers: AES-GCM is the fastest on CPUs with AES instructions (measured).
-_CIPHERS = (
-    "aes128-gcm@openssh.com",
-    "aes256-gcm@openssh.com",
-    "chacha20-poly1305@openssh.com",
-    "aes128-ctr",
-    "aes256-ctr",
-)
-#: Failures that retrying cannot fix.
-_PERMANENT = (
-    asyncssh.HostKeyNotVerifiable,
-    asyncssh.PermissionDenied,
-    asyncssh.KeyExchangeFailed,
-    asyncssh.ProtocolNotSupported,
-    asyncssh.IllegalUserName,
-    asyncssh.KeyImportError,
-)
 _CLOSE_TIMEOUT = 10.0
 #: Small-file transfers in flight on the SFTP session at once.
 _SFTP_TRANSFERS = 8
@@ -70,29 +48,6 @@ _BUSY_CODES = (
     asyncssh.OPEN_RESOURCE_SHORTAGE,
 )
 _BUSY_RETRY_SECONDS = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class PoolSettings:
-    """How a :class:`HostPool` connects and how much it may open at once."""
-
-    max_connections: int = 2
-    max_sessions: int = 8
-    connect_timeout: float = 15.0
-    keepalive_interval: float = 15.0
-    keepalive_count_max: int = 3
-    connect_retries: int = 3
-    retry_delay: float = 0.1
-    window: int = 16 << 20
-    max_pktsize: int = 256 << 10
-
-    def __post_init__(self) -> None:
-        if self.max_connections < 1:
-            raise ValueError("max_connections must be at least 1")
-        if self.max_sessions < 2:
-            raise ValueError("max_sessions must be at least 2 (one is kept for metadata)")
-        if self.connect_timeout <= 0 or self.connect_retries < 0 or self.retry_delay < 0:
-            raise ValueError("connect_timeout must be positive, retries and delay not negative")
 
 
 class _Connection:
@@ -109,61 +64,6 @@ class _Connection:
         return not self.conn.is_closed()
 
 
-class _Backoff:
-    """Exponentially growing pauses, until a time budget is spent."""
-
-    def __init__(self, budget: float, first: float = 0.002, longest: float = 0.05) -> None:
-        self._deadline = time.monotonic() + budget
-        self._delay = first
-        self._longest = longest
-
-    async def wait(self) -> bool:
-        """Sleep before the next attempt; False (without sleeping) when out of time."""
-        if time.monotonic() + self._delay > self._deadline:
-            return False
-        await asyncio.sleep(self._delay)
-        self._delay = min(self._delay * 2, self._longest)
-        return True
-
-
-class _Abandoned(Exception):
-    """The caller making a shared attempt was cancelled; the waiters try again."""
-
-
-class _SingleFlight(Generic[_T]):
-    """At most one attempt at a time; callers arriving meanwhile share its outcome."""
-
-    def __init__(self) -> None:
-        self._future: asyncio.Future[_T] | None = None
-
-    async def run(self, attempt: Callable[[], Awaitable[_T]]) -> _T:
-        while self._future is not None:
-            try:
-                return await asyncio.shield(self._future)
-            except _Abandoned:
-                continue
-            except ConnectorError as exc:  # a fresh error per caller, chained to the shared one
-                raise ConnectorError(str(exc), host=exc.host) from exc
-        future: asyncio.Future[_T] = asyncio.get_running_loop().create_future()
-        future.add_done_callback(_mark_retrieved)
-        self._future = future
-        try:
-            result = await attempt()
-        except BaseException as exc:
-            future.set_exception(exc if isinstance(exc, Exception) else _Abandoned())
-            raise
-        else:
-            future.set_result(result)
-            return result
-        finally:
-            self._future = None
-
-
-def _mark_retrieved(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
-
-
 class HostPool:
     """Connections and channels to one SSH host.
 
@@ -178,8 +78,8 @@ class HostPool:
         self._label = f"{host.location_name} ({host.host}:{host.port})"
         self._connections: list[_Connection] = []
         self._extra_opening = 0
-        self._first = _SingleFlight[_Connection]()
-        self._sftp_flight = _SingleFlight[tuple[_Connection, asyncssh.SFTPClient]]()
+        self._first = SingleFlight[_Connection]()
+        self._sftp_flight = SingleFlight[tuple[_Connection, asyncssh.SFTPClient]]()
         self._sftp: tuple[_Connection, asyncssh.SFTPClient] | None = None
         self._channels = asyncio.Semaphore(settings.max_sessions - 1)
         self._bulk = asyncio.Semaphore(max(1, settings.max_sessions - 2))
@@ -254,7 +154,7 @@ class HostPool:
         one for a moment: that is retried with backoff. A connection found dead is
         replaced once. Any other failure is final.
         """
-        retry = _Backoff(_BUSY_RETRY_SECONDS)
+        retry = Backoff(_BUSY_RETRY_SECONDS)
         replaced = False
         while True:
             connection = await self._connection()
@@ -399,59 +299,9 @@ class HostPool:
                 self._extra_opening -= 1
 
     async def _add_connection(self) -> _Connection:
-        connection = _Connection(await self._connect())
+        connection = _Connection(await connect(self._host, self._settings, self.error))
         self._connections.append(connection)
         return connection
-
-    async def _connect(self) -> asyncssh.SSHClientConnection:
-        """Connect, retrying connection-level failures with exponential backoff."""
-        options = self._connect_options()
-        delay = self._settings.retry_delay
-        for attempt in range(self._settings.connect_retries + 1):
-            try:
-                return await asyncssh.connect(self._host.host, self._host.port, **options)
-            except _PERMANENT as exc:
-                raise self.error("cannot log in", exc) from exc
-            except (OSError, TimeoutError, asyncssh.Error) as exc:
-                if attempt == self._settings.connect_retries:
-                    raise self.error("cannot connect", exc) from exc
-                _LOG.info(
-                    "connecting to %s failed (%s); retrying in %.2fs", self._label, exc, delay
-                )
-            await asyncio.sleep(delay)
-            delay *= 2
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _connect_options(self) -> dict[str, Any]:
-        host, settings = self._host, self._settings
-        options: dict[str, Any] = {
-            "known_hosts": self._known_hosts(),
-            "client_keys": [os.fspath(key) for key in host.client_keys] or (),
-            "connect_timeout": settings.connect_timeout,
-            "login_timeout": settings.connect_timeout,
-            "keepalive_interval": settings.keepalive_interval,
-            "keepalive_count_max": settings.keepalive_count_max,
-            "encryption_algs": list(_CIPHERS),
-            "compression_algs": ["none"],
-            "window": settings.window,
-            "max_pktsize": settings.max_pktsize,
-        }
-        if host.username is not None:
-            options["username"] = host.username
-        return options
-
-    def _known_hosts(self) -> object:
-        if not self._host.check_host_key:
-            _LOG.warning(
-                "host key of ssh host %s is NOT verified (check_host_key=False): "
-                "the connection is open to man-in-the-middle attacks",
-                self._label,
-            )
-            return None
-        path = Path(self._host.known_hosts or "~/.ssh/known_hosts").expanduser()
-        if not path.is_file():
-            return asyncssh.import_known_hosts("")  # nothing is trusted
-        return str(path)
 
     async def close(self) -> None:
         """Close every connection of the pool; idempotent."""

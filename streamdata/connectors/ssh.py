@@ -11,7 +11,8 @@ How each operation travels, chosen by measurement on loopback OpenSSH:
 * listings are one ``find -printf`` with NUL separators; same-host copies are ``cp -a``.
 
 Every remote command line is built by :mod:`._ssh_commands`, which quotes each argument.
-Connections are made lazily and pooled per host (:mod:`._ssh_pool`).
+Connections are made lazily (:mod:`._ssh_connect`) and pooled per host, with a cap on
+the channels open at once (:mod:`._ssh_pool`).
 """
 
 from __future__ import annotations

@@ -76,9 +76,13 @@ class _Audit:
         self.skipped: set[str] = set()
         self.updates: list[tuple[DataLocation, tuple[str, int, float]]] = []
         self.files: list[tuple[DataLocation, tuple[str, int, float]]] = []
+        self.in_flight: set[str] = set()
 
     def visit(self, entry: Entry) -> None:
         parent = posixpath.dirname(entry.path)
+        if entry.path in self.in_flight:
+            self.skipped.add(entry.path)  # a transfer of this manager is writing it
+            return
         if parent in self.skipped and entry.path != self.path:
             if entry.kind is EntryKind.DIRECTORY:
                 self.skipped.add(entry.path)
@@ -139,6 +143,9 @@ async def run_check(
 ) -> CheckReport:
     """Audit ``path`` on ``location`` (see :meth:`DataManager.check`)."""
     audit = _Audit(catalog, location, path)
+    audit.in_flight = {
+        job.tmp for job in manager._inflight.values() if job.location == location and job.tmp
+    }
     async for entry in connector.walk(location, path):
         audit.visit(entry)
     corrupt: list[DataLocation] = []

@@ -32,10 +32,11 @@ async def test_in_flight_temporary_is_not_an_orphan(tmp_path: Path) -> None:
     gated = _GatedCopy()
     async with DataManager({"site-a": LocalConnector(), "site-b": gated}) as dm:
         dm.register_path(A, str(src))
-        dm.register_path(B, str(out))
+        (out / "keep.txt").write_text("k")
+        dm.register_path(B, str(out / "keep.txt"))  # out itself is only implied
         transfer = asyncio.create_task(dm.transfer_data(A, str(src), [B], str(out / "f")))
         await asyncio.wait_for(gated.started.wait(), 10)
-        assert [p.name.startswith(".streamdata-tmp-") for p in out.iterdir()] == [True]
+        assert sum(p.name.startswith(".streamdata-tmp-") for p in out.iterdir()) == 1
         during = await dm.check(B, str(out))
         gated.gate.set()
         await transfer

@@ -67,20 +67,23 @@ class ConnectorError(StreamDataError):
 
     Attributes:
         host: The host or location the error is about, when known.
+        transient: True when the cause is a lost or refused connection, a timeout or a
+            broken stream: the same operation may succeed if tried again from scratch.
     """
 
-    def __init__(self, message: str, *, host: str | None = None) -> None:
+    def __init__(self, message: str, *, host: str | None = None, transient: bool = False) -> None:
         super().__init__(message)
         self.host = host
+        self.transient = transient
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (_rebuild_connector_error, (type(self), str(self), self.host))
+        return (_rebuild_connector_error, (type(self), str(self), self.host, self.transient))
 
 
 def _rebuild_connector_error(
-    cls: type[ConnectorError], message: str, host: str | None
+    cls: type[ConnectorError], message: str, host: str | None, transient: bool
 ) -> ConnectorError:
-    return cls(message, host=host)
+    return cls(message, host=host, transient=transient)
 
 
 class ConsistencyError(StreamDataError):

@@ -5,22 +5,24 @@ without yielding to the event loop, whether there is nothing to do, an identical
 to wait for, a link to make or a copy to run. Links and copies register their destination
 at once as a pending replica and in the in-flight table, which is how concurrent identical
 transfers find each other. *Move*: links are made; copies read the source once for all
-streamed destinations. *Settle*: each destination is verified (if asked), renamed into
-place and marked available, or removed and marked INVALID with its cause, also when the
-transfer is cancelled.
+streamed destinations; a destination whose copy failed with a *transient* :class:`ConnectorError`
+(a dropped connection, a broken stream) is copied once more from a clean state. *Settle*:
+each destination is verified (if asked), renamed into place and marked available, or
+removed and marked INVALID with its cause, also when the transfer is cancelled.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
+import logging
 import posixpath
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ._catalog import RemotePathMapper
 from ._check import entry_signature
-from ._errors import StreamDataError, TransferError
+from ._errors import ConnectorError, StreamDataError, TransferError
 from ._integrity import HASH_NAME, digest_of, listing_of
 from ._models import DataLocation, DataType, ExecutionLocation, normalize_path
 from ._store import CatalogStore
@@ -28,6 +30,11 @@ from ._transfer import Endpoint, copy_to_all, remove_quietly, temporary_path
 from .connectors._base import Connector, Entry, EntryKind
 
 __all__ = ["Job", "TransferContext", "TransferPlan", "transfer_error"]
+
+logger = logging.getLogger("streamdata")
+
+#: Pause before the one retry of destinations that failed with a ConnectorError.
+_RETRY_DELAY = 0.2
 
 
 class JobKind(enum.Enum):
@@ -69,6 +76,10 @@ class _Options:
     exact: bool = False  # replicate/repair: the destination path is exact, always a copy
     verify: bool = False
     failures: dict[ExecutionLocation, BaseException] = field(default_factory=dict)
+
+
+def _transient(error: BaseException | None) -> bool:
+    return isinstance(error, ConnectorError) and error.transient
 
 
 def transfer_error(
@@ -227,6 +238,18 @@ class TransferPlan:
     async def _copy(self, jobs: Sequence[Job]) -> None:
         targets = [Endpoint(job.connector, job.location, job.tmp or "") for job in jobs]
         results, digest = await copy_to_all(self._endpoint, self._entry, targets, self._on_progress)
+        retry = [i for i, error in enumerate(results) if _transient(error)]
+        if retry:  # e.g. a connection dropped mid-stream: once more, from a clean state
+            logger.info("retrying %d destination(s) of %r", len(retry), self._endpoint.path)
+            await asyncio.sleep(_RETRY_DELAY)
+            for index in retry:
+                await remove_quietly(targets[index])
+            again, second = await copy_to_all(
+                self._endpoint, self._entry, [targets[i] for i in retry], self._on_progress
+            )
+            for index, error in zip(retry, again, strict=True):
+                results[index] = error
+            digest = digest or second
         if self._options.verify:
             digest = await self._verify(jobs, results, digest)
         async with asyncio.TaskGroup() as group:

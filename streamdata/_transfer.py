@@ -86,7 +86,10 @@ async def copy_to_all(
             streams = [targets[i] for i in streamed]
             progress = _hashing(hasher, on_progress)
             group.create_task(_stream(source, entry, streams, streamed, results, progress))
-    return results, hasher.hexdigest() if hasher is not None and streamed else None
+    # The digest is of the whole source only if its read completed: then a streamed
+    # destination succeeded.
+    whole = hasher is not None and any(results[i] is None for i in streamed)
+    return results, hasher.hexdigest() if whole and hasher is not None else None
 
 
 def _hashing(hasher: Hasher | None, on_progress: Callable[[int], None]) -> _ChunkSink:
@@ -182,7 +185,8 @@ async def _drain(queue: asyncio.Queue[_Item]) -> AsyncIterator[bytes]:
         if item is None:
             return
         if isinstance(item, BaseException):
-            raise ConnectorError(f"the source stream broke: {item}") from item
+            transient = isinstance(item, ConnectorError) and item.transient
+            raise ConnectorError(f"the source stream broke: {item}", transient=transient) from item
         yield item
 
 

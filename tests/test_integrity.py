@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from streamdata import DataManager, DataType, ExecutionLocation, LocalConnector, TransferError
+from streamdata import (
+    ConnectorError,
+    DataManager,
+    DataType,
+    ExecutionLocation,
+    LocalConnector,
+    TransferError,
+)
 from streamdata.connectors import EntryKind
 
 A, B = ExecutionLocation("a", "site-a"), ExecutionLocation("b", "site-b")
@@ -116,3 +123,58 @@ async def test_check_with_content_verification_catches_a_flipped_byte(tmp_path: 
         assert deep.missing == [str(dst)]
         assert deep.repaired == [str(dst)]
     assert dst.read_bytes() == src.read_bytes()
+
+
+async def test_a_broken_stream_is_retried_once_from_a_clean_state(tmp_path: Path) -> None:
+    """A write that dies mid-stream with a ConnectorError is redone; the copy is whole."""
+    from streamdata.testing import FaultyConnector
+
+    src = tmp_path / "data.bin"
+    src.write_bytes(os.urandom(3 << 20))
+    dropped = ConnectorError("connection lost", transient=True)
+    faulty = FaultyConnector(LocalConnector(), own_filesystem=True).fail_at(
+        "write", 1, error=dropped, after_bytes=1 << 20
+    )
+    async with DataManager({"site-a": LocalConnector(), "site-b": faulty}) as dm:
+        dm.register_path(A, str(src))
+        await dm.transfer_data(A, str(src), [B], str(tmp_path / "out.bin"), verify=True)
+        assert [r.data_type for r in dm.get_data_locations(str(tmp_path / "out.bin"))] == [
+            DataType.PRIMARY,
+            DataType.PRIMARY,
+        ]
+    assert faulty.calls["write"] == 2
+    assert (tmp_path / "out.bin").read_bytes() == src.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.bin", "out.bin"]
+
+
+async def test_a_destination_failing_twice_fails(tmp_path: Path) -> None:
+    """The retry happens once: a second ConnectorError fails the destination cleanly."""
+    from streamdata.testing import FaultyConnector
+
+    src = tmp_path / "data.bin"
+    src.write_bytes(os.urandom(1 << 20))
+    faulty = FaultyConnector(LocalConnector(), own_filesystem=True)
+    for call in (1, 2):
+        dropped = ConnectorError("connection lost", transient=True)
+        faulty.fail_at("write", call, error=dropped, after_bytes=1000)
+    async with DataManager({"site-a": LocalConnector(), "site-b": faulty}) as dm:
+        dm.register_path(A, str(src))
+        with pytest.raises(TransferError) as caught:
+            await dm.transfer_data(A, str(src), [B], str(tmp_path / "out.bin"))
+        assert list(caught.value.failures) == [B]
+        assert dm.get_data_locations(str(tmp_path / "out.bin")) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.bin"]
+
+
+async def test_a_permanent_failure_is_not_retried(tmp_path: Path) -> None:
+    """A ConnectorError that is not transient (say, a full disk) fails at once, no retry."""
+    from streamdata.testing import FaultyConnector
+
+    src = tmp_path / "data.bin"
+    src.write_bytes(b"x" * 5000)
+    faulty = FaultyConnector(LocalConnector(), own_filesystem=True).fail_at("write", 1)
+    async with DataManager({"site-a": LocalConnector(), "site-b": faulty}) as dm:
+        dm.register_path(A, str(src))
+        with pytest.raises(TransferError):
+            await dm.transfer_data(A, str(src), [B], str(tmp_path / "out.bin"))
+    assert faulty.calls["write"] == 1

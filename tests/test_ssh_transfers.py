@@ -309,3 +309,35 @@ async def test_check_and_repair_over_ssh(env: Env) -> None:
     assert report.missing == [str(dst)]
     assert report.repaired == [str(dst)]
     _assert_same_tree(tree, dst)
+
+
+@pytest.mark.parametrize("direction", ["up", "down"])
+async def test_connection_killed_mid_transfer_never_leaves_a_valid_partial(
+    env: Env, direction: str
+) -> None:
+    """Dropping every SSH connection mid-transfer: TransferError or success, never a partial."""
+    data = env.root / "big.bin"
+    payload = os.urandom(1 << 20) * 96
+    data.write_bytes(payload)
+    source, target = (LOCAL, REMOTE) if direction == "up" else (REMOTE, LOCAL)
+    env.manager.register_path(source, str(data))
+    out = env.root / "out"
+    out.mkdir()
+    progressed = asyncio.Event()
+    env.manager.add_listener(lambda event: progressed.set())
+    transfer = asyncio.create_task(
+        env.manager.transfer_data(source, str(data), [target], str(out / "big.bin"), writable=True)
+    )
+    await asyncio.wait_for(progressed.wait(), 30)
+    await asyncio.sleep(0.05)
+    env.server.kill_connections()
+    async with asyncio.timeout(90):
+        (outcome,) = await asyncio.gather(transfer, return_exceptions=True)
+    if isinstance(outcome, TransferError):
+        assert set(outcome.failures) == {target}
+        assert env.manager.get_data_locations(str(out / "big.bin")) == []
+        assert not (out / "big.bin").exists()
+    else:  # finished before the kill landed, or retried from a clean state
+        assert outcome is None
+        assert (out / "big.bin").read_bytes() == payload
+    assert [p.name for p in out.iterdir() if p.name.startswith(".streamdata-")] == []

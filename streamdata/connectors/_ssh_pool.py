@@ -38,6 +38,14 @@ __all__ = ["HostPool", "PoolSettings"]
 
 _T = TypeVar("_T")
 _CLOSE_TIMEOUT = 10.0
+#: Causes after which the same operation, started again, may well succeed.
+_TRANSIENT = (
+    asyncssh.DisconnectError,
+    asyncssh.SFTPConnectionLost,
+    asyncssh.ChannelOpenError,
+    ConnectionError,
+    TimeoutError,
+)
 #: Small-file transfers in flight on the SFTP session at once.
 _SFTP_TRANSFERS = 8
 #: Channel-open refusals that mean "too many sessions right now" (OpenSSH says "connect
@@ -90,7 +98,9 @@ class HostPool:
         """Build a :class:`ConnectorError` about this host."""
         reason = f": {cause}" if cause is not None and str(cause) else ""
         error = ConnectorError(
-            f"{message} on ssh host {self._label}{reason}", host=self._host.location_name
+            f"{message} on ssh host {self._label}{reason}",
+            host=self._host.location_name,
+            transient=isinstance(cause, _TRANSIENT),
         )
         error.__cause__ = cause
         return error

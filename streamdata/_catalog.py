@@ -307,7 +307,7 @@ class RemotePathMapper:
         path = normalize_path(path)
         by_location = self._replicas.get(path)
         root = by_location.get(location) if by_location else None
-        if root is None:
+        if root is None or (root._data_type is DataType.INVALID and path not in self._children):
             return []
         pending = list(self.replicas_of(location, path)) if path in self._children else [root]
         invalidated: list[DataLocation] = []

@@ -108,10 +108,11 @@ class _Subscription:
 class EventBus:
     """Fans events out to callbacks and async subscribers (owned by one DataManager)."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_active: Callable[[bool], None] = lambda active: None) -> None:
         self._callbacks: list[Callable[[Event], None]] = []
         self._subscriptions: list[_Subscription] = []
         self._next_id = 0
+        self._on_active = on_active  # told when the first listener comes or the last goes
 
     @property
     def active(self) -> bool:
@@ -126,17 +127,25 @@ class EventBus:
     def add_callback(self, callback: Callable[[Event], None]) -> Callable[[], None]:
         """Call ``callback`` for every event; returns a function that unsubscribes."""
         self._callbacks.append(callback)
-        return lambda: self._callbacks.remove(callback)
+        self._on_active(True)
+
+        def remove() -> None:
+            self._callbacks.remove(callback)
+            self._on_active(self.active)
+
+        return remove
 
     async def subscribe(self, size: int) -> AsyncIterator[Event]:
         """Yield events as they come, until the consumer stops iterating."""
         subscription = _Subscription(size)
         self._subscriptions.append(subscription)
+        self._on_active(True)
         try:
             while True:
                 yield await subscription.queue.get()
         finally:
             self._subscriptions.remove(subscription)
+            self._on_active(self.active)
 
     def publish(self, event: Event) -> None:
         """Deliver ``event``; a failing callback is logged, never propagated."""

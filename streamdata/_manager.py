@@ -77,8 +77,8 @@ class DataManager:
         for name, connector in (deployments or {}).items():
             self.add_deployment(name, connector)
         self._store = open_store(catalog)
-        self._events = EventBus()
-        self._catalog = RemotePathMapper(self._store, self._on_catalog_change)
+        self._events = EventBus(self._listen_to_catalog)
+        self._catalog = RemotePathMapper(self._store)
         if self._store is not None:
             self._store.load(self._catalog)
         self._rng = rng if rng is not None else random.Random()
@@ -161,10 +161,13 @@ class DataManager:
         """
         return self._events.subscribe(buffer)
 
+    def _listen_to_catalog(self, active: bool) -> None:
+        """Catalog changes are reported only while somebody listens (it costs nothing else)."""
+        self._catalog._listener = self._on_catalog_change if active else None
+
     def _on_catalog_change(self, invalidated: bool, replica: DataLocation) -> None:
-        if self._events.active:
-            kind = EventKind.REPLICA_INVALIDATED if invalidated else EventKind.REPLICA_REGISTERED
-            self._events.publish(ReplicaEvent(kind, replica))
+        kind = EventKind.REPLICA_INVALIDATED if invalidated else EventKind.REPLICA_REGISTERED
+        self._events.publish(ReplicaEvent(kind, replica))
 
     # -- catalog ---------------------------------------------------------------------------
 
@@ -264,7 +267,7 @@ class DataManager:
         Raises:
             ValueError: If ``path`` is relative.
         """
-        return self._pick_source(self.get_data_locations(path), dst_deployment)
+        return self._pick_source(self._catalog.locations(normalize_path(path)), dst_deployment)
 
     def _pick_source(
         self, replicas: Sequence[DataLocation], dst_deployment: str

@@ -55,17 +55,18 @@ def default_source_policy(
         return None
     best: list[DataLocation | None] = [None, None, None, None]  # tier 1, 1 pending, 2, 2 pending
     for candidate in candidates:
-        if candidate.deployment == dst_deployment:
+        location = candidate._location
+        if location.deployment == dst_deployment:
             tier = 0
-        elif is_local(candidate.location):
+        elif is_local(location):
             tier = 2
         else:
             continue
-        slot = tier if candidate.is_available else tier + 1
+        slot = tier if candidate._state.available else tier + 1
         if best[slot] is None:
             best[slot] = candidate
     for choice in best:
         if choice is not None:
             return choice
-    ready = [c for c in candidates if c.is_available]
-    return rng.choice(ready or list(candidates))
+    ready = [c for c in candidates if c._state.available]
+    return rng.choice(ready or candidates)

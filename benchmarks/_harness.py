@@ -11,6 +11,7 @@ section measures a clean interpreter and ``run.py`` itself imports neither libra
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -160,6 +161,27 @@ def _filesystem(path: str) -> str:
         return done.stdout.splitlines()[1].split()[1]
     except (OSError, subprocess.SubprocessError, IndexError):
         return "unknown"
+
+
+def streamdata_revision() -> str:
+    """Which streamdata code ran: git commit, whether the package differs from it, digest."""
+    digest = hashlib.sha256()
+    for source in sorted((REPO_ROOT / "streamdata").rglob("*.py")):
+        digest.update(source.relative_to(REPO_ROOT).as_posix().encode())
+        digest.update(source.read_bytes())
+    try:
+        head = _git("rev-parse", "--short", "HEAD") or "no commit"
+        dirty = " + uncommitted changes" if _git("status", "--porcelain", "streamdata") else ""
+    except (OSError, subprocess.SubprocessError):
+        head, dirty = "unknown", ""
+    return f"git {head}{dirty}; sources sha256 {digest.hexdigest()[:12]}"
+
+
+def _git(*args: str) -> str:
+    done = subprocess.run(
+        ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30, check=True
+    )
+    return done.stdout.strip()
 
 
 def load_average() -> str:

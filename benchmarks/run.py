@@ -29,6 +29,8 @@ from _harness import (
     load_average,
     machine_info,
     markdown_table,
+    progress,
+    streamdata_revision,
 )
 
 #: Benchmark sections, in the order they run (future: "ssh_transfer", "durable_catalog").
@@ -56,12 +58,12 @@ def load_sections(keys: list[str]) -> list[Section]:
     return [importlib.import_module(key).SECTION for key in keys]
 
 
-def section_markdown(report: SectionReport, command: str, when: str) -> str:
+def section_markdown(report: SectionReport, command: str, when: str, revision: str) -> str:
     """One section of RESULTS.md: provenance, tables, targets, notes, raw records."""
     machine = ", ".join(f"{key}: {value}" for key, value in machine_info().items())
     parts = [
         f"## {report.title}",
-        f"Command: `{command}`  \nDate: {when}  \nMachine: {machine}",
+        f"Command: `{command}`  \nDate: {when}  \nstreamdata: {revision}  \nMachine: {machine}",
     ]
     parts.extend(markdown_table(header, rows) for header, rows in report.tables)
     if report.targets:
@@ -79,9 +81,9 @@ def section_markdown(report: SectionReport, command: str, when: str) -> str:
     return "\n\n".join(parts)
 
 
-def header_markdown(command: str, when: str) -> str:
+def header_markdown(command: str, when: str, revision: str) -> str:
     """The block describing the latest run and the machine it ran on."""
-    lines = [f"## Latest run\n\nCommand: `{command}`  \nDate: {when}\n"]
+    lines = [f"## Latest run\n\nCommand: `{command}`  \nDate: {when}  \nstreamdata: {revision}\n"]
     lines.append(markdown_table(["machine", ""], [[k, v] for k, v in machine_info().items()]))
     return "\n".join(lines)
 
@@ -97,14 +99,17 @@ def replace_block(document: str, key: str, body: str) -> str:
     return document.rstrip("\n") + "\n\n" + block + "\n"
 
 
-def update_results(path: Path, reports: list[SectionReport], command: str, when: str) -> None:
+def update_results(
+    path: Path, reports: list[SectionReport], command: str, when: str, revision: str
+) -> None:
     """Rewrite the header and the sections that ran; keep the other sections."""
     document = path.read_text(encoding="utf-8") if path.exists() else ""
     if not document.startswith(TITLE):
         document = f"{TITLE}\n\n{PREAMBLE}"
-    document = replace_block(document, "header", header_markdown(command, when))
+    document = replace_block(document, "header", header_markdown(command, when, revision))
     for report in reports:
-        document = replace_block(document, report.key, section_markdown(report, command, when))
+        body = section_markdown(report, command, when, revision)
+        document = replace_block(document, report.key, body)
     path.write_text(document.rstrip("\n") + "\n", encoding="utf-8")
 
 
@@ -162,6 +167,8 @@ def main(argv: list[str] | None = None) -> None:
         command=command,
     )
     when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    revision = streamdata_revision()
+    progress(f"streamdata {revision}")
     reports = []
     for section in load_sections(args.only or list(SECTION_MODULES)):
         before = load_average()
@@ -174,7 +181,10 @@ def main(argv: list[str] | None = None) -> None:
         print_report(report)
     results = args.results or (None if args.quick else RESULTS)
     if results is not None:
-        update_results(results, reports, command, when)
+        if streamdata_revision() != revision:
+            progress("warning: streamdata's sources changed during the run")
+            revision += " (sources changed during the run)"
+        update_results(results, reports, command, when, revision)
         print(f"\nwrote {results}")
 
 

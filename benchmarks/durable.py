@@ -544,7 +544,7 @@ def reopen_rows(
     """Reopen the largest durable catalog in ``runs`` fresh processes."""
     source = registrations[n]["sqlite"]
     catalog = source["catalog_path"]
-    progress(f"durable: reopen the {source['registered']:,}-path catalog ({runs} processes)")
+    progress(f"durable: reopen the {source['registered']:,}-path catalog ({runs} process(es))")
     records = [worker("reopen", "--catalog", catalog) for _ in range(runs)]
     report.raw.extend({"phase": "reopen", **record} for record in records)
     seconds = statistics.median(r["open_seconds"] for r in records)

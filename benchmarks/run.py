@@ -33,8 +33,8 @@ from _harness import (
     streamdata_revision,
 )
 
-#: Benchmark sections, in the order they run (future: "ssh_transfer", "durable_catalog").
-SECTION_MODULES = ("catalog", "local_copy")
+#: Benchmark sections, in the order they run.
+SECTION_MODULES = ("catalog", "local_copy", "ssh_transfer", "durable")
 DEFAULT_STREAMFLOW_PYTHON = "/work/sfvenv/bin/python"
 RESULTS = BENCHMARKS_DIR / "RESULTS.md"
 
@@ -113,6 +113,11 @@ def update_results(
     path.write_text(document.rstrip("\n") + "\n", encoding="utf-8")
 
 
+def _digest(revision: str) -> str:
+    """The source digest part of a revision string (the git commit may move meanwhile)."""
+    return revision.rsplit("sha256 ", 1)[-1]
+
+
 def print_report(report: SectionReport) -> None:
     """The section's tables and verdicts on stdout."""
     print(f"\n== {report.title} ==")
@@ -181,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
         print_report(report)
     results = args.results or (None if args.quick else RESULTS)
     if results is not None:
-        if streamdata_revision() != revision:
+        if _digest(streamdata_revision()) != _digest(revision):
             progress("warning: streamdata's sources changed during the run")
             revision += " (sources changed during the run)"
         update_results(results, reports, command, when, revision)

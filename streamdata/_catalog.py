@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
 __all__ = ["RemotePathMapper"]
 
+_INVALID = DataType.INVALID
+
 
 def default_relpath(path: str) -> str:
     """The relpath a replica gets when none is given: the basename (``/`` for the root)."""
@@ -120,23 +122,32 @@ class RemotePathMapper:
         location: str | None = None,
         location_type: DataType | None = None,
     ) -> list[DataLocation]:
-        """Valid replicas at ``path`` and every replica related to them, filtered."""
+        """Valid replicas at ``path`` and every replica related to them, filtered.
+
+        Raises:
+            TypeError: If ``path`` is not a string.
+            ValueError: If ``path`` is relative.
+        """
+        # Keys are normal absolute paths, so a hit needs no normalisation; a miss does.
         by_location = self._replicas.get(path)
-        if not by_location:
-            return []
-        groups: list[Iterable[DataLocation]] = []
+        if by_location is None:
+            normal = normalize_path(path)
+            if normal == path or (by_location := self._replicas.get(normal)) is None:
+                return []
+        found: list[DataLocation] | None = None
+        first: dict[DataLocation, None] | None = None
         for replica in by_location.values():
-            if replica._data_type is DataType.INVALID:
+            if replica._data_type is _INVALID:
                 continue
             members = replica._set
-            if members is None:
-                groups.append((replica,))
-            elif not any(members is group for group in groups):
-                groups.append(members)
-        if len(groups) == 1:
-            found = list(groups[0])
-        else:
-            found = list(dict.fromkeys(chain.from_iterable(groups)))
+            if found is None:
+                found = [replica] if members is None else list(members)
+                first = members
+            elif members is None or members is not first:
+                found = self._union(by_location)  # several replica sets at this path
+                break
+        if found is None:
+            return []
         if deployment is None and location is None and location_type is None:
             return found
         return [
@@ -146,6 +157,19 @@ class RemotePathMapper:
             and (location is None or replica._location.name == location)
             and (location_type is None or replica._data_type is location_type)
         ]
+
+    @staticmethod
+    def _union(by_location: dict[ExecutionLocation, DataLocation]) -> list[DataLocation]:
+        groups: list[Iterable[DataLocation]] = []
+        for replica in by_location.values():
+            if replica._data_type is _INVALID:
+                continue
+            members = replica._set
+            if members is None:
+                groups.append((replica,))
+            elif not any(members is group for group in groups):
+                groups.append(members)
+        return list(dict.fromkeys(chain.from_iterable(groups)))
 
     def replicas_of(self, location: ExecutionLocation, path: str) -> Iterator[DataLocation]:
         """Every replica (any type) of ``location`` at ``path`` and below, parents first."""
@@ -304,21 +328,31 @@ class RemotePathMapper:
         Returns:
             The replicas that became INVALID (an unknown path gives an empty list).
         """
-        path = normalize_path(path)
         by_location = self._replicas.get(path)
-        root = by_location.get(location) if by_location else None
-        if root is None or (root._data_type is DataType.INVALID and path not in self._children):
+        if by_location is None:  # keys are normal paths: normalise only on a miss
+            normal = normalize_path(path)
+            if normal == path or (by_location := self._replicas.get(normal)) is None:
+                return []
+            path = normal
+        root = by_location.get(location)
+        if root is None:
             return []
-        pending = list(self.replicas_of(location, path)) if path in self._children else [root]
         invalidated: list[DataLocation] = []
-        while pending:
-            replica = pending.pop()
-            if replica._data_type is DataType.INVALID:
-                continue
-            self._drop(replica)
-            invalidated.append(replica)
-            if self._links_to:
-                pending.extend(self._links_to.pop(replica, ()))
+        if path not in self._children and not self._links_to:  # one file, nothing links to it
+            if root._data_type is _INVALID:
+                return []
+            self._drop(root)
+            invalidated.append(root)
+        else:
+            pending = list(self.replicas_of(location, path))
+            while pending:
+                replica = pending.pop()
+                if replica._data_type is _INVALID:
+                    continue
+                self._drop(replica)
+                invalidated.append(replica)
+                if self._links_to:
+                    pending.extend(self._links_to.pop(replica, ()))
         if invalidated and self._store is not None:
             self._store.invalidate(invalidated)
             self._store.commit()

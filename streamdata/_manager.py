@@ -230,7 +230,8 @@ class DataManager:
             ValueError: If ``path`` is relative.
             ConfigurationError: If the manager is closed.
         """
-        _check_location(location)
+        if not isinstance(location, ExecutionLocation):  # _check_location, inlined: hot
+            raise TypeError(f"expected an ExecutionLocation, got {location!r}")
         self._ensure_open()
         self._catalog.invalidate(location, path)
 
@@ -255,7 +256,6 @@ class DataManager:
         Raises:
             ValueError: If ``path`` is relative.
         """
-        path = normalize_path(path)
         return self._catalog.locations(path, deployment, location, location_type)
 
     def get_source_location(self, path: str, dst_deployment: str) -> DataLocation | None:
@@ -267,13 +267,19 @@ class DataManager:
         Raises:
             ValueError: If ``path`` is relative.
         """
-        return self._pick_source(self._catalog.locations(normalize_path(path)), dst_deployment)
+        # _pick_source inlined: this is the hottest query of a workflow engine.
+        replicas = self._catalog.locations(path)
+        candidates = [r for r in replicas if r._data_type is _PRIMARY and not r._implied]
+        if not candidates:
+            return None
+        return self._policy(
+            candidates, dst_deployment=dst_deployment, is_local=self._is_local, rng=self._rng
+        )
 
     def _pick_source(
         self, replicas: Sequence[DataLocation], dst_deployment: str
     ) -> DataLocation | None:
-        primary = DataType.PRIMARY
-        candidates = [r for r in replicas if r._data_type is primary and not r._implied]
+        candidates = [r for r in replicas if r._data_type is _PRIMARY and not r._implied]
         return self._policy(
             candidates, dst_deployment=dst_deployment, is_local=self._is_local, rng=self._rng
         )
@@ -525,6 +531,9 @@ class DataManager:
         failures = await transfer.run([destination], target)
         if failures:
             raise transfer_error(source.location, source.path, failures)
+
+
+_PRIMARY = DataType.PRIMARY
 
 
 def _check_location(location: object) -> None:

@@ -23,12 +23,10 @@ error. Errors are one line on standard error (a traceback too with ``--debug``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 import os
 import sys
 import traceback
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -38,13 +36,21 @@ from rich.console import Console
 
 from . import _cli_ops as ops
 from ._check import CheckReport
+from ._cli_errors import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    exit_code,
+    first_leaf,
+    logging_to_stderr,
+    message,
+    wants_debug,
+)
 from ._cli_output import ReplicaRow, emit_json, replica_table
-from ._cli_sites import Sites, SitesError, default_sites_path, load_sites, parse_address
-from ._errors import ConfigurationError, StreamDataError
+from ._cli_sites import Sites, default_sites_path, load_sites, parse_address
 
 __all__ = ["cli", "default_catalog_path", "main"]
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 _T = TypeVar("_T")
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -354,62 +360,6 @@ def _stdout() -> Console:
     return Console(soft_wrap=True)
 
 
-# -- error handling ------------------------------------------------------------------------
-
-
-def _exit_code(error: BaseException) -> int:
-    if isinstance(error, click.ClickException):
-        return EXIT_USAGE if isinstance(error, click.UsageError) else error.exit_code
-    if isinstance(error, SitesError | ConfigurationError | ValueError | TypeError):
-        return EXIT_USAGE
-    return EXIT_FAILED
-
-
-def _message(error: BaseException) -> str:
-    error = _first_leaf(error)
-    if isinstance(error, click.UsageError):
-        text = error.format_message()
-        if error.ctx is not None:
-            text += f" (see '{error.ctx.command_path} --help')"
-    elif isinstance(error, click.ClickException):
-        text = error.format_message()
-    elif isinstance(error, StreamDataError | SitesError | ValueError | TypeError):
-        text = str(error)
-    elif isinstance(error, OSError):
-        text = f"{error.strerror or error}" + (f": {error.filename}" if error.filename else "")
-    else:
-        text = f"internal error: {type(error).__name__}: {error}"
-    return " ".join(text.split())
-
-
-def _wants_debug(args: Sequence[str]) -> bool:
-    options = args[: args.index("--")] if "--" in args else args
-    return "--debug" in options or bool(os.environ.get("STREAMDATA_DEBUG"))
-
-
-@contextlib.contextmanager
-def _logging(debug: bool) -> Iterator[None]:
-    """Log to standard error with ``--debug``; else keep library log lines quiet.
-
-    Without a handler, Python prints warnings of the library to standard error, and an
-    error must be reported once, as one line, by :func:`main`. Restored on exit.
-    """
-    root = logging.getLogger()
-    level = root.level
-    if debug:
-        handler: logging.Handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-        root.setLevel(logging.DEBUG)
-    else:
-        handler = logging.NullHandler()
-    root.addHandler(handler)
-    try:
-        yield
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
-
-
 def main(args: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (the console script exits with it).
 
@@ -420,8 +370,8 @@ def main(args: Sequence[str] | None = None) -> int:
         0 on success, 1 if the operation failed, 2 on a usage or configuration error.
     """
     argv = list(sys.argv[1:] if args is None else args)
-    debug = _wants_debug(argv)
-    with _logging(debug):
+    debug = wants_debug(argv)
+    with logging_to_stderr(debug):
         return _main(argv, debug)
 
 
@@ -439,12 +389,6 @@ def _main(argv: list[str], debug: bool) -> int:
     except Exception as error:
         if debug:
             traceback.print_exc()
-        click.echo(f"streamdata: error: {_message(error)}", err=True)
-        return _exit_code(_first_leaf(error))
+        click.echo(f"streamdata: error: {message(error)}", err=True)
+        return exit_code(first_leaf(error))
     return status if isinstance(status, int) else EXIT_OK
-
-
-def _first_leaf(error: BaseException) -> BaseException:
-    while isinstance(error, BaseExceptionGroup) and error.exceptions:
-        error = error.exceptions[0]
-    return error

@@ -1,0 +1,89 @@
+"""Errors and logging of the ``streamdata`` command: one line per error, exit codes.
+
+Exit codes: 0 success, 1 the operation failed, 2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Iterator, Sequence
+
+import click
+
+from ._cli_sites import SitesError
+from ._errors import ConfigurationError, StreamDataError
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "exit_code",
+    "first_leaf",
+    "logging_to_stderr",
+    "message",
+    "wants_debug",
+]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def exit_code(error: BaseException) -> int:
+    if isinstance(error, click.ClickException):
+        return EXIT_USAGE if isinstance(error, click.UsageError) else error.exit_code
+    if isinstance(error, SitesError | ConfigurationError | ValueError | TypeError):
+        return EXIT_USAGE
+    return EXIT_FAILED
+
+
+def message(error: BaseException) -> str:
+    error = first_leaf(error)
+    if isinstance(error, click.UsageError):
+        text = error.format_message()
+        if error.ctx is not None:
+            text += f" (see '{error.ctx.command_path} --help')"
+    elif isinstance(error, click.ClickException):
+        text = error.format_message()
+    elif isinstance(error, StreamDataError | SitesError | ValueError | TypeError):
+        text = str(error)
+    elif isinstance(error, OSError):
+        text = f"{error.strerror or error}" + (f": {error.filename}" if error.filename else "")
+    else:
+        text = f"internal error: {type(error).__name__}: {error}"
+    return " ".join(text.split())
+
+
+def wants_debug(args: Sequence[str]) -> bool:
+    options = args[: args.index("--")] if "--" in args else args
+    return "--debug" in options or bool(os.environ.get("STREAMDATA_DEBUG"))
+
+
+@contextlib.contextmanager
+def logging_to_stderr(debug: bool) -> Iterator[None]:
+    """Log to standard error with ``--debug``; else keep library log lines quiet.
+
+    Without a handler, Python prints warnings of the library to standard error, and an
+    error must be reported once, as one line, by :func:`streamdata.cli.main`. Restored on exit.
+    """
+    root = logging.getLogger()
+    level = root.level
+    if debug:
+        handler: logging.Handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        root.setLevel(logging.DEBUG)
+    else:
+        handler = logging.NullHandler()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+
+def first_leaf(error: BaseException) -> BaseException:
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    return error

@@ -21,6 +21,8 @@ A sites file is TOML. Each table under ``deployments`` is one deployment::
     known_hosts = "~/.ssh/known_hosts"    # optional: the default shown here
     check_host_key = true           # optional: false only for throw-away test hosts
     name = "login1"                 # optional: the location name, default the host
+    routes = { login2 = ["ssh", "-o", "BatchMode=yes", "login2"] }  # optional: run on
+                                    # login1, reaches login2: copies go host to host
 
 Relative key and ``known_hosts`` paths are relative to the sites file; ``~`` is expanded.
 A deployment named ``local`` (type local, location ``localhost``) always exists unless
@@ -64,6 +66,7 @@ _HOST_KEYS = {
     "known_hosts",
     "check_host_key",
     "name",
+    "routes",
 }
 _SSH_OPTIONS = {
     "connect_timeout": (float, int),
@@ -220,6 +223,13 @@ def _parse_deployment(name: str, table: Mapping[str, Any], base: Path, context: 
         names = [host.location_name for host in parsed]
         if len(set(names)) != len(names):
             raise SitesError(f"{context}: two hosts have the same location name")
+        for host in parsed:
+            for target in host.routes:
+                if target not in names or target == host.location_name:
+                    raise SitesError(
+                        f"{context}: host {host.location_name!r} has a route to {target!r}, "
+                        "which is not another host of this deployment"
+                    )
         return Deployment(name, "ssh", tuple(names), tuple(parsed), options)
     raise SitesError(f'{context}.type must be "local" or "ssh", not {kind!r}')
 
@@ -259,6 +269,14 @@ def _parse_host(table: object, base: Path, context: str) -> SSHHost:
         settings["client_keys"] = [_expand(key, base) for key in keys]
     if "known_hosts" in table:
         settings["known_hosts"] = _expand(table["known_hosts"], base)
+    if "routes" in table:
+        routes = table["routes"]
+        if not isinstance(routes, dict):
+            raise SitesError(f"{context}.routes must be a table of location = [argv...]")
+        settings["routes"] = {
+            target: _string_list(argv, f"{context}.routes.{target}")
+            for target, argv in routes.items()
+        }
     try:
         return SSHHost(host, **settings)
     except (TypeError, ValueError) as exc:

@@ -3,10 +3,12 @@
 Every destination is written under a temporary name unique to the transfer, in the
 destination's own directory (so concurrent transfers to locations sharing a filesystem
 never collide), then renamed into place. Destinations on the source's filesystem get a
-connector-side ``copy``; the others share one read of the source, fanned out through
-bounded queues so a slow destination holds back at most ``_QUEUE_CHUNKS`` chunks before
-it slows the reader (back-pressure), and a failing destination is dropped without
-disturbing the others.
+connector-side ``copy``; those the source's host reaches itself (a route configured on
+the connector) get a connector-side ``send``, the bytes never passing through this
+process; the others share one read of the source, fanned out through bounded queues so
+a slow destination holds back at most ``_QUEUE_CHUNKS`` chunks before it slows the
+reader (back-pressure), and a failing destination is dropped without disturbing the
+others.
 """
 
 from __future__ import annotations
@@ -67,7 +69,8 @@ async def copy_to_all(
     """Copy ``source`` to every target path (which must not exist yet).
 
     ``on_progress`` is called with the number of bytes each time the source stream
-    delivers a chunk, and with the file's size when a same-filesystem copy completes.
+    delivers a chunk, and with the entry's size when a same-filesystem copy or a direct
+    send completes.
 
     Returns:
         For each target, None on success or the exception that made it fail; and the
@@ -76,12 +79,17 @@ async def copy_to_all(
     """
     results: list[BaseException | None] = [None] * len(targets)
     hasher = Hasher() if entry.kind is EntryKind.FILE else None
-    streamed = [i for i, t in enumerate(targets) if t.filesystem != source.filesystem]
+    streamed: list[int] = []
     async with asyncio.TaskGroup() as group:
         for index, target in enumerate(targets):
-            if index not in streamed:
+            if target.filesystem == source.filesystem:
                 copy = _copy_same_filesystem(source, target, entry, on_progress)
-                group.create_task(_capture(results, index, copy))
+            elif _direct(source, target):
+                copy = _send(source, target, entry, on_progress)
+            else:
+                streamed.append(index)
+                continue
+            group.create_task(_capture(results, index, copy))
         if streamed:
             streams = [targets[i] for i in streamed]
             progress = _hashing(hasher, on_progress)
@@ -112,6 +120,28 @@ async def _copy_same_filesystem(
     source: Endpoint, target: Endpoint, entry: Entry, on_progress: Callable[[int], None]
 ) -> None:
     await target.connector.copy(target.location, source.path, target.path)
+    on_progress(entry.size)
+
+
+def _direct(source: Endpoint, target: Endpoint) -> bool:
+    """True when the source's host sends to the target's host itself (a configured route)."""
+    connector = source.connector
+    return target.connector is connector and connector.can_send(source.location, target.location)
+
+
+async def _send(
+    source: Endpoint, target: Endpoint, entry: Entry, on_progress: Callable[[int], None]
+) -> None:
+    connector = source.connector
+    await connector.send(
+        source.location,
+        source.path,
+        entry.kind,
+        target.location,
+        target.path,
+        mode=entry.mode,
+        mtime=entry.mtime,
+    )
     on_progress(entry.size)
 
 

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from streamdata import ExecutionLocation
+from streamdata._cli_sites import load_sites
 from streamdata._testservers import AsyncSSHTestServer
 from streamdata.cli import main
 
@@ -346,6 +348,10 @@ def test_malformed_sites_file(local: Local, capsys: pytest.CaptureFixture[str]) 
         '[deployments.x]\ntype = "ssh"\n[[deployments.x.hosts]]\nhost = "a"\nport = "22"\n': (
             "port must be of type int"
         ),
+        '[deployments.x]\ntype = "ssh"\n[[deployments.x.hosts]]\nhost = "a"\n'
+        'routes = { b = "ssh b" }\n': "routes.b must be a list of strings",
+        '[deployments.x]\ntype = "ssh"\n[[deployments.x.hosts]]\nhost = "a"\n'
+        'routes = { b = ["ssh", "b"] }\n': "route to 'b'",
     }
     for text, message in bad.items():
         local.sites.write_text(text)
@@ -377,3 +383,20 @@ def test_debug_shows_the_traceback(local: Local, capsys: pytest.CaptureFixture[s
     assert result.code == 1
     assert "Traceback" in result.err
     assert result.err.strip().splitlines()[-1].startswith("streamdata: error: ")
+
+
+def test_sites_file_routes_reach_the_connector(tmp_path: Path) -> None:
+    """A host's ``routes`` table becomes SSHHost.routes, so copies can go host to host."""
+    sites = tmp_path / "sites.toml"
+    sites.write_text(
+        '[deployments.hpc]\ntype = "ssh"\n'
+        '[[deployments.hpc.hosts]]\nhost = "127.0.0.1"\nname = "a"\n'
+        'routes = { b = ["ssh", "-o", "BatchMode=yes", "b"] }\n'
+        '[[deployments.hpc.hosts]]\nhost = "localhost"\nname = "b"\n'
+    )
+    deployment = load_sites(sites).deployments["hpc"]
+    first = deployment.hosts[0]
+    assert dict(first.routes) == {"b": ("ssh", "-o", "BatchMode=yes", "b")}
+    connector = deployment.connector()
+    assert connector.can_send(ExecutionLocation("a", "hpc"), ExecutionLocation("b", "hpc"))
+    assert not connector.can_send(ExecutionLocation("b", "hpc"), ExecutionLocation("a", "hpc"))

@@ -132,6 +132,36 @@ class Connector(abc.ABC):
             ConnectorError: On failure.
         """
 
+    def can_send(self, location: ExecutionLocation, target: ExecutionLocation) -> bool:
+        """Tell whether ``location`` can send data straight to ``target``.
+
+        Both are locations of this connector on different filesystems. When True, the
+        engine calls :meth:`send` instead of relaying the bytes through this process. The
+        default is False.
+        """
+        return False
+
+    async def send(
+        self,
+        location: ExecutionLocation,
+        path: str,
+        kind: EntryKind,
+        target: ExecutionLocation,
+        target_path: str,
+        *,
+        mode: int | None = None,
+        mtime: float | None = None,
+    ) -> None:
+        """Copy ``path`` from ``location`` to the new path ``target_path`` on ``target``.
+
+        Called only when :meth:`can_send` is True; keeps what :meth:`copy` keeps, and
+        gives a file ``mode`` and ``mtime`` as :meth:`write` does.
+
+        Raises:
+            ConnectorError: On failure; what was written is left for the caller to remove.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot send between locations")
+
     @abc.abstractmethod
     def read(
         self, location: ExecutionLocation, path: str, kind: EntryKind

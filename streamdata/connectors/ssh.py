@@ -8,7 +8,9 @@ How each operation travels, chosen by measurement on loopback OpenSSH:
 * file contents stream through ``cat`` on an exec channel, directory trees through
   ``tar``, with AES-GCM, a 16 MiB window and 256 KiB packets (faster than SFTP
   transfers in asyncssh); mode and mtime are set by the same remote command line;
-* listings are one ``find -printf`` with NUL separators; same-host copies are ``cp -a``.
+* listings are one ``find -printf`` with NUL separators; same-host copies are ``cp -a``;
+* between two hosts joined by a route (``SSHHost.routes``) the source host pipes the data
+  to the destination itself (:mod:`._ssh_direct`).
 
 Every remote command line is built by :mod:`._ssh_commands`, which quotes each argument.
 Connections are made lazily (:mod:`._ssh_connect`) and pooled per host, with a cap on
@@ -22,8 +24,9 @@ import contextlib
 import os
 import posixpath
 import stat as stat_module
-from collections.abc import AsyncIterable, AsyncIterator, Hashable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import NoReturn
 
 import asyncssh
@@ -32,6 +35,7 @@ from .._errors import ConfigurationError
 from .._models import ExecutionLocation
 from . import _ssh_commands as commands
 from ._base import Connector, Entry, EntryKind
+from ._ssh_direct import relay
 from ._ssh_pool import HostPool, PoolSettings
 from ._ssh_streams import open_read, write_stream
 
@@ -58,6 +62,11 @@ class SSHHost:
         check_host_key: False skips host-key verification (logs a warning). Only for
             throw-away test hosts.
         name: The location name; defaults to ``host``.
+        routes: Direct routes from this host to other hosts of the same connector:
+            ``{location name: argv}``, where ``argv`` run *on this host* runs a command
+            on that one, e.g. ``{"login2": ["ssh", "-o", "BatchMode=yes", "login2"]}``.
+            Transfers from this host to those go straight there, not through this
+            process. Not part of comparisons.
     """
 
     host: str
@@ -67,6 +76,7 @@ class SSHHost:
     known_hosts: str | os.PathLike[str] | None = field(default=None, kw_only=True)
     check_host_key: bool = field(default=True, kw_only=True)
     name: str | None = field(default=None, kw_only=True)
+    routes: Mapping[str, Sequence[str]] = field(default_factory=dict, kw_only=True, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host:
@@ -78,6 +88,7 @@ class SSHHost:
         object.__setattr__(self, "client_keys", tuple(os.fspath(k) for k in self.client_keys))
         if self.known_hosts is not None:
             object.__setattr__(self, "known_hosts", os.fspath(self.known_hosts))
+        object.__setattr__(self, "routes", _check_routes(self.routes))
 
     @property
     def location_name(self) -> str:
@@ -103,7 +114,8 @@ class SSHConnector(Connector):
             (refused, reset, timed out), with exponential backoff.
 
     Raises:
-        ValueError: If two hosts share a location name or a limit is out of range.
+        ValueError: If two hosts share a location name, a route names no other host of
+            this connector, or a limit is out of range.
     """
 
     def __init__(
@@ -123,6 +135,13 @@ class SSHConnector(Connector):
             if host.location_name in self._hosts:
                 raise ValueError(f"two hosts are named {host.location_name!r}")
             self._hosts[host.location_name] = host
+        for host in hosts:
+            for name in host.routes:
+                if name not in self._hosts or name == host.location_name:
+                    raise ValueError(
+                        f"host {host.location_name!r} has a route to {name!r}, "
+                        "which is not another host of this connector"
+                    )
         self._settings = PoolSettings(
             max_connections=max_connections,
             max_sessions=max_sessions,
@@ -195,6 +214,34 @@ class SSHConnector(Connector):
         """
         pool = self._pool(location)
         await pool.run(commands.copy_tree(src_path, dst_path), what=f"copy {src_path!r}", bulk=True)
+
+    def can_send(self, location: ExecutionLocation, target: ExecutionLocation) -> bool:
+        """True when ``location``'s host has a route to ``target`` (see ``SSHHost.routes``)."""
+        return target.name in self._host(location).routes
+
+    async def send(
+        self,
+        location: ExecutionLocation,
+        path: str,
+        kind: EntryKind,
+        target: ExecutionLocation,
+        target_path: str,
+        *,
+        mode: int | None = None,
+        mtime: float | None = None,
+    ) -> None:
+        """Copy host to host over the configured route: one command on the source host.
+
+        Raises:
+            ConnectorError: If either side fails (the message says which).
+        """
+        route = self._host(location).routes[target.name]
+        if kind is EntryKind.DIRECTORY:
+            read, write = commands.archive(path), commands.unpack(target_path)
+        else:
+            read, write = commands.read_file(path), commands.write_file(target_path, mode, mtime)
+        what = f"send {path!r} to {target}"
+        await self._pool(location).run(relay(read, route, write), what=what, bulk=True)
 
     def read(
         self, location: ExecutionLocation, path: str, kind: EntryKind
@@ -293,6 +340,27 @@ class SSHConnector(Connector):
         if pool is None:
             pool = self._pools[key] = HostPool(host, self._settings)
         return pool
+
+
+def _check_routes(routes: Mapping[str, Sequence[str]]) -> Mapping[str, tuple[str, ...]]:
+    """A read-only copy of ``routes``, each argv a non-empty tuple of strings.
+
+    Raises:
+        TypeError: If ``routes`` is not a mapping of names to argument sequences.
+    """
+    if not isinstance(routes, Mapping):
+        raise TypeError("routes must map location names to argument vectors")
+    checked: dict[str, tuple[str, ...]] = {}
+    for name, argv in routes.items():
+        if (
+            not isinstance(name, str)
+            or isinstance(argv, str)
+            or not argv
+            or not all(isinstance(argument, str) for argument in argv)
+        ):
+            raise TypeError(f"route to {name!r} must be a non-empty sequence of strings")
+        checked[name] = tuple(argv)
+    return MappingProxyType(checked)
 
 
 async def _stat_or_none(pool: HostPool, path: str, *, follow: bool) -> asyncssh.SFTPAttrs | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 
 from .._errors import ConnectorError
@@ -38,9 +39,19 @@ async def _reap(process: asyncio.subprocess.Process) -> None:
 
 
 def _check(process: asyncio.subprocess.Process, stderr: bytes, what: str) -> None:
-    if process.returncode != 0:
-        message = stderr.decode(errors="replace").strip()[-_STDERR_LIMIT:]
-        raise ConnectorError(f"cannot {what}: exit status {process.returncode}: {message}")
+    code = process.returncode
+    if code is None or code == 0:
+        return
+    if code < 0:  # killed, e.g. SIGXFSZ past a file size limit
+        try:
+            name = signal.Signals(-code)
+            status = f"killed by {name.name} ({signal.strsignal(name) or 'signal'})"
+        except ValueError:
+            status = f"killed by signal {-code}"
+    else:
+        status = f"exit status {code}"
+    message = stderr.decode(errors="replace").strip()[-_STDERR_LIMIT:]
+    raise ConnectorError(f"cannot {what}: {status}" + (f": {message}" if message else ""))
 
 
 async def run_process(command: Sequence[str], *, what: str) -> None:

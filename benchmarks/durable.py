@@ -6,18 +6,21 @@ turn and prints the tables::
 
     python benchmarks/durable.py [--quick] [--runs 3]          # everything, tables on stdout
     python benchmarks/durable.py register --store sqlite --n 100000 --catalog /tmp/c.sqlite
+    python benchmarks/durable.py register --store sqlite --batch 10000 --n 100000 --catalog ...
     python benchmarks/durable.py reopen --catalog /tmp/c.sqlite
     python benchmarks/durable.py check --files 100000 --runs 3
     python benchmarks/durable.py hash --size 1073741824 --runs 3
 
 * register: N ``register_path`` calls (``/data/dNNNNN/fNNNNNNN``, 100 files per
-  directory, one non-local location, so no ``lstat``), one call at a time as an
-  application makes them (streamdata has no batch API: each call is durable when it
-  returns), then ``get_data_locations`` and ``get_source_location`` over a seeded sample
-  of min(N, 20,000) paths (fastest of 3 passes), in a ``DataManager(catalog=PATH)`` or an
-  in-memory one. A time budget stops the durable registration early; the rate is then
-  measured on what was done and the full time extrapolated, and labelled so.
-* reopen: ``DataManager(catalog=PATH)`` on the catalog left by the largest durable run.
+  directory, one non-local location, so no ``lstat``), then ``get_data_locations`` and
+  ``get_source_location`` over a seeded sample of min(N, 20,000) paths (fastest of 3
+  passes), in an in-memory ``DataManager`` or a ``DataManager(catalog=PATH)``; the
+  durable one both one call at a time (each call durable when it returns) and in
+  batches (``with dm.batch():`` around every ``--batch`` calls, durable when each block
+  exits). The 50,000 paths/s target is judged on the batched rate. A time budget stops a
+  durable registration early; the rate is then measured on what was done and the full
+  time extrapolated, and labelled so.
+* reopen: ``DataManager(catalog=PATH)`` on the catalog left by the largest batched run.
 * check: a tree of F files (100 per directory) registered file by file on a local location
   and on an SSH location (a loopback OpenSSH ``sshd``), then ``check`` of the tree root on
   each, vs ``find ROOT -printf '%p %s %T@\\n' | LC_ALL=C sort > NEW; diff SAVED NEW``
@@ -66,7 +69,14 @@ GiB = 1 << 30
 SAMPLE_MAX = 20_000
 LOOKUP_PASSES = 3
 SEED = 20_240_601
-REGISTER_TARGET = 50_000.0  # durable registrations per second
+REGISTER_TARGET = 50_000.0  # durable registrations per second, in batches
+BATCH = 10_000  # registrations per dm.batch() block in the batched runs
+# the registration runs: (key, label, store, paths per batch; 0 = no batch)
+MODES = (
+    ("memory", "in-memory", "memory", 0),
+    ("sqlite", "SQLite, one call at a time", "sqlite", 0),
+    ("sqlite-batch", f"SQLite, batches of {BATCH:,}", "sqlite", BATCH),
+)
 REOPEN_TARGET = 5.0  # seconds for a 10^6-replica catalog
 CHECK_TARGET = 2.0  # at most this many times the find | sort | diff time
 FILES_PER_DIRECTORY = 100
@@ -105,8 +115,15 @@ def fastest(passes: int, body: Callable[[], None]) -> float:
 # -- worker: register ------------------------------------------------------------------------
 
 
-def work_register(n: int, store: str, catalog: str | None, budget: float) -> dict[str, Any]:
-    """Register ``n`` paths (or as many as ``budget`` seconds allow), then look some up."""
+def work_register(
+    n: int, store: str, catalog: str | None, budget: float, batch: int
+) -> dict[str, Any]:
+    """Register ``n`` paths (or as many as ``budget`` seconds allow), then look some up.
+
+    With ``batch`` > 0, every ``batch`` calls run inside one ``with manager.batch():``.
+    """
+    from contextlib import nullcontext
+
     from streamdata import DataManager, ExecutionLocation
 
     if catalog is not None and os.path.exists(catalog):
@@ -117,10 +134,12 @@ def work_register(n: int, store: str, catalog: str | None, budget: float) -> dic
     rss_before = rss_mib()
     start, cpu_start = time.perf_counter(), time.process_time()
     done = 0
+    step = batch or 10_000
     while done < n:
-        for j in range(done, min(n, done + 10_000)):
-            manager.register_path(location, file_path(j))
-        done = min(n, done + 10_000)
+        with manager.batch() if batch else nullcontext():
+            for j in range(done, min(n, done + step)):
+                manager.register_path(location, file_path(j))
+        done = min(n, done + step)
         if time.perf_counter() - start > budget:
             break
     register_seconds = time.perf_counter() - start
@@ -146,6 +165,7 @@ def work_register(n: int, store: str, catalog: str | None, budget: float) -> dic
     close_seconds = time.perf_counter() - start
     return {
         "store": store,
+        "batch": batch,
         "n": n,
         "registered": done,
         "complete": done == n,
@@ -448,81 +468,78 @@ def register_rows(
     results: dict[int, dict[str, dict[str, Any]]] = {}
     for n in sizes:
         repeats = runs if n < sizes[-1] else 1
-        records: dict[str, list[dict[str, Any]]] = {"memory": [], "sqlite": []}
+        records: dict[str, list[dict[str, Any]]] = {key: [] for key, *_ in MODES}
         for attempt in range(repeats):
-            order = ["memory", "sqlite"] if attempt % 2 == 0 else ["sqlite", "memory"]
-            for store in order:
-                progress(
-                    f"durable: register {n:,} paths, {store} catalog ({attempt + 1}/{repeats})"
-                )
-                catalog = scratch / f"catalog-{n}-{attempt}.sqlite"
+            shift = attempt % len(MODES)
+            for key, label, store, batch in MODES[shift:] + MODES[:shift]:
+                progress(f"durable: register {n:,} paths, {label} ({attempt + 1}/{repeats})")
+                catalog = scratch / f"catalog-{n}-{key}-{attempt}.sqlite"
                 args = ["register", "--store", store, "--n", str(n), "--budget", str(budget)]
+                args += ["--batch", str(batch)]
                 if store == "sqlite":
                     args += ["--catalog", str(catalog)]
                 record = worker(*args)
                 record["catalog_path"] = str(catalog) if store == "sqlite" else None
-                report.raw.append({"phase": "register", **record})
-                records[store].append(record)
-        results[n] = {store: median_record(items) for store, items in records.items()}
+                report.raw.append({"phase": "register", "mode": key, **record})
+                records[key].append(record)
+        results[n] = {key: median_record(items) for key, items in records.items()}
     rows = []
-    for n, by_store in results.items():
-        memory, sqlite = by_store["memory"], by_store["sqlite"]
-        label = f"{n:,}" + ("" if n < sizes[-1] else " (1 process)")
-        durable_rate = f"{format_rate(sqlite['register_rate'])}"
-        if not sqlite["complete"]:
-            extrapolated = n / sqlite["register_rate"]
-            durable_rate += (
-                f" (stopped after {sqlite['registered']:,} paths in "
-                f"{sqlite['register_seconds']:.0f} s; all {n:,} extrapolated: "
-                f"{extrapolated:.0f} s)"
-            )
-        for metric, key in (
-            ("register_path (paths/s)", "register_rate"),
-            ("get_data_locations (ops/s)", "lookup_rate"),
-            ("get_source_location (ops/s)", "source_rate"),
-        ):
-            ours = durable_rate if key == "register_rate" else format_rate(sqlite[key])
-            rows.append(
-                [
-                    label,
-                    metric,
-                    format_rate(memory[key]),
-                    ours,
-                    format_ratio(sqlite[key] / memory[key]),
-                ]
-            )
-        rows.append(
-            [
-                label,
-                "close() (s)",
-                f"{memory['close_seconds']:.3f}",
-                f"{sqlite['close_seconds']:.3f}",
-                "",
-            ]
-        )
-        rows.append(
-            [
-                label,
-                "catalog file (MiB, with WAL)",
-                "",
-                f"{sqlite['catalog_bytes'] / MiB:,.0f}",
-                "",
-            ]
-        )
+    for n, by_mode in results.items():
+        rows.extend(register_table_rows(n, by_mode, n == sizes[-1]))
+    labels = [label for _, label, *_ in MODES]
     report.tables.append(
-        (["N", "metric", "in-memory", "SQLite (durable)", "SQLite / in-memory"], rows)
+        (["N", "metric", *labels, "per call / in-memory", "batched / in-memory"], rows)
     )
-    for n, by_store in results.items():
-        sqlite = by_store["sqlite"]
-        label = "" if sqlite["complete"] else f" (measured on {sqlite['registered']:,})"
-        report.targets.append(
-            Target(
-                f"durable registration >= {REGISTER_TARGET:,.0f} paths/s at N={n:,}",
-                sqlite["register_rate"] >= REGISTER_TARGET,
-                f"{format_rate(sqlite['register_rate'])} paths/s{label}",
+    for n, by_mode in results.items():
+        for key, wording in (("sqlite-batch", f"in batches of {BATCH:,}"), ("sqlite", "")):
+            record = by_mode[key]
+            label = "" if record["complete"] else f" (measured on {record['registered']:,})"
+            if key == "sqlite":  # informative: the target is about batches
+                report.notes.append(
+                    f"Durable registration one call at a time at N={n:,}: "
+                    f"{format_rate(record['register_rate'])} paths/s{label} (not a target)."
+                )
+                continue
+            report.targets.append(
+                Target(
+                    f"durable registration >= {REGISTER_TARGET:,.0f} paths/s at N={n:,} "
+                    f"({wording})",
+                    record["register_rate"] >= REGISTER_TARGET,
+                    f"{format_rate(record['register_rate'])} paths/s{label}",
+                )
             )
-        )
     return results
+
+
+def register_table_rows(
+    n: int, by_mode: dict[str, dict[str, Any]], largest: bool
+) -> list[list[str]]:
+    """The rows of one N: rates of each mode, close time and file size."""
+    memory, single, batched = by_mode["memory"], by_mode["sqlite"], by_mode["sqlite-batch"]
+    label = f"{n:,}" + (" (1 process)" if largest else "")
+    rows = []
+    for metric, key in (
+        ("register_path (paths/s)", "register_rate"),
+        ("get_data_locations (ops/s)", "lookup_rate"),
+        ("get_source_location (ops/s)", "source_rate"),
+    ):
+        cells = [format_rate(memory[key])]
+        for record in (single, batched):
+            cell = format_rate(record[key])
+            if key == "register_rate" and not record["complete"]:
+                cell += (
+                    f" (stopped after {record['registered']:,} paths in "
+                    f"{record['register_seconds']:.0f} s; all {n:,} extrapolated: "
+                    f"{n / record['register_rate']:.0f} s)"
+                )
+            cells.append(cell)
+        ratios = [format_ratio(r[key] / memory[key]) for r in (single, batched)]
+        rows.append([label, metric, *cells, *ratios])
+    seconds = [f"{r['close_seconds']:.3f}" for r in (memory, single, batched)]
+    rows.append([label, "close() (s)", *seconds, "", ""])
+    sizes = [f"{r['catalog_bytes'] / MiB:,.0f}" for r in (single, batched)]
+    rows.append([label, "catalog file (MiB, with WAL)", "", *sizes, "", ""])
+    return rows
 
 
 def median_record(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -541,8 +558,8 @@ def reopen_rows(
     runs: int,
     scratch: Path,
 ) -> None:
-    """Reopen the largest durable catalog in ``runs`` fresh processes."""
-    source = registrations[n]["sqlite"]
+    """Reopen the largest batched durable catalog in ``runs`` fresh processes."""
+    source = registrations[n]["sqlite-batch"]
     catalog = source["catalog_path"]
     progress(f"durable: reopen the {source['registered']:,}-path catalog ({runs} process(es))")
     records = [worker("reopen", "--catalog", catalog) for _ in range(runs)]
@@ -634,10 +651,12 @@ def hash_rows(report: SectionReport, size: int, runs: int) -> None:
 def section_notes(report: SectionReport, runs: int) -> None:
     """How the numbers were made."""
     report.notes += [
-        "Registration: one `register_path` call at a time on one non-local location, paths "
+        "Registration: `register_path` calls on one non-local location, paths "
         "`/data/dNNNNN/fNNNNNNN` (100 per directory, so each new directory adds an implied "
-        "replica); streamdata has no batch call, so every call commits its own SQLite "
-        "transaction (WAL, synchronous=NORMAL) before it returns. Lookups: "
+        "replica). SQLite one call at a time: every call commits its own transaction (WAL, "
+        "synchronous=NORMAL) before it returns. SQLite in batches: every "
+        f"{BATCH:,} calls run inside `with dm.batch():`, one commit when the block exits; "
+        "the 50,000 paths/s target is judged on this batched rate. Lookups: "
         f"`get_data_locations` and `get_source_location` on a seeded sample of up to "
         f"{SAMPLE_MAX:,} paths, fastest of {LOOKUP_PASSES} passes (the durable catalog "
         "answers from memory). Fresh interpreter per run; below the largest N the median "
@@ -671,6 +690,7 @@ def main(argv: list[str] | None = None) -> None:
     register.add_argument("--n", type=int, required=True)
     register.add_argument("--catalog")
     register.add_argument("--budget", type=float, default=float("inf"))
+    register.add_argument("--batch", type=int, default=0, help="calls per dm.batch()")
     reopen = sub.add_parser("reopen")
     reopen.add_argument("--catalog", required=True)
     check = sub.add_parser("check")
@@ -683,7 +703,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "register":
         if args.store == "sqlite" and not args.catalog:
             parser.error("--store sqlite needs --catalog")
-        record = work_register(args.n, args.store, args.catalog, args.budget)
+        record = work_register(args.n, args.store, args.catalog, args.budget, args.batch)
     elif args.command == "reopen":
         record = work_reopen(args.catalog)
     elif args.command == "check":

@@ -23,7 +23,6 @@ durable when the store is backed by a file.
 
 from __future__ import annotations
 
-import posixpath
 from collections.abc import Callable, Iterable, Iterator
 from itertools import chain, pairwise
 from typing import TYPE_CHECKING
@@ -43,7 +42,12 @@ _INVALID = DataType.INVALID
 
 def default_relpath(path: str) -> str:
     """The relpath a replica gets when none is given: the basename (``/`` for the root)."""
-    return posixpath.basename(path) or "/"
+    return path[path.rfind("/") + 1 :] or "/"
+
+
+def parent_of(path: str) -> str:
+    """The parent of a normal absolute path (``/`` for ``/``); posixpath.dirname, cheaper."""
+    return path[: path.rfind("/")] or "/"
 
 
 class RemotePathMapper:
@@ -88,7 +92,7 @@ class RemotePathMapper:
                     return replica
             if current == "/":
                 return None
-            current = posixpath.dirname(current)
+            current = parent_of(current)
 
     def replica_set(self, replica: DataLocation) -> list[DataLocation]:
         """Every valid replica holding the same data as ``replica`` (itself included)."""
@@ -210,9 +214,12 @@ class RemotePathMapper:
         Registering an existing ``(location, path)`` returns the same replica, valid again.
         """
         path = normalize_path(path)
-        if data_type is DataType.INVALID:
+        if data_type is _INVALID:
             raise ValueError("cannot register a replica as INVALID")
-        self._register_ancestors(location, path)
+        siblings = self._replicas.get(parent_of(path))
+        parent = siblings.get(location) if siblings is not None else None
+        if (parent is None or parent._data_type is _INVALID) and path != "/":
+            self._register_ancestors(location, path)  # (a valid parent has valid ancestors)
         replica = self._put(location, path, relpath, data_type, available, implied)
         if self._store is not None:
             self._store.put_replica(replica)
@@ -225,7 +232,7 @@ class RemotePathMapper:
         missing: list[str] = []
         current = path
         while current != "/":
-            current = posixpath.dirname(current)
+            current = parent_of(current)
             existing = self.lookup(location, current)
             if existing is not None and existing.data_type is not DataType.INVALID:
                 break  # a valid replica always has valid ancestors
@@ -248,7 +255,7 @@ class RemotePathMapper:
         if by_location is None:
             by_location = self._replicas[path] = {}
             if path != "/":
-                self._children.setdefault(posixpath.dirname(path), []).append(path)
+                self._children.setdefault(parent_of(path), []).append(path)
         replica = by_location.get(location)
         if replica is None:
             replica = DataLocation(

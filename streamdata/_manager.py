@@ -34,7 +34,7 @@ from ._models import DataLocation, DataType, ExecutionLocation, normalize_path
 from ._plan import Job, TransferContext, TransferPlan, transfer_error
 from ._policy import SourcePolicy, default_source_policy
 from ._progress import Progress
-from ._store import open_store
+from ._store import CatalogBatch, open_store
 from ._transfer import Endpoint
 from .connectors._base import Connector, Entry, EntryKind, entry_from_stat
 
@@ -57,6 +57,13 @@ class DataManager:
             copy ran in the kernel) against the destination's; a tree's listing (paths,
             types, sizes). A mismatch fails that destination. Off by default; each
             ``transfer_data`` call may override it.
+
+    With a catalog file, each change is committed before the call that made it returns.
+    To register many paths quickly, group the calls in a batch: inside
+    ``with dm.batch():`` (or ``async with``) changes are committed once, when the
+    outermost block exits, also when it exits with an exception (the replicas registered
+    before it are real in memory, so the file keeps them too). A process killed inside
+    the block loses at most the changes made since the batch began.
 
     Raises:
         TypeError: If a deployment is not a :class:`Connector`.
@@ -139,6 +146,25 @@ class DataManager:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+    def batch(self) -> CatalogBatch:
+        """Commit the catalog changes made inside a block once, when the block exits.
+
+        ``with dm.batch(): ...`` or ``async with dm.batch(): ...``. Every change the
+        manager makes while the block is open (also those of other tasks, and of transfers
+        finishing meanwhile) is written to the catalog file when the outermost batch
+        exits, normally or with an exception, instead of call by call. Batches nest: only
+        the outermost one commits. Changes may become durable earlier (a transfer journals
+        its temporary file at once), never later. Without a catalog file it does nothing.
+
+        Returns:
+            A context manager for ``with`` and ``async with``.
+
+        Raises:
+            ConfigurationError: If the manager is closed.
+        """
+        self._ensure_open()
+        return CatalogBatch(self._store)
 
     # -- events ----------------------------------------------------------------------------
 

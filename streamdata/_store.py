@@ -2,6 +2,10 @@
 
 The catalog reports every change to a :class:`CatalogStore` and calls :meth:`commit` at
 the end of each operation, so a change is durable once the call that made it returns.
+Inside a batch (:meth:`CatalogStore.begin_batch` .. :meth:`CatalogStore.end_batch`, nested
+batches count) those commits wait, and the outermost end commits everything at once.
+Rows are queued and written with ``executemany`` just before anything reads the file and
+at each commit; replica ids are assigned here, so an insert needs no round trip back.
 SQLite runs in WAL mode with ``synchronous=NORMAL``: a committed transaction survives the
 process being killed at any instant (only a power cut may lose the last commits).
 Transfers in flight are journalled as *pending* replicas; a catalog reopened after a crash
@@ -14,6 +18,7 @@ import os
 import sqlite3
 from collections.abc import Sequence
 from itertools import pairwise
+from types import TracebackType
 from typing import TYPE_CHECKING, Protocol
 
 from ._errors import ConfigurationError, TransferError
@@ -22,7 +27,7 @@ from ._models import DataLocation, DataType, ExecutionLocation
 if TYPE_CHECKING:
     from ._catalog import RemotePathMapper
 
-__all__ = ["CatalogStore", "SQLiteStore", "open_store"]
+__all__ = ["CatalogBatch", "CatalogStore", "SQLiteStore", "open_store"]
 
 SCHEMA_VERSION = 1
 
@@ -47,12 +52,15 @@ CREATE TABLE IF NOT EXISTS entries (
 _NEIGHBOURS = "SELECT b FROM relations WHERE a = ?1 UNION SELECT a FROM relations WHERE b = ?1"
 
 _UPSERT_REPLICA = """
-INSERT INTO replicas (deployment, name, local, path, relpath, data_type, implied, pending)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (deployment, name, path) DO UPDATE SET relpath = excluded.relpath,
+INSERT INTO replicas (id, deployment, name, local, path, relpath, data_type, implied, pending)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET relpath = excluded.relpath,
     data_type = excluded.data_type, implied = excluded.implied, pending = excluded.pending
-RETURNING id
 """
+_ADD_RELATION = "INSERT OR IGNORE INTO relations VALUES (?, ?)"
+_SET_LINK = "INSERT OR REPLACE INTO links VALUES (?, ?)"
+_SET_ENTRY = "INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?)"
+_FLUSH_ROWS = 10_000  # queued rows written at once; bounds the memory of a long batch
 
 
 class CatalogStore(Protocol):
@@ -88,10 +96,53 @@ class CatalogStore(Protocol):
         """Drop a stale temporary path from the journal once it is removed."""
 
     def commit(self) -> None:
-        """Make everything recorded so far durable."""
+        """Make everything recorded so far durable (deferred while a batch is open)."""
+
+    def begin_batch(self) -> None:
+        """Defer commits until the matching :meth:`end_batch` (batches nest)."""
+
+    def end_batch(self) -> None:
+        """Close a batch; the outermost one commits everything recorded."""
 
     def close(self) -> None:
         """Commit and release the storage."""
+
+
+class CatalogBatch:
+    """What :meth:`DataManager.batch` returns: a context manager, ``with`` or ``async with``.
+
+    Entering opens a batch on the store (nothing happens without one); leaving closes it,
+    and the outermost batch commits, also when the block raised.
+    """
+
+    __slots__ = ("_store",)
+
+    def __init__(self, store: CatalogStore | None) -> None:
+        self._store = store
+
+    def __enter__(self) -> None:
+        if self._store is not None:
+            self._store.begin_batch()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._store is not None:
+            self._store.end_batch()
+
+    async def __aenter__(self) -> None:
+        self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
 
 
 def open_store(catalog: str | os.PathLike[str] | None) -> SQLiteStore | None:
@@ -118,12 +169,19 @@ class SQLiteStore:
     def __init__(self, path: str) -> None:
         self._ids: dict[DataLocation, int] = {}
         self._stale: list[tuple[ExecutionLocation, str]] = []
+        self._replica_rows: list[tuple[object, ...]] = []
+        self._pending: dict[str, list[tuple[object, ...]]] = {}
+        self._batches = 0
+        self._closed = False
         try:
             self._db = sqlite3.connect(path, isolation_level="DEFERRED", check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
             self._migrate()
+            (self._next_id,) = self._db.execute(
+                "SELECT coalesce(max(id), 0) + 1 FROM replicas"
+            ).fetchone()
         except sqlite3.Error as exc:
             raise ConfigurationError(f"cannot open the catalog {path!r}: {exc}") from exc
 
@@ -185,34 +243,52 @@ class SQLiteStore:
         return rid
 
     def put_replica(self, replica: DataLocation) -> None:
-        """Insert or update one replica row."""
-        location = replica.location
-        cursor = self._db.execute(
-            _UPSERT_REPLICA,
+        """Queue the insert or update of one replica row."""
+        rid = self._ids.get(replica)
+        if rid is None:
+            rid = self._ids[replica] = self._next_id
+            self._next_id += 1
+        location = replica._location
+        rows = self._replica_rows
+        rows.append(
             (
+                rid,
                 location.deployment,
                 location.name,
-                int(location.local),
-                replica.path,
-                replica.relpath,
-                replica.data_type.value,
-                int(replica._implied),
-                int(not replica._state.done),
-            ),
+                location.local,
+                replica._path,
+                replica._relpath,
+                replica._data_type.value,
+                replica._implied,
+                not replica._state.done,
+            )
         )
-        self._ids[replica] = cursor.fetchone()[0]
+        if len(rows) >= _FLUSH_ROWS:
+            self._flush()
+
+    def _queue(self, statement: str, row: tuple[object, ...]) -> None:
+        rows = self._pending.setdefault(statement, [])
+        rows.append(row)
+        if len(rows) >= _FLUSH_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Write the queued rows (replicas first: the other rows refer to them)."""
+        if self._replica_rows:
+            rows, self._replica_rows = self._replica_rows, []
+            self._db.executemany(_UPSERT_REPLICA, rows)
+        if self._pending:
+            pending, self._pending = self._pending, {}
+            for statement, rows in pending.items():
+                self._db.executemany(statement, rows)
 
     def add_relation(self, first: DataLocation, second: DataLocation) -> None:
-        """Insert one edge."""
-        self._db.execute(
-            "INSERT OR IGNORE INTO relations VALUES (?, ?)", (self._id(first), self._id(second))
-        )
+        """Queue one edge."""
+        self._queue(_ADD_RELATION, (self._id(first), self._id(second)))
 
     def set_link_target(self, link: DataLocation, target: DataLocation) -> None:
-        """Insert or replace a link row."""
-        self._db.execute(
-            "INSERT OR REPLACE INTO links VALUES (?, ?)", (self._id(link), self._id(target))
-        )
+        """Queue the insert or replacement of a link row."""
+        self._queue(_SET_LINK, (self._id(link), self._id(target)))
 
     def invalidate(self, replicas: Sequence[DataLocation]) -> None:
         """Mark rows INVALID and drop their edges, links and entries.
@@ -220,14 +296,12 @@ class SQLiteStore:
         The neighbours of each dropped replica are chained together with new edges, so
         the rest of its replica set stays connected on disk as it does in memory.
         """
-        for replica in replicas:
-            rid = self._id(replica)
+        ids = [(self._id(replica),) for replica in replicas]
+        self._flush()
+        for (rid,) in ids:
             neighbours = [row[0] for row in self._db.execute(_NEIGHBOURS, (rid,))]
             self._db.execute("DELETE FROM relations WHERE a = ?1 OR b = ?1", (rid,))
-            self._db.executemany(
-                "INSERT OR IGNORE INTO relations VALUES (?, ?)", pairwise(neighbours)
-            )
-        ids = [(self._id(replica),) for replica in replicas]
+            self._db.executemany(_ADD_RELATION, pairwise(neighbours))
         self._db.executemany(
             "UPDATE replicas SET data_type = 'invalid', pending = 0 WHERE id = ?", ids
         )
@@ -237,15 +311,18 @@ class SQLiteStore:
     def record_entry(
         self, replica: DataLocation, entry: tuple[str, int, float], digest: str | None
     ) -> None:
-        """Insert or replace the (kind, size, mtime, digest) row of a replica."""
-        self._db.execute(
-            "INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?)",
-            (self._id(replica), *entry, digest),
-        )
+        """Queue the insert or replacement of the (kind, size, mtime, digest) row."""
+        self._queue(_SET_ENTRY, (self._id(replica), *entry, digest))
 
     def note_temporary(self, replica: DataLocation, tmp_path: str | None) -> None:
-        """Journal (or clear) the temporary path of a replica being written."""
-        self._db.execute("UPDATE replicas SET tmp = ? WHERE id = ?", (tmp_path, self._id(replica)))
+        """Journal (or clear) the temporary path of a replica being written.
+
+        Committed at once, also inside a batch: the journal must be on disk before the
+        temporary file is, or a crash would leave a file nobody knows to remove.
+        """
+        rid = self._id(replica)
+        self._flush()
+        self._db.execute("UPDATE replicas SET tmp = ? WHERE id = ?", (tmp_path, rid))
         self._db.commit()
 
     def stale_temporaries(self) -> list[tuple[ExecutionLocation, str]]:
@@ -255,6 +332,7 @@ class SQLiteStore:
     def forget_temporary(self, location: ExecutionLocation, tmp_path: str) -> None:
         """Clear a stale temporary path from the journal."""
         self._stale.remove((location, tmp_path))
+        self._flush()
         self._db.execute(
             "UPDATE replicas SET tmp = NULL WHERE deployment = ? AND name = ? AND tmp = ?",
             (location.deployment, location.name, tmp_path),
@@ -262,13 +340,27 @@ class SQLiteStore:
         self._db.commit()
 
     def commit(self) -> None:
-        """Commit the open transaction."""
-        self._db.commit()
+        """Write the queued rows and commit, unless a batch is open."""
+        if self._batches == 0:
+            self._flush()
+            self._db.commit()
+
+    def begin_batch(self) -> None:
+        """Defer commits until the outermost :meth:`end_batch`."""
+        self._batches += 1
+
+    def end_batch(self) -> None:
+        """Leave a batch; the outermost commits (nothing to do once the store is closed)."""
+        self._batches -= 1
+        if self._batches == 0 and not self._closed:
+            self.commit()
 
     def close(self) -> None:
         """Commit and close the connection (idempotent)."""
-        try:
-            self._db.commit()
-            self._db.close()
-        except sqlite3.ProgrammingError:  # already closed
-            pass
+        if self._closed:
+            return
+        self._closed = True
+        self._batches = 0
+        self._flush()
+        self._db.commit()
+        self._db.close()

@@ -428,17 +428,32 @@ class RemotePathMapper:
 
     # -- restoring from a store (no store writes) ------------------------------------------
 
-    def _restore(
-        self,
-        location: ExecutionLocation,
-        path: str,
-        relpath: str,
-        data_type: DataType,
-        implied: bool,
-    ) -> DataLocation:
-        replica = self._put(location, path, relpath, DataType.PRIMARY, True, implied)
-        replica._data_type = data_type
-        return replica
+    def _restore_replicas(
+        self, rows: Iterable[tuple[ExecutionLocation, str, str, DataType, bool]]
+    ) -> list[DataLocation]:
+        """Add stored replicas, returned in order; paths are normal, no store writes.
+
+        The bulk path of reopening: no normalisation, no ancestor walk (every ancestor
+        has its own row), one dict per new path and one replica per row.
+        """
+        index, children = self._replicas, self._children
+        restored: list[DataLocation] = []
+        add = restored.append
+        for location, path, relpath, data_type, implied in rows:
+            by_location = index.get(path)
+            if by_location is None:
+                by_location = index[path] = {}
+                if path != "/":
+                    parent = path[: path.rfind("/")] or "/"
+                    siblings = children.get(parent)
+                    if siblings is None:
+                        children[parent] = [path]
+                    else:
+                        siblings.append(path)
+            replica = DataLocation(location, path, relpath, data_type, implied=implied)
+            by_location[location] = replica
+            add(replica)
+        return restored
 
     def _restore_edges(self, edges: Iterable[tuple[DataLocation, DataLocation]]) -> None:
         for first, second in edges:
@@ -449,9 +464,11 @@ class RemotePathMapper:
         self._link_target[link] = target
         self._links_to.setdefault(target, []).append(link)
 
-    def _restore_entry(
-        self, replica: DataLocation, entry: tuple[str, int, float], digest: str | None
+    def _restore_entries(
+        self, rows: Iterable[tuple[DataLocation, tuple[str, int, float], str | None]]
     ) -> None:
-        self._entries[replica] = entry
-        if digest is not None:
-            self._digests[replica] = digest
+        entries, digests = self._entries, self._digests
+        for replica, entry, digest in rows:
+            entries[replica] = entry
+            if digest is not None:
+                digests[replica] = digest

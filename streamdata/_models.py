@@ -171,6 +171,7 @@ class DataLocation:
         "_location",
         "_path",
         "_relpath",
+        "_row",
         "_set",
         "_state",
     )
@@ -187,7 +188,7 @@ class DataLocation:
     ) -> None:
         self._location = location
         self._path = path
-        self._hash = hash((location, path))
+        self._hash = hash((path, location.name, location.deployment))  # no Python-level call
         self._relpath = relpath
         self._data_type = data_type
         self._implied = implied
@@ -195,6 +196,8 @@ class DataLocation:
         # The replica set this replica belongs to, shared by all its members (catalog-owned);
         # None while it is related to nothing.
         self._set: dict[DataLocation, None] | None = None
+        # The id of its row in the catalog's store (store-owned); None until stored.
+        self._row: int | None = None
 
     @property
     def path(self) -> str:

@@ -14,6 +14,7 @@ turns them INVALID, never valid.
 
 from __future__ import annotations
 
+import gc
 import os
 import sqlite3
 from collections.abc import Sequence
@@ -60,6 +61,8 @@ ON CONFLICT (id) DO UPDATE SET relpath = excluded.relpath,
 _ADD_RELATION = "INSERT OR IGNORE INTO relations VALUES (?, ?)"
 _SET_LINK = "INSERT OR REPLACE INTO links VALUES (?, ?)"
 _SET_ENTRY = "INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?)"
+_DATA_TYPES = {data_type.value: data_type for data_type in DataType}
+_LOAD_ROWS = 50_000  # replica rows fetched and restored at a time
 _FLUSH_ROWS = 10_000  # queued rows written at once; bounds the memory of a long batch
 
 
@@ -145,6 +148,15 @@ class CatalogBatch:
         self.__exit__(exc_type, exc, tb)
 
 
+class _Locations(dict[tuple[str, str, int], ExecutionLocation]):
+    """One :class:`ExecutionLocation` per ``(deployment, name, local)`` row values."""
+
+    def __missing__(self, key: tuple[str, str, int]) -> ExecutionLocation:
+        deployment, name, local = key
+        location = self[key] = ExecutionLocation(name, deployment, bool(local))
+        return location
+
+
 def open_store(catalog: str | os.PathLike[str] | None) -> SQLiteStore | None:
     """Open the store named by the DataManager's ``catalog`` argument (None: no store).
 
@@ -167,7 +179,6 @@ class SQLiteStore:
     """
 
     def __init__(self, path: str) -> None:
-        self._ids: dict[DataLocation, int] = {}
         self._stale: list[tuple[ExecutionLocation, str]] = []
         self._replica_rows: list[tuple[object, ...]] = []
         self._pending: dict[str, list[tuple[object, ...]]] = {}
@@ -200,53 +211,87 @@ class SQLiteStore:
     # -- loading ---------------------------------------------------------------------------
 
     def load(self, catalog: RemotePathMapper) -> None:
-        """Rebuild ``catalog`` from the file; interrupted transfers come back INVALID."""
-        by_id: dict[int, DataLocation] = {}
-        interrupted: list[DataLocation] = []
-        rows = self._db.execute(
-            "SELECT id, deployment, name, local, path, relpath, data_type, implied, pending "
-            "FROM replicas ORDER BY length(path), id"
-        )
-        for rid, deployment, name, local, path, relpath, data_type, implied, pending in rows:
-            location = ExecutionLocation(name, deployment, bool(local))
-            replica = catalog._restore(location, path, relpath, DataType(data_type), bool(implied))
-            by_id[rid] = replica
-            self._ids[replica] = rid
-            if pending:
-                interrupted.append(replica)
-        self._stale = [
-            (ExecutionLocation(name, deployment, bool(local)), tmp)
-            for deployment, name, local, tmp in self._db.execute(
-                "SELECT deployment, name, local, tmp FROM replicas WHERE tmp IS NOT NULL"
-            )
-        ]
-        edges = self._db.execute("SELECT a, b FROM relations")
-        catalog._restore_edges((by_id[a], by_id[b]) for a, b in edges if a in by_id and b in by_id)
-        for link, target in self._db.execute("SELECT link, target FROM links"):
-            catalog._restore_link(by_id[link], by_id[target])
-        rows = self._db.execute("SELECT id, kind, size, mtime, digest FROM entries")
-        for rid, kind, size, mtime, digest in rows:
-            catalog._restore_entry(by_id[rid], (kind, size, mtime), digest)
+        """Rebuild ``catalog`` from the file; interrupted transfers come back INVALID.
+
+        Rows are read in chunks and restored in bulk. The garbage collector is paused
+        meanwhile: a million new objects would otherwise set off full collections again
+        and again, each walking every object made so far.
+        """
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            by_id, interrupted = self._load_replicas(catalog)
+            self._load_links(catalog, by_id)
+        finally:
+            if collecting:
+                gc.enable()
         self._db.commit()
         for replica in interrupted:  # its transfer never finished: out of its set, INVALID
             catalog.invalidate(replica.location, replica.path)
             replica._start_pending()
             replica._finish(TransferError(f"the transfer producing {replica!r} was interrupted"))
 
+    def _load_replicas(
+        self, catalog: RemotePathMapper
+    ) -> tuple[dict[int, DataLocation], list[DataLocation]]:
+        """Restore every replica row, in id order (the order they were first recorded).
+
+        Returns them by id, with those whose transfer was interrupted; the temporary
+        paths journalled for them become :meth:`stale_temporaries`.
+        """
+        by_id: dict[int, DataLocation] = {}
+        unfinished: list[tuple[DataLocation, bool, str | None]] = []
+        locations = _Locations()  # one ExecutionLocation per (deployment, name, local)
+        types = _DATA_TYPES
+        cursor = self._db.execute(
+            "SELECT id, deployment, name, local, path, relpath, data_type, implied, pending, "
+            "tmp FROM replicas ORDER BY id"
+        )
+        cursor.arraysize = _LOAD_ROWS
+        while rows := cursor.fetchmany():
+            replicas = catalog._restore_replicas(
+                (locations[d, n, local], path, relpath, types[t], bool(implied))
+                for _, d, n, local, path, relpath, t, implied, _, _ in rows
+            )
+            ids = [row[0] for row in rows]
+            by_id.update(zip(ids, replicas, strict=True))
+            for replica, rid in zip(replicas, ids, strict=True):
+                replica._row = rid
+            unfinished += [
+                (replica, row[8], row[9])
+                for replica, row in zip(replicas, rows, strict=True)
+                if row[8] or row[9] is not None
+            ]
+        interrupted = [replica for replica, pending, _ in unfinished if pending]
+        self._stale = [(replica.location, tmp) for replica, _, tmp in unfinished if tmp]
+        return by_id, interrupted
+
+    def _load_links(self, catalog: RemotePathMapper, by_id: dict[int, DataLocation]) -> None:
+        """Restore relations, link targets and recorded entries."""
+        edges = self._db.execute("SELECT a, b FROM relations")
+        catalog._restore_edges((by_id[a], by_id[b]) for a, b in edges if a in by_id and b in by_id)
+        for link, target in self._db.execute("SELECT link, target FROM links"):
+            catalog._restore_link(by_id[link], by_id[target])
+        rows = self._db.execute("SELECT id, kind, size, mtime, digest FROM entries")
+        catalog._restore_entries(
+            (by_id[rid], (kind, size, mtime), digest) for rid, kind, size, mtime, digest in rows
+        )
+
     # -- changes ---------------------------------------------------------------------------
 
     def _id(self, replica: DataLocation) -> int:
-        rid = self._ids.get(replica)
+        rid = replica._row
         if rid is None:
             self.put_replica(replica)
-            rid = self._ids[replica]
+            rid = replica._row
+            assert rid is not None
         return rid
 
     def put_replica(self, replica: DataLocation) -> None:
         """Queue the insert or update of one replica row."""
-        rid = self._ids.get(replica)
+        rid = replica._row  # replicas are the catalog's own objects, one per row
         if rid is None:
-            rid = self._ids[replica] = self._next_id
+            rid = replica._row = self._next_id
             self._next_id += 1
         location = replica._location
         rows = self._replica_rows

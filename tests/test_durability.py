@@ -103,3 +103,48 @@ def test_sigkill_child_catalog_opens(tmp_path: Path) -> None:
             return len(dm.get_data_locations(str(src)))
 
     assert asyncio.run(reopen()) == 1
+
+
+def _state(dm: DataManager) -> dict[tuple[str, str, str], tuple[object, ...]]:
+    """Everything the catalog knows about each replica, comparable across processes."""
+    catalog = dm._catalog
+    state: dict[tuple[str, str, str], tuple[object, ...]] = {}
+    for replica in catalog:
+        target = catalog.link_target(replica)
+        members = {(r.deployment, r.name, r.path) for r in catalog.replica_set(replica)}
+        state[(replica.deployment, replica.name, replica.path)] = (
+            replica.location.local,
+            replica.relpath,
+            replica.data_type,
+            replica._implied,
+            replica.is_available,
+            frozenset(members),
+            None if target is None else (target.deployment, target.path),
+            catalog.entry_of(replica),
+            catalog.digest_of(replica),
+        )
+    return state
+
+
+async def test_reopen_restores_every_field(tmp_path: Path) -> None:
+    """Types, relpaths, implied parents, sets, link targets, entries and digests all return."""
+    db, src = tmp_path / "catalog.sqlite", tmp_path / "src.txt"
+    src.write_text("data")
+    local = ExecutionLocation("here", "site-a", local=True)
+    deployments = {"site-a": LocalConnector(), "site-b": LocalConnector()}
+    async with DataManager(deployments, catalog=db) as dm:
+        with dm.batch():
+            first = dm.register_path(local, str(src), relpath="logical/name")
+            for index in range(50):
+                copy = dm.register_path(B, f"/copies/{index % 5}/c{index}")
+                dm.register_relation(first, copy)
+            link = dm.register_path(A, "/links/l", data_type=DataType.SYMBOLIC_LINK)
+            dm.register_relation(link, first)
+            dm.invalidate_location(B, "/copies/3")
+        dm._catalog.record_entry(first, ("file", 4, 1.5), "abc")
+        before = _state(dm)
+    async with DataManager(deployments, catalog=db) as dm:
+        assert _state(dm) == before
+        reopened_link = dm._catalog.lookup(A, "/links/l")
+        assert reopened_link is not None
+        assert dm._catalog.link_target(reopened_link) is not None

@@ -60,10 +60,11 @@ class DataManager:
 
     With a catalog file, each change is committed before the call that made it returns.
     To register many paths quickly, group the calls in a batch: inside
-    ``with dm.batch():`` (or ``async with``) changes are committed once, when the
-    outermost block exits, also when it exits with an exception (the replicas registered
-    before it are real in memory, so the file keeps them too). A process killed inside
-    the block loses at most the changes made since the batch began.
+    ``with dm.batch():`` (or ``async with``) the block's changes are committed once, when
+    the outermost block exits (other tasks keep committing call by call), also when it
+    exits with an exception (the replicas registered before it are real in memory, so
+    the file keeps them too). A process killed inside the block loses at most the
+    changes made since the batch began.
 
     Raises:
         TypeError: If a deployment is not a :class:`Connector`.
@@ -150,12 +151,14 @@ class DataManager:
     def batch(self) -> CatalogBatch:
         """Commit the catalog changes made inside a block once, when the block exits.
 
-        ``with dm.batch(): ...`` or ``async with dm.batch(): ...``. Every change the
-        manager makes while the block is open (also those of other tasks, and of transfers
-        finishing meanwhile) is written to the catalog file when the outermost batch
-        exits, normally or with an exception, instead of call by call. Batches nest: only
-        the outermost one commits. Changes may become durable earlier (a transfer journals
-        its temporary file at once), never later. Without a catalog file it does nothing.
+        ``with dm.batch(): ...`` or ``async with dm.batch(): ...``. Every change made by
+        the code inside the block (and by tasks it starts there) is written to the catalog
+        file when the outermost batch exits, normally or with an exception, instead of
+        call by call. Batches nest: only the outermost one commits. Other tasks are not
+        held back: their calls are durable when they return, as always, and may carry the
+        batch's changes to the file early. Changes may become durable earlier than the
+        block's end (a transfer journals its temporary file at once), never later. Without
+        a catalog file it does nothing.
 
         Returns:
             A context manager for ``with`` and ``async with``.

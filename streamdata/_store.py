@@ -3,7 +3,10 @@
 The catalog reports every change to a :class:`CatalogStore` and calls :meth:`commit` at
 the end of each operation, so a change is durable once the call that made it returns.
 Inside a batch (:meth:`CatalogStore.begin_batch` .. :meth:`CatalogStore.end_batch`, nested
-batches count) those commits wait, and the outermost end commits everything at once.
+batches count) the commits of the code running in that batch wait, and the outermost end
+commits everything at once. A batch belongs to the context (the task) that opened it and to
+the tasks it starts: a commit from any other task still happens when its call returns, and
+takes the rows queued by the batch along (earlier durability is harmless, later is not).
 Rows are queued and written with ``executemany`` just before anything reads the file and
 at each commit; replica ids are assigned here, so an insert needs no round trip back.
 SQLite runs in WAL mode with ``synchronous=NORMAL``: a committed transaction survives the
@@ -18,6 +21,7 @@ import gc
 import os
 import sqlite3
 from collections.abc import Sequence
+from contextvars import ContextVar, Token
 from itertools import pairwise
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol
@@ -65,6 +69,9 @@ _DATA_TYPES = {data_type.value: data_type for data_type in DataType}
 _LOAD_ROWS = 50_000  # replica rows fetched and restored at a time
 _FLUSH_ROWS = 10_000  # queued rows written at once; bounds the memory of a long batch
 
+# Stores whose batch the running context is inside (one entry per open nested batch).
+_IN_BATCH: ContextVar[tuple[int, ...]] = ContextVar("streamdata_in_batch", default=())
+
 
 class CatalogStore(Protocol):
     """Where the catalog records its changes (see the module docstring)."""
@@ -99,7 +106,7 @@ class CatalogStore(Protocol):
         """Drop a stale temporary path from the journal once it is removed."""
 
     def commit(self) -> None:
-        """Make everything recorded so far durable (deferred while a batch is open)."""
+        """Make everything recorded so far durable (deferred inside this context's batch)."""
 
     def begin_batch(self) -> None:
         """Defer commits until the matching :meth:`end_batch` (batches nest)."""
@@ -114,17 +121,19 @@ class CatalogStore(Protocol):
 class CatalogBatch:
     """What :meth:`DataManager.batch` returns: a context manager, ``with`` or ``async with``.
 
-    Entering opens a batch on the store (nothing happens without one); leaving closes it,
-    and the outermost batch commits, also when the block raised.
+    Entering opens a batch on the store (nothing happens without one) for the running
+    context; leaving closes it, and the outermost batch commits, also when the block raised.
     """
 
-    __slots__ = ("_store",)
+    __slots__ = ("_store", "_tokens")
 
     def __init__(self, store: CatalogStore | None) -> None:
         self._store = store
+        self._tokens: list[Token[tuple[int, ...]]] = []
 
     def __enter__(self) -> None:
         if self._store is not None:
+            self._tokens.append(_IN_BATCH.set((*_IN_BATCH.get(), id(self._store))))
             self._store.begin_batch()
 
     def __exit__(
@@ -134,6 +143,7 @@ class CatalogBatch:
         tb: TracebackType | None,
     ) -> None:
         if self._store is not None:
+            _IN_BATCH.reset(self._tokens.pop())
             self._store.end_batch()
 
     async def __aenter__(self) -> None:
@@ -385,8 +395,12 @@ class SQLiteStore:
         self._db.commit()
 
     def commit(self) -> None:
-        """Write the queued rows and commit, unless a batch is open."""
-        if self._batches == 0:
+        """Write the queued rows and commit, unless the running context is in a batch.
+
+        A task started inside a batch inherits it; once every batch has ended its commits
+        happen again at once, even if it outlives the block.
+        """
+        if self._batches == 0 or id(self) not in _IN_BATCH.get():
             self._flush()
             self._db.commit()
 
@@ -395,10 +409,10 @@ class SQLiteStore:
         self._batches += 1
 
     def end_batch(self) -> None:
-        """Leave a batch; the outermost commits (nothing to do once the store is closed)."""
+        """Leave a batch; the context's outermost commits (nothing once the store is closed)."""
         self._batches -= 1
-        if self._batches == 0 and not self._closed:
-            self.commit()
+        if not self._closed:
+            self.commit()  # deferred again if this context is still inside an outer batch
 
     def close(self) -> None:
         """Commit and close the connection (idempotent)."""

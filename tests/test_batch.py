@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import signal
@@ -89,6 +90,59 @@ async def test_nested_batches_commit_at_the_outermost_exit(tmp_path: Path) -> No
         assert {"/outer", "/inner"} <= _committed_paths(catalog)
 
 
+async def test_other_tasks_stay_durable_while_a_batch_is_open(tmp_path: Path) -> None:
+    """A batch defers only its own task's commits: a call elsewhere is durable on return."""
+    catalog = tmp_path / "catalog.sqlite"
+    async with DataManager(catalog=catalog) as dm:
+        batch_open = asyncio.Event()
+        other_done = asyncio.Event()
+
+        async def batched() -> None:
+            async with dm.batch():
+                dm.register_path(A, "/batched")
+                batch_open.set()
+                await other_done.wait()
+
+        async def other() -> None:
+            await batch_open.wait()
+            dm.register_path(B, "/other")  # not inside any batch
+            assert "/other" in _committed_paths(catalog)
+            other_done.set()
+
+        async with asyncio.TaskGroup() as group:
+            group.create_task(batched())
+            group.create_task(other())
+        assert {"/batched", "/other"} <= _committed_paths(catalog)
+
+
+async def test_overlapping_batches_of_two_tasks_commit_independently(tmp_path: Path) -> None:
+    """The first task to leave its batch has its changes on disk while the other's is open."""
+    catalog = tmp_path / "catalog.sqlite"
+    async with DataManager(catalog=catalog) as dm:
+        second_open = asyncio.Event()
+        first_left = asyncio.Event()
+
+        async def first() -> None:
+            with dm.batch():
+                dm.register_path(A, "/first")
+                await second_open.wait()
+            assert "/first" in _committed_paths(catalog)
+            first_left.set()
+
+        async def second() -> None:
+            async with dm.batch():
+                dm.register_path(B, "/second")
+                second_open.set()
+                await first_left.wait()
+                dm.register_path(B, "/second-late")
+                assert "/second-late" not in _committed_paths(catalog)
+            assert "/second-late" in _committed_paths(catalog)
+
+        async with asyncio.TaskGroup() as group:
+            group.create_task(first())
+            group.create_task(second())
+
+
 async def test_exception_in_batch_still_commits_what_returned(tmp_path: Path) -> None:
     """The file matches memory after a failing block: returned registrations are kept."""
     catalog = tmp_path / "catalog.sqlite"
@@ -154,7 +208,10 @@ def _kill_during_batches(catalog: Path, delay: float) -> int:
         assert child.stdout.readline().strip() == "0"
         time.sleep(delay)
         os.kill(child.pid, signal.SIGKILL)
-        out, _ = child.communicate(timeout=30)
+        # Read through the text wrapper: readline() above may have buffered later lines,
+        # which communicate() (reading the raw pipe) would miss.
+        out = child.stdout.read()
+        child.wait(timeout=30)
     return 1 + len(out.splitlines())  # "0" was read above; one line per batch since
 
 

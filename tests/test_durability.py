@@ -42,7 +42,9 @@ def _run_and_kill(db: Path, src: Path, dst: Path, delay: float) -> list[int]:
     assert child.stdout.readline().strip() == "registered"
     time.sleep(delay)
     child.send_signal(signal.SIGKILL)
-    out, _ = child.communicate(timeout=30)
+    with child.stdout:
+        out = child.stdout.read()  # not communicate(): it misses lines readline() buffered
+    child.wait(timeout=30)
     return [int(line.split()[1]) for line in out.splitlines() if line.startswith("done")]
 
 

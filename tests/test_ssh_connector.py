@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shlex
 import socket
 import time
 import tracemalloc
@@ -388,3 +389,51 @@ async def test_slow_reader_holds_bounded_memory(
             tracemalloc.stop()
     assert received == 2 * BIG
     assert peak < 40 << 20  # one 16 MiB window queued in the channel, one in the session
+
+
+# -- the standby shell ------------------------------------------------------------------
+
+PROBE = "tr '\\0' ' ' < /proc/$$/cmdline"
+
+
+@pytest.mark.parametrize("server_kind", ["asyncssh", "openssh"])
+async def test_first_command_runs_on_the_standby_shell(
+    server_kind: str, asyncssh_server: AsyncSSHTestServer, openssh_server: SSHTestServer
+) -> None:
+    """The shell started alongside SFTP runs the next command exactly; later ones get a channel."""
+    server = asyncssh_server if server_kind == "asyncssh" else openssh_server
+    hostile = "a b\n'c'\"d\" $(touch /tmp/pwned) ; -e é"
+    async with connector_for(server) as connector:
+        await connector.stat(LOCATION, "/")  # starts the SFTP session and the standby
+        pool = connector._pool(LOCATION)
+        first = await pool.run(f"{PROBE}; printf %s {shlex.quote(hostile)}", what="probe")
+        second = await pool.run(PROBE, what="probe")
+    assert b"read -r n" in first  # run by the waiting launcher shell
+    assert first.endswith(hostile.encode())  # the command line arrived intact
+    assert b"read -r n" not in second
+    assert b"/proc/$$/cmdline" in second  # a channel of its own, as before
+
+
+async def test_a_dead_standby_is_replaced_by_a_new_channel(
+    asyncssh_server: AsyncSSHTestServer,
+) -> None:
+    """A standby lost with its connection is discarded; the command runs on a new one."""
+    async with connector_for(asyncssh_server, max_sessions=3) as connector:
+        await connector.stat(LOCATION, "/")
+        asyncssh_server.kill_connections()
+        await asyncio.sleep(0.1)
+        pool = connector._pool(LOCATION)
+        async with asyncio.timeout(10):
+            for _ in range(4):  # the dead standby's slot was given back: no wait, no leak
+                assert await pool.run("echo ok", what="probe") == b"ok\n"
+
+
+async def test_closing_with_an_idle_standby_leaves_no_channel(
+    asyncssh_server: AsyncSSHTestServer,
+) -> None:
+    """An unused standby is closed with the connector."""
+    async with connector_for(asyncssh_server) as connector:
+        await connector.stat(LOCATION, "/")
+        assert asyncssh_server.open_channels == 2  # SFTP and the standby
+    async with asyncio.timeout(5):
+        await asyncssh_server.wait_open_channels(0)

@@ -9,6 +9,15 @@ connections, never exceed ``max_sessions``:
 * bulk commands (streams, copies) use at most ``max_sessions - 2`` channels, leaving one
   more for short commands (listing, removal).
 
+A remote command starts the user's login shell, which costs 3 ms on a lean server and
+half a second where ``~/.bashrc`` is heavy. So that a transfer does not pay that twice in
+a row (once for the SFTP session of its metadata, once for its data command), the pool
+opens a *standby* channel together with the SFTP session: a shell that waits for one
+command line on its input (its length, a newline, then the line, read exactly by
+``dd bs=1``) and runs it with ``eval``, the rest of the input being the command's. The
+next command takes it instead of opening a channel. The standby holds one channel slot
+while idle, is given up rather than waited for, and is closed with the pool.
+
 No lock is held while connecting: the first connection is made by one caller and its
 outcome shared with every caller waiting for it (so an unreachable host fails them all
 with one error, quickly); further connections are opened as the load grows. How one
@@ -56,6 +65,10 @@ _BUSY_CODES = (
     asyncssh.OPEN_RESOURCE_SHORTAGE,
 )
 _BUSY_RETRY_SECONDS = 10.0
+#: The standby channel's command: read a length, exactly that many bytes, run them.
+_LAUNCHER = 'IFS= read -r n && c=$(dd bs=1 count="$n" 2>/dev/null) && eval "$c"'
+
+_Channel = tuple["_Connection", asyncssh.SSHClientChannel[bytes], CommandSession]
 
 
 class _Connection:
@@ -93,6 +106,8 @@ class HostPool:
         self._bulk = asyncio.Semaphore(max(1, settings.max_sessions - 2))
         self._sftp_transfers = asyncio.Semaphore(_SFTP_TRANSFERS)
         self._spread = math.ceil(settings.max_sessions / settings.max_connections)
+        self._standby: _Channel | None = None
+        self._closed = False
 
     def error(self, message: str, cause: BaseException | None = None) -> ConnectorError:
         """Build a :class:`ConnectorError` about this host."""
@@ -122,8 +137,18 @@ class HostPool:
         Raises:
             ConnectorError: If no connection or channel can be opened.
         """
-        async with self._slot(bulk):
-            connection, channel, session = await self._open_channel(command)
+        async with contextlib.AsyncExitStack() as stack:
+            if bulk:
+                await stack.enter_async_context(self._bulk)
+            standby = self._take_standby()
+            if standby is None:
+                await stack.enter_async_context(self._channels)
+                connection, channel, session = await self._open_channel(command)
+            else:
+                stack.callback(self._channels.release)  # the slot the standby held
+                connection, channel, session = standby
+                line = command.encode("utf-8", "surrogateescape")
+                channel.write(b"%d\n%b" % (len(line), line))
             try:
                 yield RemoteCommand(
                     channel, session, f"{what} on {self._label}", self._host.location_name
@@ -147,24 +172,47 @@ class HostPool:
             await remote.finish()
         return bytes(output)
 
-    @contextlib.asynccontextmanager
-    async def _slot(self, bulk: bool) -> AsyncIterator[None]:
-        async with contextlib.AsyncExitStack() as stack:
-            if bulk:
-                await stack.enter_async_context(self._bulk)
-            await stack.enter_async_context(self._channels)
-            yield
+    def _take_standby(self) -> _Channel | None:
+        """The standby channel, if one is open and alive (a dead one is discarded)."""
+        standby, self._standby = self._standby, None
+        if standby is None:
+            return None
+        connection, channel, session = standby
+        if connection.alive and not session.closed:
+            return standby
+        channel.close()
+        connection.load -= 1
+        self._channels.release()
+        return None
 
-    async def _open_channel(
-        self, command: str
-    ) -> tuple[_Connection, asyncssh.SSHClientChannel[bytes], CommandSession]:
+    async def _open_standby(self) -> None:
+        """Open a standby channel if a slot is free now; give up quietly on any failure."""
+        if self._standby is not None or self._channels.locked() or self._closed:
+            return
+        await self._channels.acquire()
+        try:
+            standby = await self._open_channel(_LAUNCHER, patient=False)
+        except ConnectorError:
+            self._channels.release()  # only a head start was lost
+            return
+        except BaseException:
+            self._channels.release()
+            raise
+        if self._standby is None and not self._closed:
+            self._standby = standby
+        else:
+            standby[1].close()
+            standby[0].load -= 1
+            self._channels.release()
+
+    async def _open_channel(self, command: str, *, patient: bool = True) -> _Channel:
         """Open a session channel running ``command``.
 
         A server still freeing the session of a channel we saw close may refuse the new
-        one for a moment: that is retried with backoff. A connection found dead is
-        replaced once. Any other failure is final.
+        one for a moment: that is retried with backoff, unless ``patient`` is False. A
+        connection found dead is replaced once. Any other failure is final.
         """
-        retry = Backoff(_BUSY_RETRY_SECONDS)
+        retry = Backoff(_BUSY_RETRY_SECONDS if patient else 0.0)
         replaced = False
         while True:
             connection = await self._connection()
@@ -272,11 +320,18 @@ class HostPool:
         return client
 
     async def _start_sftp(self) -> tuple[_Connection, asyncssh.SFTPClient]:
+        """Start the SFTP session, and a standby channel alongside (module docstring)."""
         connection = await self._connection()
-        try:
-            client = await connection.conn.start_sftp_client(path_errors="surrogateescape")
-        except (OSError, asyncssh.Error) as exc:
-            raise self.error("cannot start SFTP", exc) from exc
+        _, started = await asyncio.gather(
+            self._open_standby(),
+            connection.conn.start_sftp_client(path_errors="surrogateescape"),
+            return_exceptions=True,
+        )
+        if isinstance(started, OSError | asyncssh.Error):
+            raise self.error("cannot start SFTP", started) from started
+        if isinstance(started, BaseException):
+            raise started
+        client = started
         connection.load += 1
         self._sftp = (connection, client)
         return connection, client
@@ -315,6 +370,12 @@ class HostPool:
 
     async def close(self) -> None:
         """Close every connection of the pool; idempotent."""
+        self._closed = True
+        standby, self._standby = self._standby, None
+        if standby is not None:
+            standby[1].close()
+            standby[0].load -= 1
+            self._channels.release()
         if self._sftp is not None:
             self._drop_sftp(self._sftp[1])
         connections, self._connections = self._connections, []

@@ -64,6 +64,7 @@ class TransferProgress:
             DownloadColumn(),
             TransferSpeedColumn(),
             TimeRemainingColumn(),
+            TextColumn("{task.fields[files]}"),
             console=console,
             disable=not enabled,
         )
@@ -94,11 +95,16 @@ class TransferProgress:
         if task is None:
             task = self._tasks[event.transfer_id] = self._add(event)
         if event.kind is EventKind.TRANSFER_PROGRESS:
-            self._progress.update(task, completed=event.bytes_done, total=self._total(event))
+            self._progress.update(
+                task,
+                completed=event.bytes_done,
+                total=self._total(event),
+                files=self._files(event),
+            )
         elif event.kind is EventKind.TRANSFER_FINISHED:
             done = event.bytes_done
             total = max(done, 1)
-            self._progress.update(task, completed=total, total=total)
+            self._progress.update(task, completed=total, total=total, files=self._files(event))
         elif event.kind is EventKind.TRANSFER_FAILED:
             description = self._progress.tasks[task].description
             self._progress.update(task, description=f"[red]{description} (failed)[/red]")
@@ -109,7 +115,23 @@ class TransferProgress:
         files = self._expected.get((event.source, event.src_path), (0, 1))[1]
         count = f" ({files} files)" if files != 1 else ""
         description = f"{name}{count}: {event.source} -> {targets}"
-        return self._progress.add_task(description, total=self._total(event))
+        return self._progress.add_task(description, total=self._total(event), files="")
+
+    def _files(self, event: TransferEvent) -> str:
+        """``done/total files`` for a tree (the total announced, or final); else nothing."""
+        if event.files_total == 1 and event.bytes_total is not None:
+            return ""  # a single file
+        expected = self._expected.get((event.source, event.src_path))
+        total = event.files_total
+        if total is None and expected is not None:
+            total = max(expected[1], event.files_done)
+            if event.kind is EventKind.TRANSFER_FINISHED:
+                return f"{total}/{total} files"  # copied where its files are not seen
+        return (
+            f"{event.files_done}/{total} files"
+            if total is not None
+            else f"{event.files_done} files"
+        )
 
     def _total(self, event: TransferEvent) -> float | None:
         if event.bytes_total is not None:

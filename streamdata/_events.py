@@ -47,6 +47,12 @@ class TransferEvent:
         bytes_done: Bytes read from the source so far (monotonic).
         bytes_total: Size of the data when known (files: their size; trees: the sum of
             their files' sizes once known, else None).
+        files_done: Files moved so far (monotonic): a file counts once all its data has
+            passed. A tree's files are counted in its stream as they go by; a tree
+            copied without passing through this process (on its own filesystem, or over
+            a direct route) reports none.
+        files_total: How many files, when known: 1 for a file; for a tree, None until it
+            is finished, then the files counted (still None if it was copied unseen).
         error: The cause, for TRANSFER_FAILED.
     """
 
@@ -58,6 +64,8 @@ class TransferEvent:
     dst_path: str
     bytes_done: int = 0
     bytes_total: int | None = None
+    files_done: int = 0
+    files_total: int | None = None
     error: BaseException | None = None
 
 
@@ -146,6 +154,11 @@ class EventBus:
         finally:
             self._subscriptions.remove(subscription)
             self._on_active(self.active)
+
+    def replica_changed(self, invalidated: bool, replica: DataLocation) -> None:
+        """Publish a catalog change (the catalog's listener while somebody listens)."""
+        kind = EventKind.REPLICA_INVALIDATED if invalidated else EventKind.REPLICA_REGISTERED
+        self.publish(ReplicaEvent(kind, replica))
 
     def publish(self, event: Event) -> None:
         """Deliver ``event``; a failing callback is logged, never propagated."""

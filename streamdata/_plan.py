@@ -115,13 +115,13 @@ class TransferPlan:
         self._entry = entry
         self._options = _Options(writable, exact, verify)
         self._jobs: list[Job] = []
-        self._on_progress: Callable[[int], None] = lambda done: None
+        self._on_progress: Callable[[int, int | None], None] = lambda done, files: None
 
     async def run(
         self,
         destinations: Sequence[ExecutionLocation],
         dst_path: str,
-        on_progress: Callable[[int], None] = lambda done: None,
+        on_progress: Callable[[int, int | None], None] = lambda done, files: None,
     ) -> dict[ExecutionLocation, BaseException]:
         """Run the transfer; returns each failed destination with its cause."""
         self._on_progress = on_progress

@@ -22,7 +22,8 @@ class Progress:
 
     ``bytes_total`` is the file's size (None for a tree until it is finished); when one
     file is copied to several destinations on the source's filesystem, each copy counts,
-    and the total grows to match.
+    and the total grows to match. Files are counted the same way: a file transfer has
+    one, done when it finishes; a tree's are counted in its stream.
     """
 
     def __init__(
@@ -43,21 +44,41 @@ class Progress:
             tuple(destinations),
             dst_path,
             bytes_total=entry.size if entry.kind is EntryKind.FILE else None,
+            files_total=1 if entry.kind is EntryKind.FILE else None,
         )
+        self._tree = entry.kind is EntryKind.DIRECTORY
         self._done = 0
         self._total = self._base.bytes_total
+        self._files = 0
+        self._uncounted = False  # part of the tree was copied where files are not seen
 
     def _publish(self, kind: EventKind, error: BaseException | None = None) -> None:
         if self._bus.active:
             event = replace(
-                self._base, kind=kind, bytes_done=self._done, bytes_total=self._total, error=error
+                self._base,
+                kind=kind,
+                bytes_done=self._done,
+                bytes_total=self._total,
+                files_done=self._files,
+                files_total=self._files_total(kind),
+                error=error,
             )
             self._bus.publish(event)
 
-    def advance(self, count: int) -> None:
-        """Count ``count`` more bytes moved."""
-        if count:
+    def _files_total(self, kind: EventKind) -> int | None:
+        if not self._tree:
+            return 1
+        finished = kind is EventKind.TRANSFER_FINISHED and not self._uncounted
+        return self._files if finished else None
+
+    def advance(self, count: int, files: int | None = 0) -> None:
+        """Count ``count`` more bytes and, in a tree, ``files`` more files (None: unseen)."""
+        if files is None:
+            self._uncounted = True
+        if count or files:
             self._done += count
+            if self._tree and files:
+                self._files += files
             if self._total is not None and self._done > self._total:
                 self._total = self._done
             self._publish(EventKind.TRANSFER_PROGRESS)
@@ -77,6 +98,8 @@ class Progress:
             logger.warning("transfer of %r from %s failed: %s", *where, cause)
         else:
             self._total = self._done  # links and waits move nothing
+            if not self._tree:
+                self._files = 1
             self._publish(EventKind.TRANSFER_FINISHED)
             logger.info("transferred %r from %s (%d bytes)", *where, self._done)
         return failures

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from ._errors import ConnectorError, StreamDataError
 from ._integrity import Hasher
 from ._models import ExecutionLocation
+from ._tarcount import TarFileCounter
 from .connectors._base import Connector, Entry, EntryKind
 
 __all__ = ["Endpoint", "copy_to_all", "remove_quietly", "temporary_path"]
@@ -64,13 +65,14 @@ async def copy_to_all(
     source: Endpoint,
     entry: Entry,
     targets: Sequence[Endpoint],
-    on_progress: Callable[[int], None] = lambda done: None,
+    on_progress: Callable[[int, int | None], None] = lambda done, files: None,
 ) -> tuple[list[BaseException | None], str | None]:
     """Copy ``source`` to every target path (which must not exist yet).
 
-    ``on_progress`` is called with the number of bytes each time the source stream
-    delivers a chunk, and with the entry's size when a same-filesystem copy or a direct
-    send completes.
+    ``on_progress`` is called with the number of bytes (and, for a tree, of files
+    completed, counted in its tar stream) each time the source stream delivers a chunk,
+    and with the entry's size (files: None, not counted) when a same-filesystem copy or
+    a direct send completes.
 
     Returns:
         For each target, None on success or the exception that made it fail; and the
@@ -92,7 +94,8 @@ async def copy_to_all(
             group.create_task(_capture(results, index, copy))
         if streamed:
             streams = [targets[i] for i in streamed]
-            progress = _hashing(hasher, on_progress)
+            counter = TarFileCounter() if entry.kind is EntryKind.DIRECTORY else None
+            progress = _hashing(hasher, counter, on_progress)
             group.create_task(_stream(source, entry, streams, streamed, results, progress))
     # The digest is of the whole source only if its read completed: then a streamed
     # destination succeeded.
@@ -100,11 +103,15 @@ async def copy_to_all(
     return results, hasher.hexdigest() if whole and hasher is not None else None
 
 
-def _hashing(hasher: Hasher | None, on_progress: Callable[[int], None]) -> _ChunkSink:
+def _hashing(
+    hasher: Hasher | None,
+    counter: TarFileCounter | None,
+    on_progress: Callable[[int, int | None], None],
+) -> _ChunkSink:
     def sink(chunk: bytes) -> None:
         if hasher is not None:
             hasher.update(chunk)
-        on_progress(len(chunk))
+        on_progress(len(chunk), counter.feed(chunk) if counter is not None else 0)
 
     return sink
 
@@ -117,10 +124,10 @@ async def _capture(results: list[BaseException | None], index: int, work: Awaita
 
 
 async def _copy_same_filesystem(
-    source: Endpoint, target: Endpoint, entry: Entry, on_progress: Callable[[int], None]
+    source: Endpoint, target: Endpoint, entry: Entry, on_progress: Callable[[int, int | None], None]
 ) -> None:
     await target.connector.copy(target.location, source.path, target.path)
-    on_progress(entry.size)
+    on_progress(entry.size, None)
 
 
 def _direct(source: Endpoint, target: Endpoint) -> bool:
@@ -130,7 +137,7 @@ def _direct(source: Endpoint, target: Endpoint) -> bool:
 
 
 async def _send(
-    source: Endpoint, target: Endpoint, entry: Entry, on_progress: Callable[[int], None]
+    source: Endpoint, target: Endpoint, entry: Entry, on_progress: Callable[[int, int | None], None]
 ) -> None:
     connector = source.connector
     await connector.send(
@@ -142,7 +149,7 @@ async def _send(
         mode=entry.mode,
         mtime=entry.mtime,
     )
-    on_progress(entry.size)
+    on_progress(entry.size, None)
 
 
 async def _stream(

@@ -13,9 +13,11 @@ from streamdata import (
     ExecutionLocation,
     LocalConnector,
     ReplicaEvent,
+    SSHConnector,
     TransferError,
     TransferEvent,
 )
+from streamdata._testservers import AsyncSSHTestServer
 from streamdata.connectors import Connector
 
 A, B = ExecutionLocation("a", "site-a"), ExecutionLocation("b", "site-b")
@@ -103,3 +105,63 @@ def test_callback_errors_do_not_break_the_manager(tmp_path: Path) -> None:
     assert replica.path == str(tmp_path)
     remove()
     asyncio.run(dm.close())
+
+
+def _tree(root: Path, files: int) -> None:
+    for index in range(files):
+        folder = root / f"d{index % 4}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"f{index}").write_bytes(bytes([index]) * (index * 3000))
+    (root / "empty").mkdir()
+    (root / "link").symlink_to("d0/f0")
+
+
+@pytest.mark.parametrize("direction", ["up", "down"])
+async def test_tree_progress_counts_files_through_the_stream(
+    asyncssh_server: AsyncSSHTestServer, tmp_path: Path, direction: str
+) -> None:
+    """A streamed tree reports files done as they pass, and the count when finished."""
+    _tree(tmp_path / "tree", 25)
+    local = ExecutionLocation("localhost", "local", local=True)
+    remote = ExecutionLocation("remote", "ssh")
+    connector = SSHConnector([asyncssh_server.ssh_host(name="remote")])
+    seen: list[TransferEvent] = []
+    async with DataManager({"local": LocalConnector(), "ssh": connector}) as dm:
+        dm.add_listener(lambda e: seen.append(e) if isinstance(e, TransferEvent) else None)
+        source, target = (local, remote) if direction == "up" else (remote, local)
+        dm.register_path(source, str(tmp_path / "tree"))
+        await dm.transfer_data(source, str(tmp_path / "tree"), [target], str(tmp_path / "copy"))
+    assert (tmp_path / "copy" / "d3" / "f23").stat().st_size == 23 * 3000
+    progress = [e for e in seen if e.kind is EventKind.TRANSFER_PROGRESS]
+    counts = [e.files_done for e in progress]
+    assert counts == sorted(counts)
+    assert all(e.files_total is None for e in progress)  # unknown until the end
+    assert seen[-1].kind is EventKind.TRANSFER_FINISHED
+    assert seen[-1].files_done == seen[-1].files_total == 25
+
+
+async def test_file_progress_has_one_file(tmp_path: Path) -> None:
+    """A file transfer announces one file, done when it finishes."""
+    src = tmp_path / "f.bin"
+    src.write_bytes(b"q" * 1000)
+    seen: list[TransferEvent] = []
+    async with _manager() as dm:
+        dm.add_listener(lambda e: seen.append(e) if isinstance(e, TransferEvent) else None)
+        dm.register_path(A, str(src))
+        await dm.transfer_data(A, str(src), [B], str(tmp_path / "g.bin"))
+    assert all(e.files_total == 1 for e in seen)
+    assert [e.files_done for e in seen][-1] == 1
+    assert seen[0].files_done == 0
+
+
+async def test_tree_copied_unseen_reports_no_file_count(tmp_path: Path) -> None:
+    """A tree copied on its own filesystem is not streamed: no count is made up."""
+    _tree(tmp_path / "tree", 5)
+    seen: list[TransferEvent] = []
+    async with _manager() as dm:
+        dm.add_listener(lambda e: seen.append(e) if isinstance(e, TransferEvent) else None)
+        dm.register_path(A, str(tmp_path / "tree"))
+        await dm.transfer_data(A, str(tmp_path / "tree"), [B], str(tmp_path / "copy"))
+    assert seen[-1].kind is EventKind.TRANSFER_FINISHED
+    assert seen[-1].files_total is None
+    assert (tmp_path / "copy" / "d0" / "f4").exists()

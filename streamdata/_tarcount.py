@@ -1,0 +1,142 @@
+"""Counting the files of a tar stream as it passes, for progress reports.
+
+Trees travel as tar streams; a :class:`TarFileCounter` fed the same chunks reads only the
+512-byte member headers (skipping member data by arithmetic) and reports each file once
+all of its data has passed. It understands what GNU ``tar`` writes: ustar headers, sizes
+in octal or base-256, GNU long-name records (``L``/``K``) and pax headers (``x``/``g``),
+whose ``size`` record overrides the header's. A header with a wrong checksum means the
+stream is not what it expected: the counter then stops counting rather than guess.
+"""
+
+from __future__ import annotations
+
+__all__ = ["TarFileCounter"]
+
+_BLOCK = 512
+#: Type flags of members that are files in the tree (regular, hard link, contiguous, sparse).
+_FILE_TYPES = frozenset(b"0\x0017S")
+#: Pax extended headers (data parsed for a ``size`` record); kept small.
+_PAX_TYPES = frozenset(b"xg")
+_PAX_LIMIT = 1 << 20
+
+
+class TarFileCounter:
+    """Counts the files of a tar stream fed in arbitrary pieces."""
+
+    __slots__ = ("_broken", "_data_left", "_file_pending", "_header", "_pax", "_pax_size")
+
+    def __init__(self) -> None:
+        self._header = bytearray()
+        self._data_left = 0  # data (with padding) of the current member still to pass
+        self._file_pending = False  # the current member is a file, counted once it passes
+        self._pax: bytearray | None = None  # the data of a pax header being collected
+        self._pax_size: int | None = None  # a size the next header must take from pax
+        self._broken = False
+
+    @property
+    def broken(self) -> bool:
+        """True once the stream stopped looking like a tar archive (counting stopped)."""
+        return self._broken
+
+    def feed(self, chunk: bytes) -> int:
+        """Take the next piece of the stream; return the files completed by it."""
+        if self._broken:
+            return 0
+        files = 0
+        view = memoryview(chunk)
+        position, end = 0, len(chunk)
+        while position < end:
+            if self._data_left:
+                step = min(self._data_left, end - position)
+                if self._pax is not None and len(self._pax) < _PAX_LIMIT:
+                    self._pax += view[position : position + step]
+                self._data_left -= step
+                position += step
+                if not self._data_left:
+                    files += self._member_done()
+                continue
+            step = min(_BLOCK - len(self._header), end - position)
+            self._header += view[position : position + step]
+            position += step
+            if len(self._header) == _BLOCK:
+                files += self._parse_header(bytes(self._header))
+                self._header.clear()
+                if self._broken:
+                    break
+        return files
+
+    def _member_done(self) -> int:
+        """The current member's data has passed: count a file, or read a pax record."""
+        if self._pax is not None:
+            self._pax_size = _pax_size(bytes(self._pax))
+            self._pax = None
+        done, self._file_pending = self._file_pending, False
+        return int(done)
+
+    def _parse_header(self, header: bytes) -> int:
+        if not any(header):
+            return 0  # the end-of-archive blocks
+        if not _checksum_ok(header):
+            self._broken = True
+            return 0
+        size = _number(header[124:136])
+        kind = header[156]
+        if kind in _FILE_TYPES and self._pax_size is not None:
+            size = self._pax_size
+        if kind not in _PAX_TYPES:
+            self._pax_size = None
+        if size is None:
+            self._broken = True
+            return 0
+        if kind in _PAX_TYPES:
+            self._pax = bytearray()
+        self._file_pending = kind in _FILE_TYPES
+        self._data_left = -(-size // _BLOCK) * _BLOCK
+        if kind == ord("1"):  # a hard link carries no data, whatever its size field says
+            self._data_left = 0
+        return self._member_done() if not self._data_left else 0
+
+
+def _number(field: bytes) -> int | None:
+    """A numeric header field: octal text, or GNU base-256 (first byte's top bit set)."""
+    if field and field[0] & 0x80:
+        value = int.from_bytes(bytes([field[0] & 0x7F]) + field[1:], "big")
+        return -value if field[0] & 0x40 else value
+    text = field.split(b"\0", 1)[0].strip()
+    if not text:
+        return 0
+    try:
+        return int(text, 8)
+    except ValueError:
+        return None
+
+
+def _checksum_ok(header: bytes) -> bool:
+    stored = _number(header[148:156])
+    unsigned = sum(header[:148]) + 8 * 32 + sum(header[156:])
+    return stored == unsigned
+
+
+def _pax_size(data: bytes) -> int | None:
+    """The ``size`` record of pax extended-header data, if any (``"LEN key=value\\n"``)."""
+    size: int | None = None
+    position = 0
+    while position < len(data):
+        space = data.find(b" ", position)
+        if space < 0:
+            break
+        try:
+            length = int(data[position:space])
+        except ValueError:
+            break
+        if length <= 0:
+            break
+        record = data[space + 1 : position + length - 1]
+        key, _, value = record.partition(b"=")
+        if key == b"size":
+            try:
+                size = int(value)
+            except ValueError:
+                size = None
+        position += length
+    return size

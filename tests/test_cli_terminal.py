@@ -1,7 +1,8 @@
-"""`streamdata demo` in a real terminal (a pty): progress bars render, the table follows."""
+"""The command in a real terminal (a pty): progress bars render, tables follow."""
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import os
 import pty
@@ -13,6 +14,8 @@ import sys
 import termios
 import time
 from pathlib import Path
+
+from streamdata._testservers import AsyncSSHTestServer
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
@@ -74,3 +77,29 @@ def test_demo_draws_progress_bars_and_the_replica_table(tmp_path: Path) -> None:
     assert len(re.findall(r"│\s*yes\s*│", tail)) == 9  # every replica available again
     assert not re.search(r"│\s*no\s*│", tail)
     assert not list(tmp_path.glob("data/streamdata/*"))  # the demo keeps its catalog private
+
+
+async def test_cp_of_a_tree_shows_its_files_in_the_bar(
+    ssh_server: AsyncSSHTestServer, tmp_path: Path
+) -> None:
+    """Copying a tree over SSH in a terminal shows the files counted, all of them at the end."""
+    tree = tmp_path / "tree"
+    for index in range(30):
+        (tree / f"d{index % 3}").mkdir(parents=True, exist_ok=True)
+        (tree / f"d{index % 3}" / f"f{index}").write_bytes(os.urandom(64 << 10))
+    sites = tmp_path / "sites.toml"
+    sites.write_text(
+        '[deployments.remote]\ntype = "ssh"\n\n[[deployments.remote.hosts]]\n'
+        f'host = "127.0.0.1"\nport = {ssh_server.port}\nname = "box"\n'
+        f'username = "{ssh_server.username}"\nclient_keys = ["{ssh_server.client_key}"]\n'
+        f'known_hosts = "{ssh_server.known_hosts}"\n'
+    )
+    env = {**os.environ, "HOME": str(tmp_path), "TERM": "xterm-256color", "COLUMNS": "160"}
+    for variable in ("NO_COLOR", "CI", "TERM_PROGRAM"):
+        env.pop(variable, None)
+    argv = [sys.executable, "-m", "streamdata", "--catalog", str(tmp_path / "catalog.sqlite")]
+    argv += ["--sites", str(sites), "cp", f"local:localhost:{tree}", f"remote:box:{tmp_path}/copy"]
+    status, raw = await asyncio.to_thread(_run_in_pty, argv, env, 60)
+    assert status == 0, raw[-2000:]
+    assert "30/30 files" in _ANSI.sub("", raw)
+    assert len(list((tmp_path / "copy").rglob("f*"))) == 30

@@ -10,6 +10,7 @@ paths is kept, never a second full listing.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -17,12 +18,12 @@ from ._catalog import RemotePathMapper
 from ._errors import ConsistencyError, StreamDataError
 from ._integrity import digest_of
 from ._models import DataLocation, DataType, ExecutionLocation
-from .connectors._base import Connector, Entry, EntryKind
+from .connectors._base import Connector, Entry, EntryKind, entry_from_stat
 
 if TYPE_CHECKING:
-    from ._manager import DataManager
+    from ._replicate import Replicator
 
-__all__ = ["CheckReport", "run_check"]
+__all__ = ["CheckReport", "record_local_entry", "run_check"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,16 @@ def entry_signature(entry: Entry) -> tuple[str, int, float]:
     if entry.kind is EntryKind.FILE:
         return (entry.kind.value, entry.size, entry.mtime)
     return (entry.kind.value, 0, 0.0)
+
+
+def record_local_entry(catalog: RemotePathMapper, replica: DataLocation) -> None:
+    """Remember size and mtime of a local replica now, for the audit to compare."""
+    try:
+        info = os.lstat(replica.path)  # what a storage listing will see
+    except OSError:
+        return
+    entry = entry_from_stat(replica.path, info)
+    catalog.record_entry(replica, entry_signature(entry))
 
 
 def _changed(recorded: tuple[str, int, float], seen: tuple[str, int, float]) -> bool:
@@ -156,7 +167,7 @@ class _Audit:
 
 
 async def run_check(
-    manager: DataManager,
+    replicator: Replicator,
     catalog: RemotePathMapper,
     connector: Connector,
     location: ExecutionLocation,
@@ -169,7 +180,9 @@ async def run_check(
     """Audit ``path`` on ``location`` (see :meth:`DataManager.check`)."""
     audit = _Audit(catalog, location, path, collect_files=verify_content)
     audit.in_flight = {
-        job.tmp for job in manager._inflight.values() if job.location == location and job.tmp
+        job.tmp
+        for job in replicator.context.inflight.values()
+        if job.location == location and job.tmp
     }
     async for entry in connector.walk(location, path):
         audit.visit(entry)
@@ -194,7 +207,7 @@ async def run_check(
             catalog.record_entry(replica, catalog.entry_of(replica) or ("file", 0, 0.0), digest)
     report = CheckReport(location, path, [r.path for r in missing], sorted(audit.orphans))
     if repair:
-        await _repair(manager, location, sources, report)
+        await _repair(replicator, location, sources, report)
     return report
 
 
@@ -228,17 +241,17 @@ def _other_sources(
 
 
 async def _repair(
-    manager: DataManager,
+    replicator: Replicator,
     location: ExecutionLocation,
     sources: dict[DataLocation, list[DataLocation]],
     report: CheckReport,
 ) -> None:
     for replica, candidates in sources.items():
-        source = manager._pick_source(candidates, location.deployment)
+        source = replicator.pick_source(candidates, location.deployment)
         if source is None:
             continue
         try:
-            await manager._copy_exact(source, location, replica.path)
+            await replicator.copy_exact(source, location, replica.path)
         except StreamDataError as exc:
             report.errors.append((replica.path, str(exc)))
         else:

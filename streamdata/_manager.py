@@ -1,19 +1,13 @@
 """The DataManager: the catalog, the connectors and the transfers that keep them true.
 
-A transfer runs in three steps. *Plan*: for each destination, apply cp rules (one
-connector round trip), then decide, without yielding to the event loop, whether there is
-nothing to do, an identical transfer to wait for, a link to make or a copy to run; links
-and copies register their destination at once as a pending replica, which is how
-concurrent identical transfers find each other. *Move*: links are made, copies read the
-source once for all destinations. *Settle*: each destination is renamed into place and
-marked available, or removed and marked INVALID with its cause, also when the transfer is
-cancelled.
+The public API, checking its arguments and wiring the parts that do the work: the
+deployments (``_deployments``), the catalog (``_catalog``, ``_store``), a transfer
+(``_run``, ``_plan``: plan, move, settle), exact copies (``_replicate``) and the
+consistency audit (``_check``).
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import os
 import random
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -21,26 +15,20 @@ from types import TracebackType
 from typing import Self
 
 from ._catalog import RemotePathMapper
-from ._check import CheckReport, entry_signature, run_check
-from ._errors import (
-    ConfigurationError,
-    ConnectorError,
-    DataNotFoundError,
-    StreamDataError,
-    TransferError,
-)
-from ._events import Event, EventBus, EventKind, ReplicaEvent
+from ._check import CheckReport, record_local_entry, run_check
+from ._deployments import Deployments, check_location
+from ._errors import DataNotFoundError, TransferError
+from ._events import Event, EventBus
 from ._models import DataLocation, DataType, ExecutionLocation, normalize_path
-from ._plan import Job, TransferContext, TransferPlan, transfer_error
+from ._plan import Job, TransferContext
 from ._policy import SourcePolicy, default_source_policy
-from ._progress import Progress
+from ._replicate import Replicator
+from ._run import remove_stale_temporaries, run_transfer
 from ._store import CatalogBatch, open_store
 from ._transfer import Endpoint
-from .connectors._base import Connector, Entry, EntryKind, entry_from_stat
+from .connectors._base import Connector
 
 __all__ = ["DataManager"]
-
-logger = logging.getLogger("streamdata")
 
 
 class DataManager:
@@ -80,8 +68,7 @@ class DataManager:
         source_policy: SourcePolicy = default_source_policy,
         verify: bool = False,
     ) -> None:
-        self._connectors: dict[str, Connector] = {}
-        self._local_deployments: set[str] = set()
+        self._deployments = Deployments()
         for name, connector in (deployments or {}).items():
             self.add_deployment(name, connector)
         self._store = open_store(catalog)
@@ -92,10 +79,11 @@ class DataManager:
         self._rng = rng if rng is not None else random.Random()
         self._policy = source_policy
         self._inflight: dict[tuple[ExecutionLocation, str], Job] = {}
-        self._closed = False
         self._verify = verify
-        self._context = TransferContext(
-            self._catalog, self._connectors, self._inflight, self._store
+        connectors = self._deployments.connectors
+        self._context = TransferContext(self._catalog, connectors, self._inflight, self._store)
+        self._replicator = Replicator(
+            self._context, self._deployments, source_policy, self._rng, verify
         )
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -108,14 +96,7 @@ class DataManager:
             ValueError: If ``name`` is empty.
             ConfigurationError: If another connector already serves ``name``.
         """
-        if not isinstance(connector, Connector):
-            raise TypeError(f"deployment {name!r}: expected a Connector, got {connector!r}")
-        if not isinstance(name, str) or not name:
-            raise ValueError("a deployment needs a non-empty name")
-        if self._connectors.setdefault(name, connector) is not connector:
-            raise ConfigurationError(f"deployment {name!r} is already configured")
-        if connector.is_local:
-            self._local_deployments.add(name)
+        self._deployments.add(name, connector)
 
     async def close(self) -> None:
         """Close every connector and the catalog; calling it again does nothing.
@@ -123,19 +104,13 @@ class DataManager:
         Raises:
             ConnectorError: If a connector fails to close (the others are still closed).
         """
-        if self._closed:
+        if self._deployments.closed:
             return
-        self._closed = True
-        errors: list[BaseException] = []
-        for connector in self._connectors.values():
-            try:
-                await connector.close()
-            except StreamDataError as exc:
-                errors.append(exc)
+        error = await self._deployments.close()
         if self._store is not None:
             self._store.close()
-        if errors:
-            raise errors[0]
+        if error is not None:
+            raise error
 
     async def __aenter__(self) -> Self:
         return self
@@ -166,7 +141,7 @@ class DataManager:
         Raises:
             ConfigurationError: If the manager is closed.
         """
-        self._ensure_open()
+        self._deployments.ensure_open()
         return CatalogBatch(self._store)
 
     # -- events ----------------------------------------------------------------------------
@@ -192,11 +167,7 @@ class DataManager:
 
     def _listen_to_catalog(self, active: bool) -> None:
         """Catalog changes are reported only while somebody listens (it costs nothing else)."""
-        self._catalog._listener = self._on_catalog_change if active else None
-
-    def _on_catalog_change(self, invalidated: bool, replica: DataLocation) -> None:
-        kind = EventKind.REPLICA_INVALIDATED if invalidated else EventKind.REPLICA_REGISTERED
-        self._events.publish(ReplicaEvent(kind, replica))
+        self._catalog._listener = self._events.replica_changed if active else None
 
     # -- catalog ---------------------------------------------------------------------------
 
@@ -217,23 +188,14 @@ class DataManager:
             ValueError: If ``path`` is relative or ``data_type`` is INVALID.
             ConfigurationError: If the manager is closed.
         """
-        _check_location(location)
+        check_location(location)
         if not isinstance(data_type, DataType):
             raise TypeError(f"data_type must be a DataType, not {data_type!r}")
-        self._ensure_open()
+        self._deployments.ensure_open()
         replica = self._catalog.register(location, path, relpath, data_type)
-        if self._is_local(location):
-            self._record_local_entry(replica)
+        if self._deployments.is_local(location):
+            record_local_entry(self._catalog, replica)
         return replica
-
-    def _record_local_entry(self, replica: DataLocation) -> None:
-        """Remember size and mtime of a local replica now, for :meth:`check` to compare."""
-        try:
-            info = os.lstat(replica.path)  # what a storage listing will see
-        except OSError:
-            return
-        entry = entry_from_stat(replica.path, info)
-        self._catalog.record_entry(replica, entry_signature(entry))
 
     def register_relation(self, src_location: DataLocation, dst_location: DataLocation) -> None:
         """Record that two replicas hold the same data (symmetric and transitive).
@@ -246,7 +208,7 @@ class DataManager:
         for replica in (src_location, dst_location):
             if not isinstance(replica, DataLocation):
                 raise TypeError(f"expected a DataLocation, got {replica!r}")
-        self._ensure_open()
+        self._deployments.ensure_open()
         self._catalog.relate(src_location, dst_location)
 
     def invalidate_location(self, location: ExecutionLocation, path: str) -> None:
@@ -259,9 +221,9 @@ class DataManager:
             ValueError: If ``path`` is relative.
             ConfigurationError: If the manager is closed.
         """
-        if not isinstance(location, ExecutionLocation):  # _check_location, inlined: hot
+        if not isinstance(location, ExecutionLocation):  # check_location, inlined: hot
             raise TypeError(f"expected an ExecutionLocation, got {location!r}")
-        self._ensure_open()
+        self._deployments.ensure_open()
         self._catalog.invalidate(location, path)
 
     def get_data_locations(
@@ -296,38 +258,17 @@ class DataManager:
         Raises:
             ValueError: If ``path`` is relative.
         """
-        # _pick_source inlined: this is the hottest query of a workflow engine.
+        # Replicator.pick_source inlined: this is the hottest query of a workflow engine.
         replicas = self._catalog.locations(path)
         candidates = [r for r in replicas if r._data_type is _PRIMARY and not r._implied]
         if not candidates:
             return None
         return self._policy(
-            candidates, dst_deployment=dst_deployment, is_local=self._is_local, rng=self._rng
+            candidates,
+            dst_deployment=dst_deployment,
+            is_local=self._deployments.is_local,
+            rng=self._rng,
         )
-
-    def _pick_source(
-        self, replicas: Sequence[DataLocation], dst_deployment: str
-    ) -> DataLocation | None:
-        candidates = [r for r in replicas if r._data_type is _PRIMARY and not r._implied]
-        return self._policy(
-            candidates, dst_deployment=dst_deployment, is_local=self._is_local, rng=self._rng
-        )
-
-    def _is_local(self, location: ExecutionLocation) -> bool:
-        return location.local or location.deployment in self._local_deployments
-
-    def _ensure_open(self) -> None:
-        if self._closed:
-            raise ConfigurationError("the DataManager is closed")
-
-    def _connector(self, location: ExecutionLocation) -> Connector:
-        self._ensure_open()
-        try:
-            return self._connectors[location.deployment]
-        except KeyError:
-            raise ConfigurationError(
-                f"unknown deployment {location.deployment!r} (location {location})"
-            ) from None
 
     # -- transfers -------------------------------------------------------------------------
 
@@ -360,79 +301,21 @@ class DataManager:
                 cause, and the others stay registered and valid.
         """
         src_path, dst_path = normalize_path(src_path), normalize_path(dst_path)
-        _check_location(src_location)
+        check_location(src_location)
         if isinstance(dst_locations, ExecutionLocation):
             raise TypeError("dst_locations must be a sequence of ExecutionLocation")
-        destinations = list(dict.fromkeys(dst_locations))
-        for destination in destinations:
-            _check_location(destination)
-            self._connector(destination)
-        source_connector = self._connector(src_location)
-        await self._remove_stale_temporaries(destinations)
-        source = await self._resolve_source(src_location, src_path)
-        entry = await self._stat_source(source_connector, source, destinations)
-        if destinations:
-            endpoint = Endpoint(source_connector, src_location, src_path)
-            check = self._verify if verify is None else verify
-            transfer = TransferPlan(
-                self._context, endpoint, source, entry, writable=writable, verify=check
-            )
-            report = Progress(self._events, src_location, src_path, destinations, dst_path, entry)
-            failures = await report.around(transfer.run(destinations, dst_path, report.advance))
-            if failures:
-                raise transfer_error(src_location, src_path, failures)
-
-    async def _remove_stale_temporaries(self, locations: Sequence[ExecutionLocation]) -> None:
-        """Remove temporary files of transfers interrupted in an earlier process.
-
-        Done when a location is next used (connections are lazy); an unreachable location
-        keeps its entries for a later attempt.
-        """
-        if self._store is None:
-            return
-        wanted = set(locations)
-        for location, tmp in self._store.stale_temporaries():
-            if location not in wanted or location.deployment not in self._connectors:
-                continue
-            try:
-                await self._connectors[location.deployment].remove(location, tmp)
-            except StreamDataError:
-                continue
-            self._store.forget_temporary(location, tmp)
-
-    async def _resolve_source(self, location: ExecutionLocation, path: str) -> DataLocation:
-        covering = self._catalog.covering(location, path)
-        if covering is None:
-            raise DataNotFoundError(f"no valid replica of {path!r} is registered on {location}")
-        try:
-            await covering.wait_available()
-        except TransferError as exc:
-            raise DataNotFoundError(
-                f"the transfer producing {path!r} on {location} failed"
-            ) from exc
-        if covering.path == path:
-            return covering
-        return self._catalog.register(location, path)  # a known path inside a known tree
-
-    async def _stat_source(
-        self, connector: Connector, source: DataLocation, destinations: Sequence[ExecutionLocation]
-    ) -> Entry:
-        try:
-            entry = await connector.stat(source.location, source.path)
-        except ConnectorError as exc:
-            raise transfer_error(
-                source.location, source.path, dict.fromkeys(destinations, exc)
-            ) from exc
-        if entry is None or entry.kind is EntryKind.SYMLINK:
-            self._catalog.invalidate(source.location, source.path)
-            raise DataNotFoundError(
-                f"{source.path!r} is registered on {source.location} but no longer exists "
-                "there; its replica has been invalidated"
-            )
-        if entry.kind is EntryKind.OTHER:
-            cause = ConnectorError(f"{source.path!r} is neither a regular file nor a directory")
-            raise transfer_error(source.location, source.path, dict.fromkeys(destinations, cause))
-        return entry
+        destinations = self._deployments.destinations(dst_locations)
+        source = Endpoint(self._deployments.connector(src_location), src_location, src_path)
+        check = self._verify if verify is None else verify
+        await run_transfer(
+            self._context,
+            self._events,
+            source,
+            destinations,
+            dst_path,
+            writable=writable,
+            verify=check,
+        )
 
     # -- consistency -----------------------------------------------------------------------
 
@@ -463,13 +346,13 @@ class DataManager:
             ConsistencyError: If more than ``max_missing`` replicas would be invalidated;
                 nothing is changed then.
         """
-        _check_location(location)
+        check_location(location)
         path = normalize_path(path)
-        await self._remove_stale_temporaries([location])
+        await remove_stale_temporaries(self._context, [location])
         return await run_check(
-            self,
+            self._replicator,
             self._catalog,
-            self._connector(location),
+            self._deployments.connector(location),
             location,
             path,
             repair=repair,
@@ -503,68 +386,13 @@ class DataManager:
         replicas = self.get_data_locations(path)
         if not any(r.data_type is DataType.PRIMARY and not r._implied for r in replicas):
             raise DataNotFoundError(f"no valid replica of {path!r} is known")
-        results: dict[ExecutionLocation, DataLocation] = {}
-        failures: dict[ExecutionLocation, BaseException] = {}
-        todo: list[ExecutionLocation] = []
-        for destination in dict.fromkeys(dst_locations):
-            _check_location(destination)
-            self._connector(destination)
-            held = self._catalog.lookup(destination, target)
-            if held is not None and held in replicas and not held._implied:
-                results[destination] = held
-            else:
-                todo.append(destination)
-        async with asyncio.TaskGroup() as group:
-            for destination in todo:
-                group.create_task(
-                    self._replicate_one(replicas, destination, target, results, failures)
-                )
+        destinations = self._deployments.destinations(dst_locations)
+        results, failures = await self._replicator.fill(replicas, destinations, target)
         if failures:
             raise TransferError(
                 f"replication of {path!r} failed for {len(failures)} location(s)", failures
             )
         return [results[d] for d in dict.fromkeys(dst_locations)]
 
-    async def _replicate_one(
-        self,
-        replicas: Sequence[DataLocation],
-        destination: ExecutionLocation,
-        target: str,
-        results: dict[ExecutionLocation, DataLocation],
-        failures: dict[ExecutionLocation, BaseException],
-    ) -> None:
-        source = self._pick_source(replicas, destination.deployment)
-        assert source is not None
-        try:
-            await self._copy_exact(source, destination, target)
-        except TransferError as exc:
-            failures[destination] = exc.failures.get(destination, exc)
-            return
-        except StreamDataError as exc:
-            failures[destination] = exc
-            return
-        replica = self._catalog.lookup(destination, target)
-        assert replica is not None
-        results[destination] = replica
-
-    async def _copy_exact(
-        self, source: DataLocation, destination: ExecutionLocation, target: str
-    ) -> None:
-        """Copy ``source`` to exactly ``target`` on ``destination`` (no cp rules), related."""
-        connector = self._connector(source.location)
-        entry = await self._stat_source(connector, source, [destination])
-        endpoint = Endpoint(connector, source.location, source.path)
-        transfer = TransferPlan(
-            self._context, endpoint, source, entry, exact=True, verify=self._verify
-        )
-        failures = await transfer.run([destination], target)
-        if failures:
-            raise transfer_error(source.location, source.path, failures)
-
 
 _PRIMARY = DataType.PRIMARY
-
-
-def _check_location(location: object) -> None:
-    if not isinstance(location, ExecutionLocation):
-        raise TypeError(f"expected an ExecutionLocation, got {location!r}")

@@ -9,7 +9,8 @@ key) and can build an :class:`~streamdata.SSHHost` for it:
   and serves SFTP on the real filesystem. It counts its open channels, so a test can check
   a client's concurrency limit on the server side, and it can drop every connection.
 * :func:`openssh_server` starts the system's OpenSSH ``sshd`` on ``127.0.0.1`` and a free
-  port with generated keys and its own configuration, and stops it on exit.
+  port with generated keys and its own configuration, and stops it on exit (the process
+  handling is in ``_sshd``).
 
 Keys are generated for each server; nothing outside a temporary directory is touched and
 nothing listens on anything but the loopback address.
@@ -22,16 +23,15 @@ import contextlib
 import getpass
 import os
 import signal
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import asyncssh
 
+from ._sshd import kill_sshd_children, launch_sshd, stop_sshd
 from .connectors.ssh import SSHHost
 
 __all__ = ["AsyncSSHTestServer", "SSHTestServer", "asyncssh_server", "openssh_server"]
@@ -39,21 +39,6 @@ __all__ = ["AsyncSSHTestServer", "SSHTestServer", "asyncssh_server", "openssh_se
 LOOPBACK = "127.0.0.1"
 _KEY_TYPE = "ssh-ed25519"
 _READ_SIZE = 1 << 18
-_SSHD_CONFIG = """\
-ListenAddress {host}
-Port {port}
-HostKey {host_key}
-AuthorizedKeysFile {authorized_keys}
-PidFile {pid_file}
-UsePAM no
-StrictModes no
-PermitRootLogin prohibit-password
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-MaxSessions {max_sessions}
-MaxStartups 100:30:200
-Subsystem sftp {sftp_server}
-"""
 
 
 class SSHTestServer:
@@ -356,87 +341,6 @@ def _abort_all(connections: set[asyncssh.SSHServerConnection]) -> None:
 # -- OpenSSH sshd --------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((LOOPBACK, 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-async def _wait_listening(process: subprocess.Popen[bytes], port: int, seconds: float) -> bool:
-    """Poll until ``port`` accepts connections; False if ``process`` exits first."""
-    deadline = time.monotonic() + seconds
-    while process.poll() is None and time.monotonic() < deadline:
-        try:
-            _, writer = await asyncio.open_connection(LOOPBACK, port)
-        except OSError:
-            await asyncio.sleep(0.02)
-            continue
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-        return True
-    return False
-
-
-def _kill_sshd_children(parent: int) -> None:
-    """Kill the per-connection processes of the listening sshd ``parent``."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == parent:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(entry.name), signal.SIGKILL)
-
-
-def _write_sshd_config(directory: Path, keys: _ServerKeys, port: int, max_sessions: int) -> Path:
-    config = directory / "sshd_config"
-    config.write_text(
-        _SSHD_CONFIG.format(
-            host=LOOPBACK,
-            port=port,
-            host_key=keys.host_key_path,
-            authorized_keys=keys.authorized_keys_path,
-            pid_file=directory / "sshd.pid",
-            max_sessions=max_sessions,
-            sftp_server="/usr/lib/openssh/sftp-server",
-        )
-    )
-    return config
-
-
-async def _start_sshd(
-    sshd: str, config: Path, port: int, log: Path, seconds: float
-) -> subprocess.Popen[bytes] | None:
-    with log.open("ab") as log_file:
-        # Popen only forks and execs; the process is watched without blocking below.
-        process = subprocess.Popen(  # noqa: ASYNC220
-            [sshd, "-D", "-e", "-f", str(config)],
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=log_file,
-        )
-    if await _wait_listening(process, port, seconds):
-        return process
-    await _stop(process)
-    return None
-
-
-async def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            await asyncio.to_thread(process.wait, 10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            await asyncio.to_thread(process.wait)
-    _kill_sshd_children(process.pid)
-
-
 @contextlib.asynccontextmanager
 async def openssh_server(
     *,
@@ -467,8 +371,15 @@ async def openssh_server(
         directory = Path(temp)
         keys = _ServerKeys(directory)
         log = directory / "sshd.log"
-        process, port = await _launch_on_free_port(
-            sshd, directory, keys, max_sessions, log, startup_timeout
+        process, port = await launch_sshd(
+            sshd,
+            directory,
+            LOOPBACK,
+            host_key=keys.host_key_path,
+            authorized_keys=keys.authorized_keys_path,
+            max_sessions=max_sessions,
+            log=log,
+            seconds=startup_timeout,
         )
         try:
             keys.write_known_hosts(port)
@@ -478,21 +389,7 @@ async def openssh_server(
                 client_key=keys.client_key_path,
                 known_hosts=keys.known_hosts_path,
                 directory=directory,
-                kill_connections=lambda: _kill_sshd_children(process.pid),
+                kill_connections=lambda: kill_sshd_children(process.pid),
             )
         finally:
-            await _stop(process)
-
-
-async def _launch_on_free_port(
-    sshd: str, directory: Path, keys: _ServerKeys, max_sessions: int, log: Path, seconds: float
-) -> tuple[subprocess.Popen[bytes], int]:
-    """Start ``sshd``, trying another port if the chosen one was taken meanwhile."""
-    for _ in range(3):
-        port = _free_port()
-        config = _write_sshd_config(directory, keys, port, max_sessions)
-        process = await _start_sshd(sshd, config, port, log, seconds)
-        if process is not None:
-            return process, port
-    tail = log.read_bytes()[-2000:].decode(errors="replace")  # noqa: ASYNC240 -- a failed start
-    raise RuntimeError(f"sshd did not start listening on {LOOPBACK}:\n{tail}")
+            await stop_sshd(process)

@@ -33,7 +33,7 @@ from ._errors import DataNotFoundError
 from ._models import DataLocation, DataType, ExecutionLocation, normalize_path
 
 if TYPE_CHECKING:
-    from ._store import CatalogStore
+    from ._store_api import CatalogStore
 
 __all__ = ["RemotePathMapper"]
 

@@ -24,7 +24,8 @@ from ._plan import Job, TransferContext
 from ._policy import SourcePolicy, default_source_policy
 from ._replicate import Replicator
 from ._run import remove_stale_temporaries, run_transfer
-from ._store import CatalogBatch, open_store
+from ._store import open_store
+from ._store_api import CatalogBatch
 from ._transfer import Endpoint
 from .connectors._base import Connector
 

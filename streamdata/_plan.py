@@ -25,7 +25,7 @@ from ._check import entry_signature
 from ._errors import ConnectorError, StreamDataError, TransferError
 from ._integrity import HASH_NAME, digest_of, listing_of
 from ._models import DataLocation, DataType, ExecutionLocation, normalize_path
-from ._store import CatalogStore
+from ._store_api import CatalogStore
 from ._transfer import Endpoint, copy_to_all, remove_quietly, temporary_path
 from .connectors._base import Connector, Entry, EntryKind
 

@@ -1,7 +1,8 @@
-"""Durable catalog storage: an interface, and its embedded SQLite implementation.
+"""Durable catalog storage: the embedded SQLite implementation of the store interface.
 
-The catalog reports every change to a :class:`CatalogStore` and calls :meth:`commit` at
-the end of each operation, so a change is durable once the call that made it returns.
+The catalog reports every change to a :class:`CatalogStore` (:mod:`._store_api`) and
+calls :meth:`commit` at the end of each operation, so a change is durable once the call
+that made it returns.
 Inside a batch (:meth:`CatalogStore.begin_batch` .. :meth:`CatalogStore.end_batch`, nested
 batches count) the commits of the code running in that batch wait, and the outermost end
 commits everything at once. A batch belongs to the context (the task) that opened it and to
@@ -21,18 +22,17 @@ import gc
 import os
 import sqlite3
 from collections.abc import Sequence
-from contextvars import ContextVar, Token
 from itertools import pairwise
-from types import TracebackType
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from ._errors import ConfigurationError, TransferError
 from ._models import DataLocation, DataType, ExecutionLocation
+from ._store_api import in_batch
 
 if TYPE_CHECKING:
     from ._catalog import RemotePathMapper
 
-__all__ = ["CatalogBatch", "CatalogStore", "SQLiteStore", "open_store"]
+__all__ = ["SQLiteStore", "open_store"]
 
 SCHEMA_VERSION = 1
 
@@ -68,94 +68,6 @@ _SET_ENTRY = "INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?)"
 _DATA_TYPES = {data_type.value: data_type for data_type in DataType}
 _LOAD_ROWS = 50_000  # replica rows fetched and restored at a time
 _FLUSH_ROWS = 10_000  # queued rows written at once; bounds the memory of a long batch
-
-# Stores whose batch the running context is inside (one entry per open nested batch).
-_IN_BATCH: ContextVar[tuple[int, ...]] = ContextVar("streamdata_in_batch", default=())
-
-
-class CatalogStore(Protocol):
-    """Where the catalog records its changes (see the module docstring)."""
-
-    def load(self, catalog: RemotePathMapper) -> None:
-        """Fill an empty catalog with what was stored."""
-
-    def put_replica(self, replica: DataLocation) -> None:
-        """Record a new or changed replica (type, implied, pending)."""
-
-    def add_relation(self, first: DataLocation, second: DataLocation) -> None:
-        """Record a "same data" edge."""
-
-    def set_link_target(self, link: DataLocation, target: DataLocation) -> None:
-        """Record what a SYMBOLIC_LINK replica points at."""
-
-    def invalidate(self, replicas: Sequence[DataLocation]) -> None:
-        """Record replicas turned INVALID, taken out of their sets (the rest stay related)."""
-
-    def record_entry(
-        self, replica: DataLocation, entry: tuple[str, int, float], digest: str | None
-    ) -> None:
-        """Record (kind, size, mtime) and the content digest seen for a replica."""
-
-    def note_temporary(self, replica: DataLocation, tmp_path: str | None) -> None:
-        """Journal the temporary path a pending replica is being written to."""
-
-    def stale_temporaries(self) -> list[tuple[ExecutionLocation, str]]:
-        """Temporary paths of transfers that were interrupted before this store was opened."""
-
-    def forget_temporary(self, location: ExecutionLocation, tmp_path: str) -> None:
-        """Drop a stale temporary path from the journal once it is removed."""
-
-    def commit(self) -> None:
-        """Make everything recorded so far durable (deferred inside this context's batch)."""
-
-    def begin_batch(self) -> None:
-        """Defer commits until the matching :meth:`end_batch` (batches nest)."""
-
-    def end_batch(self) -> None:
-        """Close a batch; the outermost one commits everything recorded."""
-
-    def close(self) -> None:
-        """Commit and release the storage."""
-
-
-class CatalogBatch:
-    """What :meth:`DataManager.batch` returns: a context manager, ``with`` or ``async with``.
-
-    Entering opens a batch on the store (nothing happens without one) for the running
-    context; leaving closes it, and the outermost batch commits, also when the block raised.
-    """
-
-    __slots__ = ("_store", "_tokens")
-
-    def __init__(self, store: CatalogStore | None) -> None:
-        self._store = store
-        self._tokens: list[Token[tuple[int, ...]]] = []
-
-    def __enter__(self) -> None:
-        if self._store is not None:
-            self._tokens.append(_IN_BATCH.set((*_IN_BATCH.get(), id(self._store))))
-            self._store.begin_batch()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._store is not None:
-            _IN_BATCH.reset(self._tokens.pop())
-            self._store.end_batch()
-
-    async def __aenter__(self) -> None:
-        self.__enter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
 
 
 class _Locations(dict[tuple[str, str, int], ExecutionLocation]):
@@ -400,7 +312,7 @@ class SQLiteStore:
         A task started inside a batch inherits it; once every batch has ended its commits
         happen again at once, even if it outlives the block.
         """
-        if self._batches == 0 or id(self) not in _IN_BATCH.get():
+        if self._batches == 0 or not in_batch(self):
             self._flush()
             self._db.commit()
 

@@ -102,3 +102,15 @@ def test_every_public_name_has_an_api_page() -> None:
         if name != "__version__" and f"::: streamdata.{name}\n" not in pages
     ]
     assert missing == []
+
+
+def test_the_testing_module_is_documented_name_by_name() -> None:
+    """Every name in streamdata.testing.__all__ is listed on the plugin's API page."""
+    from pathlib import Path
+
+    import streamdata.testing
+
+    page = (Path(__file__).parent.parent / "docs" / "api" / "testing.md").read_text()
+    assert "::: streamdata.testing\n" in page
+    listed = {line.strip().removeprefix("- ") for line in page.splitlines() if "        - " in line}
+    assert listed == set(streamdata.testing.__all__)

@@ -10,9 +10,9 @@ stream is not what it expected: the counter then stops counting rather than gues
 
 from __future__ import annotations
 
-__all__ = ["TarFileCounter"]
+__all__ = ["BLOCK", "TarFileCounter", "checksum_ok", "header_number", "pax_size"]
 
-_BLOCK = 512
+BLOCK = 512
 #: Type flags of members that are files in the tree (regular, hard link, contiguous, sparse).
 _FILE_TYPES = frozenset(b"0\x0017S")
 #: Pax extended headers (data parsed for a ``size`` record); kept small.
@@ -55,10 +55,10 @@ class TarFileCounter:
                 if not self._data_left:
                     files += self._member_done()
                 continue
-            step = min(_BLOCK - len(self._header), end - position)
+            step = min(BLOCK - len(self._header), end - position)
             self._header += view[position : position + step]
             position += step
-            if len(self._header) == _BLOCK:
+            if len(self._header) == BLOCK:
                 files += self._parse_header(bytes(self._header))
                 self._header.clear()
                 if self._broken:
@@ -68,7 +68,7 @@ class TarFileCounter:
     def _member_done(self) -> int:
         """The current member's data has passed: count a file, or read a pax record."""
         if self._pax is not None:
-            self._pax_size = _pax_size(bytes(self._pax))
+            self._pax_size = pax_size(bytes(self._pax))
             self._pax = None
         done, self._file_pending = self._file_pending, False
         return int(done)
@@ -76,10 +76,10 @@ class TarFileCounter:
     def _parse_header(self, header: bytes) -> int:
         if not any(header):
             return 0  # the end-of-archive blocks
-        if not _checksum_ok(header):
+        if not checksum_ok(header):
             self._broken = True
             return 0
-        size = _number(header[124:136])
+        size = header_number(header[124:136])
         kind = header[156]
         if kind in _FILE_TYPES and self._pax_size is not None:
             size = self._pax_size
@@ -91,13 +91,13 @@ class TarFileCounter:
         if kind in _PAX_TYPES:
             self._pax = bytearray()
         self._file_pending = kind in _FILE_TYPES
-        self._data_left = -(-size // _BLOCK) * _BLOCK
+        self._data_left = -(-size // BLOCK) * BLOCK
         if kind == ord("1"):  # a hard link carries no data, whatever its size field says
             self._data_left = 0
         return self._member_done() if not self._data_left else 0
 
 
-def _number(field: bytes) -> int | None:
+def header_number(field: bytes) -> int | None:
     """A numeric header field: octal text, or GNU base-256 (first byte's top bit set)."""
     if field and field[0] & 0x80:
         value = int.from_bytes(bytes([field[0] & 0x7F]) + field[1:], "big")
@@ -111,13 +111,13 @@ def _number(field: bytes) -> int | None:
         return None
 
 
-def _checksum_ok(header: bytes) -> bool:
-    stored = _number(header[148:156])
+def checksum_ok(header: bytes) -> bool:
+    stored = header_number(header[148:156])
     unsigned = sum(header[:148]) + 8 * 32 + sum(header[156:])
     return stored == unsigned
 
 
-def _pax_size(data: bytes) -> int | None:
+def pax_size(data: bytes) -> int | None:
     """The ``size`` record of pax extended-header data, if any (``"LEN key=value\\n"``)."""
     size: int | None = None
     position = 0

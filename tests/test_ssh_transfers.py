@@ -341,3 +341,59 @@ async def test_connection_killed_mid_transfer_never_leaves_a_valid_partial(
         assert outcome is None
         assert (out / "big.bin").read_bytes() == payload
     assert [p.name for p in out.iterdir() if p.name.startswith(".streamdata-")] == []
+
+
+def _many_file_tree(root: Path) -> Path:
+    """More than a MiB of small files (unpacked in parallel), and what the last pass fixes."""
+    tree = root / "parallel"
+    for index in range(80):
+        folder = tree / f"d{index % 4}" / ("inner" if index % 3 else "")
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"f{index} {HOSTILE[index % len(HOSTILE)]}").write_bytes(os.urandom(16_000))
+    os.link(tree / "d0" / f"f0 {HOSTILE[0]}", tree / "d3" / "hard across")
+    (tree / "d1" / "rel").symlink_to(f"../d2/f2 {HOSTILE[2]}")
+    (tree / "empty").mkdir()
+    (tree / "d2" / "inner").chmod(0o750)
+    for number, path in enumerate(sorted(tree.rglob("*"), reverse=True)):
+        os.utime(path, (1_600_000_000 + number,) * 2, follow_symlinks=False)
+    return tree
+
+
+def _assert_same_directories(src: Path, dst: Path) -> None:
+    for path in [src, *src.rglob("*")]:
+        if path.is_dir() and not path.is_symlink():
+            twin = dst / path.relative_to(src)
+            assert int(twin.stat().st_mtime) == int(path.stat().st_mtime), twin
+            assert stat.S_IMODE(twin.stat().st_mode) == stat.S_IMODE(path.stat().st_mode), twin
+
+
+async def test_many_files_are_unpacked_in_parallel_exactly(env: Env) -> None:
+    """Several tar at once on the server, and the tree is still the same to the last mtime."""
+    tree = _many_file_tree(env.root)
+    dst = env.root / "remote-parallel"
+    env.manager.register_path(LOCAL, str(tree))
+    if isinstance(env.server, AsyncSSHTestServer):
+        env.server.reset_channel_count()
+    await env.manager.transfer_data(LOCAL, str(tree), [REMOTE], str(dst))
+    if isinstance(env.server, AsyncSSHTestServer):
+        assert env.server.max_open_channels >= 4  # SFTP, two workers and the last pass
+    _assert_same_tree(tree, dst)
+    _assert_same_directories(tree, dst)
+    assert (dst / "d3" / "hard across").stat().st_ino == (
+        dst / "d0" / f"f0 {HOSTILE[0]}"
+    ).stat().st_ino
+    assert not (env.root / "PWNED").exists()
+
+
+async def test_busy_host_unpacks_many_files_in_one_stream(
+    asyncssh_server: AsyncSSHTestServer, tmp_path: Path
+) -> None:
+    """With no channel to spare (max_sessions=3), the same tree arrives through one tar."""
+    tree = _many_file_tree(tmp_path)
+    connector = SSHConnector([asyncssh_server.ssh_host(name="remote")], max_sessions=3)
+    async with DataManager({"local": LocalConnector(), "ssh": connector}) as manager:
+        manager.register_path(LOCAL, str(tree))
+        await manager.transfer_data(LOCAL, str(tree), [REMOTE], str(tmp_path / "copy"))
+    assert asyncssh_server.max_open_channels <= 3
+    _assert_same_tree(tree, tmp_path / "copy")
+    _assert_same_directories(tree, tmp_path / "copy")

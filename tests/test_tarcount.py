@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from streamdata._tarcount import TarFileCounter, _number
+from streamdata._tarcount import TarFileCounter, header_number
 
 
 def _tree(root: Path) -> int:
@@ -85,8 +85,8 @@ def test_a_pax_size_record_overrides_the_header() -> None:
 def test_base256_sizes() -> None:
     """GNU writes sizes of 8 GiB and more in base-256."""
     field = bytes([0x80]) + (9 << 30).to_bytes(11, "big")
-    assert _number(field) == 9 << 30
-    assert _number(b"00000001750\0") == 1000
+    assert header_number(field) == 9 << 30
+    assert header_number(b"00000001750\0") == 1000
 
 
 def test_garbage_stops_counting_without_errors() -> None:

@@ -19,6 +19,7 @@ __all__ = [
     "WalkParser",
     "archive",
     "copy_tree",
+    "extract",
     "read_file",
     "remove_tree",
     "replace",
@@ -41,6 +42,11 @@ def unpack(path: str) -> str:
     """Create directory ``path`` (which must not exist) and unpack standard input into it."""
     target = quote(path)
     return f"mkdir -m 700 -- {target} && tar -C {target} -xpf - --no-same-owner"
+
+
+def extract(path: str) -> str:
+    """Unpack standard input into the existing directory ``path``."""
+    return f"tar -C {quote(path)} -xpf - --no-same-owner"
 
 
 def read_file(path: str) -> str:

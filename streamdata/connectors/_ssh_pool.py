@@ -156,6 +156,27 @@ class HostPool:
             finally:
                 await self._close_channel(connection, channel, session)
 
+    @contextlib.asynccontextmanager
+    async def spare_command(
+        self, command: str, *, what: str
+    ) -> AsyncIterator[RemoteCommand | None]:
+        """Like :meth:`command` (bulk), but only if a slot is free now; else yield None.
+
+        For extra parallel streams: waiting for a slot held by another transfer that
+        waits for one too could deadlock, so the extra stream is simply not opened.
+
+        Raises:
+            ConnectorError: If no connection or channel can be opened.
+        """
+        free = not self._bulk.locked() and (
+            not self._channels.locked() or self._standby is not None
+        )
+        if not free:
+            yield None
+            return
+        async with self.command(command, what=what, bulk=True) as remote:
+            yield remote
+
     async def run(self, command: str, *, what: str, data: bytes = b"", bulk: bool = False) -> bytes:
         """Run a command, feeding it ``data``, and return its standard output.
 

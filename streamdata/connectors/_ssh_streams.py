@@ -10,7 +10,8 @@ the host's open SFTP session in a few round trips. Bulk data is faster through `
 * writing a file buffers up to :data:`SMALL_FILE` bytes; a stream that ends within that
   goes over SFTP, unless its mtime has a fractional part (SFTP v3 carries whole seconds
   only), the rest is piped into ``cat`` with mode and mtime set by the same command line;
-* directories always travel as ``tar`` streams.
+* directories always travel as ``tar`` streams (unpacked by several ``tar`` at once when
+  they hold many files: :mod:`._ssh_unpack`).
 
 Small SFTP transfers are few at a time (:meth:`HostPool.sftp_transfer_slot`), so a
 metadata request on the same SFTP session never waits long behind file data.
@@ -27,6 +28,7 @@ from . import _ssh_commands as commands
 from ._base import EntryKind
 from ._ssh_channel import RemoteCommand
 from ._ssh_pool import HostPool
+from ._ssh_unpack import unpack_tree
 
 __all__ = ["SMALL_FILE", "open_read", "write_stream"]
 
@@ -71,7 +73,7 @@ async def write_stream(
         ConnectorError: If writing fails.
     """
     if kind is EntryKind.DIRECTORY:
-        await _pipe(pool, commands.unpack(path), f"unpack into {path!r}", [], chunks)
+        await unpack_tree(pool, path, chunks)
         return
     iterator = aiter(chunks)
     head, ended = await _peek(iterator, SMALL_FILE)

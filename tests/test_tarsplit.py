@@ -1,0 +1,128 @@
+"""Cutting a tar stream for parallel unpacking: the unpacked tree is the tree."""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import stat
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from streamdata.connectors._tarsplit import END, EVERY, TarSplitter
+
+
+def _tree(root: Path) -> None:
+    """Long and hostile names, a hard link across directories, links, odd modes, mtimes."""
+    (root / "a" / "deep" / "er").mkdir(parents=True)
+    (root / "b").mkdir()
+    (root / "empty").mkdir()
+    for index in range(40):
+        folder = root / ("a" if index % 2 else "b")
+        (folder / f"f{index} 'q' $(x)\n").write_bytes(os.urandom(index * 700))
+    (root / "a" / "deep" / "er" / ("long-" * 40 + "name")).write_bytes(b"long")
+    os.link(root / "b" / "f0 'q' $(x)\n", root / "a" / "hard")
+    (root / "a" / "rel").symlink_to("../b/f2 'q' $(x)\n")
+    (root / "a" / "run.sh").write_text("#!/bin/sh\n")
+    (root / "a" / "run.sh").chmod(0o755)
+    (root / "locked").mkdir(mode=0o555)
+    for number, path in enumerate(sorted(root.rglob("*"), reverse=True)):
+        os.utime(path, (1_600_000_000 + number, 1_600_000_000 + number), follow_symlinks=False)
+    os.utime(root, (1_500_000_000, 1_500_000_000))
+
+
+def _describe(root: Path) -> dict[str, tuple[object, ...]]:
+    found: dict[str, tuple[object, ...]] = {}
+    for path in [root, *root.rglob("*")]:
+        info = path.lstat()
+        kind = stat.S_IFMT(info.st_mode)
+        body = (
+            path.read_bytes()
+            if stat.S_ISREG(info.st_mode)
+            else os.readlink(path)
+            if path.is_symlink()
+            else None
+        )
+        mtime = info.st_mtime_ns if not stat.S_ISLNK(info.st_mode) else None
+        found[str(path.relative_to(root))] = (kind, stat.S_IMODE(info.st_mode), mtime, body)
+    return found
+
+
+def _split(stream: bytes, workers: int, rng: random.Random) -> tuple[list[bytes], bytes]:
+    splitter = TarSplitter(workers)
+    outputs = [bytearray() for _ in range(workers)]
+    position = 0
+    while position < len(stream):
+        piece = rng.randint(1, 9000)
+        for route, data in splitter.feed(stream[position : position + piece]):
+            for index in range(workers) if route == EVERY else [route]:
+                outputs[index] += data
+        position += piece
+    splitter.close()
+    return [bytes(out) + END for out in outputs], bytes(splitter.deferred) + END
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_parallel_unpack_gives_the_same_tree(tmp_path: Path, workers: int) -> None:
+    """Workers unpacked at once, then the held-back pass: every attribute survives."""
+    source = tmp_path / "src"
+    source.mkdir()
+    _tree(source)
+    stream = subprocess.run(
+        ["tar", "-C", str(source), "-cf", "-", "."], capture_output=True, check=True
+    ).stdout
+    parts, last = _split(stream, workers, random.Random(workers))
+    assert sum(bool(part.strip(b"\0")) for part in parts) == workers  # all of them got work
+    target = tmp_path / "dst"
+    target.mkdir()
+    command = ["tar", "-C", str(target), "-xpf", "-", "--no-same-owner"]
+    running = [subprocess.Popen(command, stdin=subprocess.PIPE) for _ in parts]
+    for process, part in zip(running, parts, strict=True):
+        assert process.stdin is not None
+        process.stdin.write(part)
+        process.stdin.close()
+    assert all(process.wait() == 0 for process in running)
+    subprocess.run(command, input=last, check=True)
+    assert _describe(target) == _describe(source)
+    assert (target / "a" / "hard").stat().st_ino == (target / "b" / "f0 'q' $(x)\n").stat().st_ino
+
+
+def test_pax_records_and_global_headers_travel_with_their_members() -> None:
+    """A pax size record and a global header are routed so that each stream still parses."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        archive.pax_headers = {"comment": "global"}
+        for index in range(10):
+            info = tarfile.TarInfo(f"dir/ü-{index}")
+            info.size = 1000 + index
+            info.pax_headers = {"size": str(1000 + index), "comment": "x" * index}
+            archive.addfile(info, io.BytesIO(bytes([index]) * (1000 + index)))
+    parts, last = _split(buffer.getvalue(), 2, random.Random(5))
+    names = []
+    for part in parts:
+        with tarfile.open(fileobj=io.BytesIO(part)) as archive:
+            for member in archive.getmembers():
+                data = archive.extractfile(member)
+                assert data is not None and len(data.read()) == member.size
+                names.append(member.name)
+    assert sorted(names) == sorted(f"dir/ü-{index}" for index in range(10))
+    with tarfile.open(fileobj=io.BytesIO(last)) as archive:
+        assert archive.getmembers() == []  # no directories or links here
+
+
+def test_garbage_and_truncation_are_errors() -> None:
+    """Not a tar stream, or one cut in a member: ValueError, never a silent half tree."""
+    with pytest.raises(ValueError, match="not a tar archive"):
+        TarSplitter(2).feed(os.urandom(2048))
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        info = tarfile.TarInfo("f")
+        info.size = 5000
+        archive.addfile(info, io.BytesIO(bytes(5000)))
+    splitter = TarSplitter(2)
+    splitter.feed(buffer.getvalue()[:3000])
+    with pytest.raises(ValueError, match="middle of a member"):
+        splitter.close()

@@ -69,6 +69,7 @@ class TransferProgress:
             disable=not enabled,
         )
         self._tasks: dict[int, TaskID] = {}
+        self._trees: set[int] = set()  # transfers of trees (a file announces files_total=1)
         self._expected: dict[tuple[ExecutionLocation, str], tuple[int, int]] = {}
 
     def expect(self, location: ExecutionLocation, path: str, size: int, files: int) -> None:
@@ -110,6 +111,8 @@ class TransferProgress:
             self._progress.update(task, description=f"[red]{description} (failed)[/red]")
 
     def _add(self, event: TransferEvent) -> TaskID:
+        if event.files_total is None:
+            self._trees.add(event.transfer_id)
         targets = ", ".join(str(d) for d in event.destinations)
         name = posixpath.basename(event.src_path) or event.src_path
         files = self._expected.get((event.source, event.src_path), (0, 1))[1]
@@ -119,7 +122,7 @@ class TransferProgress:
 
     def _files(self, event: TransferEvent) -> str:
         """``done/total files`` for a tree (the total announced, or final); else nothing."""
-        if event.files_total == 1 and event.bytes_total is not None:
+        if event.transfer_id not in self._trees:
             return ""  # a single file
         expected = self._expected.get((event.source, event.src_path))
         total = event.files_total

@@ -52,7 +52,8 @@ class TransferEvent:
             copied without passing through this process (on its own filesystem, or over
             a direct route) reports none.
         files_total: How many files, when known: 1 for a file; for a tree, None until it
-            is finished, then the files counted (still None if it was copied unseen).
+            is finished, then the files counted (still None if it was copied, linked or
+            waited for unseen, or its stream could not be counted).
         error: The cause, for TRANSFER_FAILED.
     """
 

@@ -313,20 +313,23 @@ class TransferPlan:
         job.settled = True
         if self._context.inflight.get((job.location, job.final)) is job:
             del self._context.inflight[(job.location, job.final)]
-        if self._context.store is not None:
-            self._context.store.note_temporary(job.replica, None)
         if error is None:
             self._catalog.complete(job.replica)
             if job.kind is JobKind.COPY:
                 signature = entry_signature(self._entry)
                 self._catalog.record_entry(job.replica, signature, digest)
-            return
-        failure = TransferError(
-            f"the transfer to {job.final!r} on {job.location} failed: {error}",
-            {job.location: error},
-        )
-        failure.__cause__ = error
-        self._catalog.complete(job.replica, failure)
+        else:
+            failure = TransferError(
+                f"the transfer to {job.final!r} on {job.location} failed: {error}",
+                {job.location: error},
+            )
+            failure.__cause__ = error
+            self._catalog.complete(job.replica, failure)
+        if self._context.store is not None:
+            # Last, and committed at once even inside a batch: the outcome is on disk
+            # before any other task (waiting for this replica, maybe outside any batch)
+            # goes on.
+            self._context.store.note_temporary(job.replica, None)
 
     def _revoke_settled(self) -> None:
         """A cancelled call leaves no valid replica, even of a destination it finished.

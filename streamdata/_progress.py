@@ -50,6 +50,7 @@ class Progress:
         self._done = 0
         self._total = self._base.bytes_total
         self._files = 0
+        self._counted = False  # a stream of the tree was counted
         self._uncounted = False  # part of the tree was copied where files are not seen
 
     def _publish(self, kind: EventKind, error: BaseException | None = None) -> None:
@@ -68,17 +69,23 @@ class Progress:
     def _files_total(self, kind: EventKind) -> int | None:
         if not self._tree:
             return 1
-        finished = kind is EventKind.TRANSFER_FINISHED and not self._uncounted
-        return self._files if finished else None
+        finished = kind is EventKind.TRANSFER_FINISHED
+        return self._files if finished and self._counted and not self._uncounted else None
 
     def advance(self, count: int, files: int | None = 0) -> None:
-        """Count ``count`` more bytes and, in a tree, ``files`` more files (None: unseen)."""
+        """Count ``count`` more bytes; in a tree, ``files`` done so far in this stream.
+
+        ``files`` is the count of the stream now moving (a retry starts again from 0), so
+        the files done are the most any stream reached; None means files went unseen.
+        """
         if files is None:
             self._uncounted = True
-        if count or files:
+        elif self._tree:
+            self._counted = True
+        if count or (files and files > self._files):
             self._done += count
-            if self._tree and files:
-                self._files += files
+            if self._tree and files is not None:
+                self._files = max(self._files, files)
             if self._total is not None and self._done > self._total:
                 self._total = self._done
             self._publish(EventKind.TRANSFER_PROGRESS)

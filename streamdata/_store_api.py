@@ -10,7 +10,7 @@ until the context's outermost batch ends.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextvars import ContextVar, Token
+from contextvars import ContextVar
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol
 
@@ -21,8 +21,23 @@ if TYPE_CHECKING:
 
 __all__ = ["CatalogBatch", "CatalogStore", "in_batch"]
 
-# Stores whose batch the running context is inside (one entry per open nested batch).
-_IN_BATCH: ContextVar[tuple[int, ...]] = ContextVar("streamdata_in_batch", default=())
+
+class _Frame:
+    """One open batch of one store, as seen by the contexts that entered or inherited it.
+
+    A frame is never taken out of a context by ``ContextVar.reset`` (a batch may end in
+    another context than its own, e.g. an async generator's finaliser): ending the batch
+    marks its frame closed, which makes it inert in every context that holds it.
+    """
+
+    __slots__ = ("open", "store")
+
+    def __init__(self, store: object) -> None:
+        self.store = store
+        self.open = True
+
+
+_IN_BATCH: ContextVar[tuple[_Frame, ...]] = ContextVar("streamdata_in_batch", default=())
 
 
 class CatalogStore(Protocol):
@@ -77,15 +92,17 @@ class CatalogBatch:
     context; leaving closes it, and the outermost batch commits, also when the block raised.
     """
 
-    __slots__ = ("_store", "_tokens")
+    __slots__ = ("_frames", "_store")
 
     def __init__(self, store: CatalogStore | None) -> None:
         self._store = store
-        self._tokens: list[Token[tuple[int, ...]]] = []
+        self._frames: list[_Frame] = []
 
     def __enter__(self) -> None:
         if self._store is not None:
-            self._tokens.append(_IN_BATCH.set((*_IN_BATCH.get(), id(self._store))))
+            frame = _Frame(self._store)
+            self._frames.append(frame)
+            _IN_BATCH.set((*_IN_BATCH.get(), frame))
             self._store.begin_batch()
 
     def __exit__(
@@ -95,8 +112,14 @@ class CatalogBatch:
         tb: TracebackType | None,
     ) -> None:
         if self._store is not None:
-            _IN_BATCH.reset(self._tokens.pop())
-            self._store.end_batch()
+            frame = self._frames.pop()
+            frame.open = False  # inert wherever it was inherited or whatever context exits
+            try:
+                current = _IN_BATCH.get()
+                if frame in current:
+                    _IN_BATCH.set(tuple(f for f in current if f is not frame))
+            finally:
+                self._store.end_batch()
 
     async def __aenter__(self) -> None:
         self.__enter__()
@@ -111,5 +134,5 @@ class CatalogBatch:
 
 
 def in_batch(store: object) -> bool:
-    """True when the running context is inside a batch of ``store``."""
-    return id(store) in _IN_BATCH.get()
+    """True when the running context is inside a batch of ``store`` still open."""
+    return any(frame.open and frame.store is store for frame in _IN_BATCH.get())

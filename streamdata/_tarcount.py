@@ -23,7 +23,7 @@ _PAX_LIMIT = 1 << 20
 class TarFileCounter:
     """Counts the files of a tar stream fed in arbitrary pieces."""
 
-    __slots__ = ("_broken", "_data_left", "_file_pending", "_header", "_pax", "_pax_size")
+    __slots__ = ("_broken", "_data_left", "_file_pending", "_header", "_pax", "_pax_size", "files")
 
     def __init__(self) -> None:
         self._header = bytearray()
@@ -32,6 +32,8 @@ class TarFileCounter:
         self._pax: bytearray | None = None  # the data of a pax header being collected
         self._pax_size: int | None = None  # a size the next header must take from pax
         self._broken = False
+        #: Files completed so far.
+        self.files = 0
 
     @property
     def broken(self) -> bool:
@@ -63,6 +65,7 @@ class TarFileCounter:
                 self._header.clear()
                 if self._broken:
                     break
+        self.files += files
         return files
 
     def _member_done(self) -> int:

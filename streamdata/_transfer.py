@@ -69,10 +69,11 @@ async def copy_to_all(
 ) -> tuple[list[BaseException | None], str | None]:
     """Copy ``source`` to every target path (which must not exist yet).
 
-    ``on_progress`` is called with the number of bytes (and, for a tree, of files
-    completed, counted in its tar stream) each time the source stream delivers a chunk,
-    and with the entry's size (files: None, not counted) when a same-filesystem copy or
-    a direct send completes.
+    ``on_progress`` is called with the number of bytes each time the source stream
+    delivers a chunk, and with the files of a tree completed so far in this stream
+    (counted in its tar stream; None once the counter gave up); and with the entry's
+    size (files: None, not counted) when a same-filesystem copy or a direct send
+    completes.
 
     Returns:
         For each target, None on success or the exception that made it fail; and the
@@ -111,7 +112,11 @@ def _hashing(
     def sink(chunk: bytes) -> None:
         if hasher is not None:
             hasher.update(chunk)
-        on_progress(len(chunk), counter.feed(chunk) if counter is not None else 0)
+        if counter is None:
+            on_progress(len(chunk), 0)
+            return
+        counter.feed(chunk)
+        on_progress(len(chunk), None if counter.broken else counter.files)
 
     return sink
 

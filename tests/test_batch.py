@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import signal
@@ -226,3 +227,73 @@ async def test_sigkill_during_batches_loses_at_most_the_open_batch(tmp_path: Pat
         assert set(range(finished * 50)) <= stored
         assert stored <= set(range((finished + 1) * 50))
         assert len(stored) % 50 == 0  # a batch is all there or not at all
+
+
+async def test_a_transfer_waited_for_outside_a_batch_is_durable_on_return(
+    tmp_path: Path,
+) -> None:
+    """B waits (no batch) for the copy A makes inside a batch: on return, it is on disk."""
+    catalog = tmp_path / "catalog.sqlite"
+    source = tmp_path / "src.bin"
+    source.write_bytes(os.urandom(8 << 20))
+    target = str(tmp_path / "dst.bin")
+    done = asyncio.Event()
+    async with DataManager(_deployments(), catalog=catalog) as dm:
+        dm.register_path(A, str(source))
+
+        async def batched() -> None:
+            async with dm.batch():
+                await dm.transfer_data(A, str(source), [B], target)
+                await done.wait()  # the batch stays open while the other task checks
+
+        async def plain() -> None:
+            await asyncio.sleep(0)
+            await dm.transfer_data(A, str(source), [B], target)
+            with sqlite3.connect(f"file:{catalog}?mode=ro", uri=True) as reader:
+                rows = reader.execute(
+                    "SELECT data_type, pending FROM replicas WHERE path = ?", (target,)
+                ).fetchall()
+            done.set()
+            assert rows == [("primary", 0)]
+
+        async with asyncio.TaskGroup() as group:
+            group.create_task(batched())
+            group.create_task(plain())
+
+
+async def test_a_task_outliving_its_batch_commits_on_return(tmp_path: Path) -> None:
+    """A task started inside a batch is not held back by a later batch of another task."""
+    catalog = tmp_path / "catalog.sqlite"
+    async with DataManager(catalog=catalog) as dm:
+        go, other_open = asyncio.Event(), asyncio.Event()
+
+        async def worker() -> None:
+            await go.wait()
+            dm.register_path(A, "/worker")
+            assert "/worker" in _committed_paths(catalog)
+
+        async with asyncio.TaskGroup() as group:
+            async with dm.batch():
+                group.create_task(worker())  # inherits the batch's context
+            async with dm.batch():  # another batch is open while the worker registers
+                other_open.set()
+                go.set()
+                await asyncio.sleep(0.05)
+
+
+async def test_a_batch_may_end_in_another_task(tmp_path: Path) -> None:
+    """Entered in one task, exited in another (an exit stack handed over): no error, and
+    nothing stays deferred afterwards."""
+    catalog = tmp_path / "catalog.sqlite"
+    async with DataManager(catalog=catalog) as dm:
+        stack = contextlib.AsyncExitStack()
+
+        async def enter() -> None:
+            await stack.enter_async_context(dm.batch())
+            dm.register_path(A, "/inside")
+
+        await asyncio.create_task(enter())
+        await asyncio.create_task(stack.aclose())
+        assert "/inside" in _committed_paths(catalog)
+        dm.register_path(A, "/later")
+        assert "/later" in _committed_paths(catalog)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from streamdata import (
+    ConnectorError,
     DataManager,
     EventKind,
     ExecutionLocation,
@@ -165,3 +166,58 @@ async def test_tree_copied_unseen_reports_no_file_count(tmp_path: Path) -> None:
     assert seen[-1].kind is EventKind.TRANSFER_FINISHED
     assert seen[-1].files_total is None
     assert (tmp_path / "copy" / "d0" / "f4").exists()
+
+
+class _DropsOnce(SSHConnector):
+    """An SSH connector whose first write loses its connection midway (transient)."""
+
+    writes = 0
+
+    async def write(
+        self,
+        location: ExecutionLocation,
+        path: str,
+        kind: object,
+        chunks: object,
+        **options: object,
+    ) -> None:  # type: ignore[override]
+        self.writes += 1
+        if self.writes == 1:
+            taken = 0
+            async for chunk in chunks:  # type: ignore[attr-defined]
+                taken += len(chunk)
+                if taken > 600_000:
+                    break
+            raise ConnectorError("connection lost (injected)", transient=True)
+        await super().write(location, path, kind, chunks, **options)  # type: ignore[arg-type]
+
+
+async def test_a_retried_tree_counts_its_files_once(
+    asyncssh_server: AsyncSSHTestServer, tmp_path: Path
+) -> None:
+    """After a transient failure the stream is read again; files are not counted twice."""
+    _tree(tmp_path / "tree", 25)
+    local = ExecutionLocation("localhost", "local", local=True)
+    connector = _DropsOnce([asyncssh_server.ssh_host(name="remote")])
+    seen: list[TransferEvent] = []
+    async with DataManager({"local": LocalConnector(), "ssh": connector}) as dm:
+        dm.add_listener(lambda e: seen.append(e) if isinstance(e, TransferEvent) else None)
+        dm.register_path(local, str(tmp_path / "tree"))
+        await dm.transfer_data(
+            local, str(tmp_path / "tree"), [ExecutionLocation("remote", "ssh")], str(tmp_path / "c")
+        )
+    assert connector.writes == 2
+    assert seen[-1].files_done == seen[-1].files_total == 25
+
+
+async def test_a_linked_tree_reports_no_file_count(tmp_path: Path) -> None:
+    """A tree delivered as a link moves no files: its total is unknown, not zero."""
+    _tree(tmp_path / "tree", 3)
+    seen: list[TransferEvent] = []
+    async with _manager() as dm:
+        dm.add_listener(lambda e: seen.append(e) if isinstance(e, TransferEvent) else None)
+        dm.register_path(A, str(tmp_path / "tree"))
+        await dm.transfer_data(A, str(tmp_path / "tree"), [A], str(tmp_path / "link"))
+    assert (tmp_path / "link").is_symlink()
+    assert seen[-1].kind is EventKind.TRANSFER_FINISHED
+    assert seen[-1].files_total is None

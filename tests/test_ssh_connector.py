@@ -393,7 +393,7 @@ async def test_slow_reader_holds_bounded_memory(
 
 # -- the standby shell ------------------------------------------------------------------
 
-PROBE = "tr '\\0' ' ' < /proc/$$/cmdline"
+PROBE = 'echo "$0"'
 
 
 @pytest.mark.parametrize("server_kind", ["asyncssh", "openssh"])
@@ -408,10 +408,9 @@ async def test_first_command_runs_on_the_standby_shell(
         pool = connector._pool(LOCATION)
         first = await pool.run(f"{PROBE}; printf %s {shlex.quote(hostile)}", what="probe")
         second = await pool.run(PROBE, what="probe")
-    assert b"read -r n" in first  # run by the waiting launcher shell
+    assert first.startswith(b"streamdata-standby\n")  # run by the waiting launcher shell
     assert first.endswith(hostile.encode())  # the command line arrived intact
-    assert b"read -r n" not in second
-    assert b"/proc/$$/cmdline" in second  # a channel of its own, as before
+    assert b"streamdata-standby" not in second  # a channel of its own, as before
 
 
 async def test_a_dead_standby_is_replaced_by_a_new_channel(
@@ -437,3 +436,23 @@ async def test_closing_with_an_idle_standby_leaves_no_channel(
         assert asyncssh_server.open_channels == 2  # SFTP and the standby
     async with asyncio.timeout(5):
         await asyncssh_server.wait_open_channels(0)
+
+
+async def test_a_command_waiting_while_the_standby_opens_gets_its_slot(
+    asyncssh_server: AsyncSSHTestServer, tmp_path: Path
+) -> None:
+    """max_sessions=2: a listing that queues while the standby opens is not left waiting."""
+    async with connector_for(asyncssh_server, max_sessions=2) as connector:
+        pool = connector._pool(LOCATION)
+        stat = asyncio.create_task(connector.stat(LOCATION, "/"))  # cold: SFTP + standby
+        async with asyncio.timeout(10):
+            # Poll the pool's state: the moment the standby holds the only slot, still opening.
+            while not (pool._channels.locked() and pool._standby is None):  # noqa: ASYNC110
+                await asyncio.sleep(0)
+
+            async def listing() -> list[str]:
+                return [entry.path async for entry in connector.walk(LOCATION, str(tmp_path))]
+
+            walking = asyncio.create_task(listing())
+            await stat
+            assert await walking == [str(tmp_path)]

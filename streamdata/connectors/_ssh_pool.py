@@ -14,9 +14,11 @@ half a second where ``~/.bashrc`` is heavy. So that a transfer does not pay that
 a row (once for the SFTP session of its metadata, once for its data command), the pool
 opens a *standby* channel together with the SFTP session: a shell that waits for one
 command line on its input (its length, a newline, then the line, read exactly by
-``dd bs=1``) and runs it with ``eval``, the rest of the input being the command's. The
+``dd bs=1``) and runs it by ``exec $SHELL -c`` (``$0`` is ``streamdata-standby``), the
+rest of the input being the command's, and its exit status or signal the channel's. The
 next command takes it instead of opening a channel. The standby holds one channel slot
-while idle, is given up rather than waited for, and is closed with the pool.
+while idle; it is closed rather than parked if a command is waiting for a slot, and not
+used once older than a keep-alive interval (its connection may have died unnoticed).
 
 No lock is held while connecting: the first connection is made by one caller and its
 outcome shared with every caller waiting for it (so an unreachable host fails them all
@@ -31,6 +33,7 @@ import asyncio
 import contextlib
 import functools
 import math
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar, cast
 
@@ -66,7 +69,10 @@ _BUSY_CODES = (
 )
 _BUSY_RETRY_SECONDS = 10.0
 #: The standby channel's command: read a length, exactly that many bytes, run them.
-_LAUNCHER = 'IFS= read -r n && c=$(dd bs=1 count="$n" 2>/dev/null) && eval "$c"'
+_LAUNCHER = (
+    'IFS= read -r n && c=$(dd bs=1 count="$n" 2>/dev/null) '
+    '&& exec "${SHELL:-/bin/sh}" -c "$c" streamdata-standby'
+)
 
 _Channel = tuple["_Connection", asyncssh.SSHClientChannel[bytes], CommandSession]
 
@@ -107,6 +113,8 @@ class HostPool:
         self._sftp_transfers = asyncio.Semaphore(_SFTP_TRANSFERS)
         self._spread = math.ceil(settings.max_sessions / settings.max_connections)
         self._standby: _Channel | None = None
+        self._standby_since = 0.0
+        self._waiting = 0  # commands waiting for a channel slot
         self._closed = False
 
     def error(self, message: str, cause: BaseException | None = None) -> ConnectorError:
@@ -142,7 +150,11 @@ class HostPool:
                 await stack.enter_async_context(self._bulk)
             standby = self._take_standby()
             if standby is None:
-                await stack.enter_async_context(self._channels)
+                self._waiting += 1
+                try:
+                    await stack.enter_async_context(self._channels)
+                finally:
+                    self._waiting -= 1
                 connection, channel, session = await self._open_channel(command)
             else:
                 stack.callback(self._channels.release)  # the slot the standby held
@@ -168,9 +180,7 @@ class HostPool:
         Raises:
             ConnectorError: If no connection or channel can be opened.
         """
-        free = not self._bulk.locked() and (
-            not self._channels.locked() or self._standby is not None
-        )
+        free = not self._bulk.locked() and (not self._channels.locked() or self._standby_usable())
         if not free:
             yield None
             return
@@ -193,21 +203,39 @@ class HostPool:
             await remote.finish()
         return bytes(output)
 
+    def _standby_usable(self) -> bool:
+        """True when a standby is parked, alive and not older than a keep-alive interval.
+
+        An old standby may sit on a connection that died silently; a fresh channel would
+        notice and reconnect, a command written to the standby would just be lost.
+        """
+        if self._standby is None:
+            return False
+        connection, _, session = self._standby
+        age = time.monotonic() - self._standby_since
+        return connection.alive and not session.closed and age < self._settings.keepalive_interval
+
     def _take_standby(self) -> _Channel | None:
-        """The standby channel, if one is open and alive (a dead one is discarded)."""
-        standby, self._standby = self._standby, None
-        if standby is None:
-            return None
-        connection, channel, session = standby
-        if connection.alive and not session.closed:
+        """The standby channel, if usable (one that is not is closed and its slot freed)."""
+        usable, standby = self._standby_usable(), self._standby
+        self._standby = None
+        if standby is None or usable:
             return standby
+        self._discard(standby)
+        return None
+
+    def _discard(self, standby: _Channel) -> None:
+        connection, channel, _ = standby
         channel.close()
         connection.load -= 1
         self._channels.release()
-        return None
 
     async def _open_standby(self) -> None:
-        """Open a standby channel if a slot is free now; give up quietly on any failure."""
+        """Open a standby channel if a slot is free now; give up quietly on any failure.
+
+        If a command started waiting for a slot meanwhile, the new standby is closed
+        rather than parked, so that the command gets the slot now.
+        """
         if self._standby is not None or self._channels.locked() or self._closed:
             return
         await self._channels.acquire()
@@ -219,12 +247,10 @@ class HostPool:
         except BaseException:
             self._channels.release()
             raise
-        if self._standby is None and not self._closed:
-            self._standby = standby
+        if self._standby is None and not self._closed and not self._waiting:
+            self._standby, self._standby_since = standby, time.monotonic()
         else:
-            standby[1].close()
-            standby[0].load -= 1
-            self._channels.release()
+            self._discard(standby)
 
     async def _open_channel(self, command: str, *, patient: bool = True) -> _Channel:
         """Open a session channel running ``command``.
@@ -366,8 +392,14 @@ class HostPool:
     # -- connections ---------------------------------------------------------------------
 
     async def _connection(self) -> _Connection:
-        """Pick the least loaded connection, opening another while the load is high."""
+        """Pick the least loaded connection, opening another while the load is high.
+
+        Raises:
+            ConnectorError: If the pool is closed (it never connects again).
+        """
         while True:
+            if self._closed:
+                raise self.error("the connector was closed")
             self._connections = [c for c in self._connections if c.alive]
             best = min(self._connections, key=lambda c: c.load, default=None)
             if best is None:
@@ -394,9 +426,7 @@ class HostPool:
         self._closed = True
         standby, self._standby = self._standby, None
         if standby is not None:
-            standby[1].close()
-            standby[0].load -= 1
-            self._channels.release()
+            self._discard(standby)
         if self._sftp is not None:
             self._drop_sftp(self._sftp[1])
         connections, self._connections = self._connections, []

@@ -28,7 +28,7 @@ from . import _ssh_commands as commands
 from ._base import EntryKind
 from ._ssh_channel import RemoteCommand
 from ._ssh_pool import HostPool
-from ._ssh_unpack import unpack_tree
+from ._ssh_unpack import pipe, unpack_tree
 
 __all__ = ["SMALL_FILE", "open_read", "write_stream"]
 
@@ -81,7 +81,7 @@ async def write_stream(
         await _write_small(pool, path, b"".join(head), mode, mtime)
         return
     command = commands.write_file(path, mode, mtime)
-    await _pipe(pool, command, f"write {path!r}", head, iterator)
+    await pipe(pool, command, f"write {path!r}", head, iterator)
 
 
 async def _read_small(pool: HostPool, path: str) -> bytes | None:
@@ -131,24 +131,6 @@ async def _peek(chunks: AsyncIterator[bytes], limit: int) -> tuple[list[bytes], 
         if size > limit:
             return head, False
     return head, True
-
-
-async def _pipe(
-    pool: HostPool,
-    command: str,
-    what: str,
-    head: list[bytes],
-    rest: AsyncIterable[bytes],
-) -> None:
-    """Run ``command`` with ``head`` then ``rest`` on its standard input; check its status."""
-    async with pool.command(command, what=what, bulk=True) as remote:
-        for chunk in head:
-            await remote.write(chunk)
-        head.clear()
-        async for chunk in rest:
-            await remote.write(chunk)
-        remote.write_eof()
-        await remote.finish()
 
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:

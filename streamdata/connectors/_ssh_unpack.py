@@ -25,7 +25,7 @@ from ._ssh_channel import RemoteCommand
 from ._ssh_pool import HostPool
 from ._tarsplit import END, EVERY, TarSplitter
 
-__all__ = ["PARALLEL_FILES", "WORKERS", "unpack_tree"]
+__all__ = ["PARALLEL_FILES", "WORKERS", "pipe", "unpack_tree"]
 
 #: Parallel ``tar -x`` processes at most for a tree of many files (plus one last pass);
 #: fewer when the host has fewer channels free (one stream when it has none).
@@ -45,7 +45,7 @@ async def unpack_tree(pool: HostPool, path: str, chunks: AsyncIterable[bytes]) -
     iterator = aiter(chunks)
     head, ended, files = await _peek(iterator)
     if ended or files < PARALLEL_FILES:
-        await _single(pool, commands.unpack(path), what, head, iterator)
+        await pipe(pool, commands.unpack(path), what, head, iterator)
         return
     try:
         await pool.sftp(lambda c: c.mkdir(path, asyncssh.SFTPAttrs(permissions=0o700)), what=what)
@@ -101,9 +101,14 @@ async def _end(remote: RemoteCommand, data: bytes) -> None:
     await remote.finish()
 
 
-async def _single(
+async def pipe(
     pool: HostPool, command: str, what: str, head: list[bytes], rest: AsyncIterator[bytes]
 ) -> None:
+    """Run ``command`` with ``head`` then ``rest`` on its standard input; check its status.
+
+    Raises:
+        ConnectorError: If it cannot run, stops reading or exits non-zero.
+    """
     async with pool.command(command, what=what, bulk=True) as remote:
         await _feed(remote, head, rest)
 

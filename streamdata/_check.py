@@ -110,16 +110,19 @@ class _Audit:
         if self.in_flight and path in self.in_flight:
             self.skipped.add(path)  # a transfer of this manager is writing it
             return
-        parent = path[: path.rfind("/")] or "/"
-        if self.skipped and parent in self.skipped and path != self.path:
-            if entry.kind is _DIRECTORY:
-                self.skipped.add(path)
-            return
+        if self.skipped:
+            parent = path[: path.rfind("/")] or "/"
+            if parent in self.skipped and path != self.path:
+                if entry.kind is _DIRECTORY:
+                    self.skipped.add(path)
+                return
         by_location = self._index.get(path)
         replica = by_location.get(self.location) if by_location is not None else None
         if replica is not None and replica._data_type is not _INVALID:
             self._compare(replica, entry)
-        elif parent in self.covered and path != self.path:
+            return
+        parent = path[: path.rfind("/")] or "/"
+        if parent in self.covered and path != self.path:
             if entry.kind is _DIRECTORY:
                 self.covered.add(path)
         elif not self._covered_above(path):
@@ -156,14 +159,28 @@ class _Audit:
             self.covered.add(entry.path)
 
     def unseen(self) -> list[DataLocation]:
-        seen = self.seen
-        return [
-            replica
-            for replica in self.catalog.replicas_of(self.location, self.path)
-            if replica._path not in seen
-            and replica._data_type is not _INVALID
-            and replica.is_available
-        ]
+        """Valid, available replicas under the checked path that the listing did not show.
+
+        Walks the catalog's tree of paths; a path seen in the listing is known to hold a
+        valid replica of this location, so only its children need looking at.
+        """
+        seen, location, index = self.seen, self.location, self._index
+        children = self.catalog._children
+        lost: list[DataLocation] = []
+        stack = [self.path]
+        while stack:
+            current = stack.pop()
+            if current not in seen:
+                by_location = index.get(current)
+                replica = by_location.get(location) if by_location is not None else None
+                if replica is None:
+                    continue  # nothing of this location here, hence nothing below either
+                if replica._data_type is not _INVALID and replica.is_available:
+                    lost.append(replica)
+            below = children.get(current)
+            if below:
+                stack.extend(below)
+        return lost
 
 
 async def run_check(

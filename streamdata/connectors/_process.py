@@ -74,23 +74,43 @@ async def run_process(command: Sequence[str], *, what: str) -> None:
 async def read_process(command: Sequence[str], *, what: str) -> AsyncIterator[AsyncIterator[bytes]]:
     """Run ``command`` and expose its standard output as chunks.
 
+    Its standard error is read at the same time (its tail kept for the error message), so
+    a command that complains a lot cannot stall on a full pipe.
+
     The iterator raises :class:`ConnectorError` after the last chunk if the command failed.
     """
     process = await _spawn(
         command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, what=what
     )
-    try:
-        yield _stdout_chunks(process, what)
-    finally:
-        await _reap(process)
-
-
-async def _stdout_chunks(process: asyncio.subprocess.Process, what: str) -> AsyncIterator[bytes]:
-    assert process.stdout is not None
     assert process.stderr is not None
+    stderr_task = asyncio.ensure_future(_tail(process.stderr))
+    try:
+        yield _stdout_chunks(process, stderr_task, what)
+    finally:
+        try:
+            await _reap(process)  # stderr still drained meanwhile: the pipes can close
+        finally:
+            stderr_task.cancel()
+            await asyncio.wait([stderr_task])  # done at once after the cancel
+            if not stderr_task.cancelled():
+                stderr_task.exception()  # retrieved: a failure shows in the exit status
+
+
+async def _tail(stream: asyncio.StreamReader) -> bytes:
+    """Everything ``stream`` says, only the last few KiB kept."""
+    kept = b""
+    while chunk := await stream.read(_READ_SIZE):
+        kept = (kept + chunk)[-_STDERR_LIMIT:]
+    return kept
+
+
+async def _stdout_chunks(
+    process: asyncio.subprocess.Process, stderr_task: asyncio.Future[bytes], what: str
+) -> AsyncIterator[bytes]:
+    assert process.stdout is not None
     while chunk := await process.stdout.read(_READ_SIZE):
         yield chunk
-    stderr = await process.stderr.read()
+    stderr = await stderr_task
     await process.wait()
     _check(process, stderr, what)
 

@@ -1,4 +1,4 @@
-"""Remote command lines and the parsing of their output.
+"""Remote command lines.
 
 Every argument built from a path goes through :func:`shlex.quote`, and every option list
 ends with ``--``, so no file name (spaces, quotes, ``$()``, ``;``, newlines, a leading
@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import posixpath
 import uuid
-from collections.abc import Iterator
 from shlex import quote
 
-from ._base import Entry, EntryKind
+from ._listing import FIND_FORMAT
 
 __all__ = [
-    "WalkParser",
     "archive",
     "copy_tree",
     "extract",
@@ -27,10 +25,6 @@ __all__ = [
     "walk",
     "write_file",
 ]
-
-_KINDS = {"f": EntryKind.FILE, "d": EntryKind.DIRECTORY, "l": EntryKind.SYMLINK}
-_WALK_FORMAT = r"%y\0%s\0%T@\0%m\0%p\0"
-_WALK_FIELDS = 5
 
 
 def archive(path: str) -> str:
@@ -96,45 +90,5 @@ def walk(path: str) -> str:
     target = quote(path)
     return (
         f"if [ -e {target} ] || [ -h {target} ]; "
-        f"then exec find {target} -printf {quote(_WALK_FORMAT)}; fi"
-    )
-
-
-class WalkParser:
-    """Turns the output of :func:`walk`, fed in arbitrary pieces, into entries."""
-
-    def __init__(self) -> None:
-        self._pending = b""
-
-    def feed(self, data: bytes) -> Iterator[Entry]:
-        """Parse ``data`` and yield every entry completed by it.
-
-        Raises:
-            ValueError: If a record is malformed.
-        """
-        fields = (self._pending + data).split(b"\0")
-        complete = (len(fields) - 1) // _WALK_FIELDS * _WALK_FIELDS
-        self._pending = b"\0".join(fields[complete:])
-        for start in range(0, complete, _WALK_FIELDS):
-            yield _entry(fields[start : start + _WALK_FIELDS])
-
-    def close(self) -> None:
-        """Check that nothing is left over.
-
-        Raises:
-            ValueError: If the output ended in the middle of a record.
-        """
-        if self._pending:
-            raise ValueError("the listing ended in the middle of a record")
-
-
-def _entry(fields: list[bytes]) -> Entry:
-    kind_code, size, mtime, mode, path = fields
-    kind = _KINDS.get(kind_code.decode(), EntryKind.OTHER)
-    return Entry(
-        path=path.decode("utf-8", "surrogateescape"),
-        kind=kind,
-        size=int(size) if kind is EntryKind.FILE else 0,
-        mtime=float(mtime),
-        mode=int(mode, 8),
+        f"then exec find -P {target} -printf {quote(FIND_FORMAT)}; fi"
     )

@@ -28,6 +28,7 @@ from aiofiles.threadpool.binary import AsyncBufferedReader
 from .._errors import ConnectorError
 from .._models import ExecutionLocation
 from ._base import Connector, Entry, EntryKind, entry_from_stat
+from ._listing import ListingParser, find_command
 from ._process import feed_process, read_process, run_process
 
 __all__ = ["LocalConnector"]
@@ -46,6 +47,9 @@ class LocalConnector(Connector):
     """
 
     is_local = True
+    # GNU find available? Probed at the first walk (a class default: subclasses need
+    # not call __init__).
+    _find: bool | None = None
 
     def filesystem(self, location: ExecutionLocation) -> Hashable:
         """All local locations share this host's filesystem."""
@@ -207,11 +211,39 @@ class LocalConnector(Connector):
             _fail("remove", path, location, exc)
 
     async def walk(self, location: ExecutionLocation, path: str) -> AsyncIterator[Entry]:
-        """List ``path`` and everything below it with ``os.scandir``, in batches.
+        """List ``path`` and everything below it, parents before children.
+
+        A directory is listed by one GNU ``find`` process, which walks the tree on another
+        core while this process parses and uses what it has listed so far (1.7x faster
+        than ``os.scandir`` plus ``lstat`` on 100,000 files); without a GNU ``find``, by
+        ``os.scandir`` in a worker thread.
 
         Raises:
             ConnectorError: If a directory cannot be listed.
         """
+        try:
+            top = os.lstat(path)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            _fail("list", path, location, exc)
+        if not stat_module.S_ISDIR(top.st_mode):
+            yield entry_from_stat(path, top)
+            return
+        if path.startswith("/") and await self._has_find():
+            parser = ListingParser()
+            what = f"list {path!r} on {location}"
+            try:
+                async with read_process(find_command(path), what=what) as listing:
+                    async for chunk in listing:
+                        for entry in parser.feed(chunk):
+                            yield entry
+                parser.close()
+            except ConnectorError as exc:
+                raise ConnectorError(str(exc), host=location.name) from exc
+            except ValueError as exc:
+                raise ConnectorError(f"cannot {what}: {exc}", host=location.name) from exc
+            return
         entries = _walk(path)
         while True:
             try:
@@ -222,6 +254,17 @@ class LocalConnector(Connector):
                 return
             for entry in batch:
                 yield entry
+
+    async def _has_find(self) -> bool:
+        """Whether a ``find`` that knows ``-printf`` is on ``PATH`` (asked once)."""
+        if self._find is None:
+            try:
+                await run_process([*find_command("/"), "-prune"], what="probe find")
+            except ConnectorError:
+                self._find = False
+            else:
+                self._find = True
+        return self._find
 
 
 def _fail(action: str, path: str, location: ExecutionLocation, exc: OSError) -> NoReturn:

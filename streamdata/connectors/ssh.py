@@ -35,6 +35,7 @@ from .._errors import ConfigurationError
 from .._models import ExecutionLocation
 from . import _ssh_commands as commands
 from ._base import Connector, Entry, EntryKind
+from ._listing import ListingParser
 from ._ssh_direct import relay
 from ._ssh_pool import HostPool, PoolSettings
 from ._ssh_streams import open_read, write_stream
@@ -312,7 +313,7 @@ class SSHConnector(Connector):
             ConnectorError: If the tree cannot be listed.
         """
         pool = self._pool(location)
-        parser = commands.WalkParser()
+        parser = ListingParser()
         async with pool.command(commands.walk(path), what=f"list {path!r}", bulk=False) as remote:
             remote.write_eof()
             while chunk := await remote.read():
@@ -383,14 +384,14 @@ def _fail(pool: HostPool, action: str, path: str, exc: asyncssh.SFTPError) -> No
     raise pool.error(f"cannot {action} {path!r}", exc) from exc
 
 
-def _parse(pool: HostPool, parser: commands.WalkParser, chunk: bytes, path: str) -> list[Entry]:
+def _parse(pool: HostPool, parser: ListingParser, chunk: bytes, path: str) -> list[Entry]:
     try:
         return list(parser.feed(chunk))
     except ValueError as exc:
         raise pool.error(f"cannot parse the listing of {path!r}", exc) from exc
 
 
-def _parse_end(pool: HostPool, parser: commands.WalkParser, path: str) -> None:
+def _parse_end(pool: HostPool, parser: ListingParser, path: str) -> None:
     try:
         parser.close()
     except ValueError as exc:

@@ -23,7 +23,7 @@ durable when the store is backed by a file.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import chain, pairwise
 from typing import TYPE_CHECKING
 
@@ -429,17 +429,23 @@ class RemotePathMapper:
     # -- restoring from a store (no store writes) ------------------------------------------
 
     def _restore_replicas(
-        self, rows: Iterable[tuple[ExecutionLocation, str, str, DataType, bool]]
+        self,
+        rows: Iterable[tuple[int, int, str, str, int, int]],
+        locations: Mapping[int, ExecutionLocation],
+        data_types: Sequence[DataType],
     ) -> list[DataLocation]:
         """Add stored replicas, returned in order; paths are normal, no store writes.
 
-        The bulk path of reopening: no normalisation, no ancestor walk (every ancestor
-        has its own row), one dict per new path and one replica per row.
+        Each row is ``(row id, location number, path, relpath, data type number, implied)``,
+        numbers that ``locations`` and ``data_types`` resolve. The bulk path of reopening:
+        no normalisation, no ancestor walk (every ancestor has its own row), one dict per
+        new path and one replica per row.
         """
         index, children = self._replicas, self._children
         restored: list[DataLocation] = []
         add = restored.append
-        for location, path, relpath, data_type, implied in rows:
+        for _, number, path, relpath, data_type, implied in rows:
+            location = locations[number]
             by_location = index.get(path)
             if by_location is None:
                 by_location = index[path] = {}
@@ -450,7 +456,9 @@ class RemotePathMapper:
                         children[parent] = [path]
                     else:
                         siblings.append(path)
-            replica = DataLocation(location, path, relpath, data_type, implied=implied)
+            replica = DataLocation(
+                location, path, relpath, data_types[data_type], implied=bool(implied)
+            )
             by_location[location] = replica
             add(replica)
         return restored

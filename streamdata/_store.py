@@ -65,18 +65,13 @@ ON CONFLICT (id) DO UPDATE SET relpath = excluded.relpath,
 _ADD_RELATION = "INSERT OR IGNORE INTO relations VALUES (?, ?)"
 _SET_LINK = "INSERT OR REPLACE INTO links VALUES (?, ?)"
 _SET_ENTRY = "INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?)"
-_DATA_TYPES = {data_type.value: data_type for data_type in DataType}
+# data types as numbers while loading: position in _TYPE_NUMBERS, computed by SQLite
+_TYPE_NUMBERS = tuple(DataType)
+_TYPE_CASE = " ".join(
+    f"WHEN '{data_type.value}' THEN {number}" for number, data_type in enumerate(_TYPE_NUMBERS)
+)
 _LOAD_ROWS = 50_000  # replica rows fetched and restored at a time
 _FLUSH_ROWS = 10_000  # queued rows written at once; bounds the memory of a long batch
-
-
-class _Locations(dict[tuple[str, str, int], ExecutionLocation]):
-    """One :class:`ExecutionLocation` per ``(deployment, name, local)`` row values."""
-
-    def __missing__(self, key: tuple[str, str, int]) -> ExecutionLocation:
-        deployment, name, local = key
-        location = self[key] = ExecutionLocation(name, deployment, bool(local))
-        return location
 
 
 def open_store(catalog: str | os.PathLike[str] | None) -> SQLiteStore | None:
@@ -161,31 +156,45 @@ class SQLiteStore:
         Returns them by id, with those whose transfer was interrupted; the temporary
         paths journalled for them become :meth:`stale_temporaries`.
         """
-        by_id: dict[int, DataLocation] = {}
-        unfinished: list[tuple[DataLocation, bool, str | None]] = []
-        locations = _Locations()  # one ExecutionLocation per (deployment, name, local)
-        types = _DATA_TYPES
-        cursor = self._db.execute(
-            "SELECT id, deployment, name, local, path, relpath, data_type, implied, pending, "
-            "tmp FROM replicas ORDER BY id"
+        db = self._db
+        # Each row names its location by a small number, not by two strings: SQLite then
+        # makes no str objects for them (a third of the time of loading 10^6 rows).
+        db.execute("DROP TABLE IF EXISTS temp.load_locations")
+        db.execute(
+            "CREATE TEMP TABLE load_locations (deployment TEXT NOT NULL, name TEXT NOT NULL, "
+            "local INTEGER NOT NULL, UNIQUE (deployment, name, local))"
+        )
+        db.execute(
+            "INSERT INTO temp.load_locations SELECT DISTINCT deployment, name, local "
+            "FROM replicas ORDER BY deployment, name, local"
+        )
+        locations = {
+            number: ExecutionLocation(name, deployment, bool(local))
+            for number, deployment, name, local in db.execute(
+                "SELECT rowid, deployment, name, local FROM temp.load_locations"
+            )
+        }
+        types = _TYPE_NUMBERS
+        cursor = db.execute(
+            "SELECT r.id, l.rowid, r.path, r.relpath, "
+            f"CASE r.data_type {_TYPE_CASE} END, r.implied FROM replicas r "
+            "JOIN temp.load_locations l ON l.deployment = r.deployment AND l.name = r.name "
+            "AND l.local = r.local ORDER BY r.id"
         )
         cursor.arraysize = _LOAD_ROWS
+        by_id: dict[int, DataLocation] = {}
         while rows := cursor.fetchmany():
-            replicas = catalog._restore_replicas(
-                (locations[d, n, local], path, relpath, types[t], bool(implied))
-                for _, d, n, local, path, relpath, t, implied, _, _ in rows
-            )
+            replicas = catalog._restore_replicas(rows, locations, types)
             ids = [row[0] for row in rows]
             by_id.update(zip(ids, replicas, strict=True))
             for replica, rid in zip(replicas, ids, strict=True):
                 replica._row = rid
-            unfinished += [
-                (replica, row[8], row[9])
-                for replica, row in zip(replicas, rows, strict=True)
-                if row[8] or row[9] is not None
-            ]
-        interrupted = [replica for replica, pending, _ in unfinished if pending]
-        self._stale = [(replica.location, tmp) for replica, _, tmp in unfinished if tmp]
+        db.execute("DROP TABLE temp.load_locations")
+        unfinished = db.execute(
+            "SELECT id, pending, tmp FROM replicas WHERE pending OR tmp IS NOT NULL ORDER BY id"
+        ).fetchall()
+        interrupted = [by_id[rid] for rid, pending, _ in unfinished if pending]
+        self._stale = [(by_id[rid].location, tmp) for rid, _, tmp in unfinished if tmp]
         return by_id, interrupted
 
     def _load_links(self, catalog: RemotePathMapper, by_id: dict[int, DataLocation]) -> None:

@@ -28,6 +28,7 @@ from aiofiles.threadpool.binary import AsyncBufferedReader
 from .._errors import ConnectorError
 from .._models import ExecutionLocation
 from ._base import Connector, Entry, EntryKind, entry_from_stat
+from ._diskio import WritePacing, in_thread
 from ._listing import ListingParser, find_command
 from ._process import feed_process, read_process, run_process
 
@@ -36,6 +37,9 @@ __all__ = ["LocalConnector"]
 _CHUNK = 1 << 20
 _COPY_SLICE = 1 << 26
 _WALK_BATCH = 2048
+# Whether the disk keeps up with writes from the event loop: a property of this host, so
+# one for the process.
+_PACING = WritePacing()
 _T = TypeVar("_T")
 
 
@@ -110,7 +114,7 @@ class LocalConnector(Connector):
             await run_process(["cp", "-a", "--", source, dst_path], what=f"copy {source!r}")
             return
         try:
-            await _in_thread(lambda cancelled: _copy_file(source, dst_path, cancelled))
+            await in_thread(lambda cancelled: _copy_file(source, dst_path, cancelled))
         except OSError as exc:
             _fail("copy to", dst_path, location, exc)
 
@@ -161,15 +165,15 @@ class LocalConnector(Connector):
             await feed_process(command, chunks, what=f"unpack into {path!r}")
             return
         try:
-            handle = await aiofiles.open(path, "xb")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
         except OSError as exc:
             _fail("create", path, location, exc)
         try:
             try:
                 async for chunk in chunks:
-                    await handle.write(chunk)
+                    await _PACING.write(fd, chunk)
             finally:
-                await handle.close()
+                os.close(fd)  # no thread writes to it any more: in_thread waits for it
             _apply_attributes(path, mode, mtime)
         except OSError as exc:
             _fail("write", path, location, exc)
@@ -315,19 +319,6 @@ async def _read_chunks(
         if not chunk:
             return
         yield chunk
-
-
-async def _in_thread(work: Callable[[threading.Event], _T]) -> _T:
-    """Run blocking ``work`` in a thread; on cancellation, tell it to stop and wait for it."""
-    cancelled = threading.Event()
-    task = asyncio.ensure_future(asyncio.to_thread(work, cancelled))
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        cancelled.set()
-        with contextlib.suppress(BaseException):
-            await task  # the thread must be done before the caller cleans up
-        raise
 
 
 def _copy_file(source: str, target: str, cancelled: threading.Event) -> None:

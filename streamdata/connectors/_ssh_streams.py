@@ -28,7 +28,7 @@ from . import _ssh_commands as commands
 from ._base import EntryKind
 from ._ssh_channel import RemoteCommand
 from ._ssh_pool import HostPool
-from ._ssh_unpack import pipe, unpack_tree
+from ._ssh_unpack import peek, pipe, unpack_tree
 
 __all__ = ["SMALL_FILE", "open_read", "write_stream"]
 
@@ -76,7 +76,7 @@ async def write_stream(
         await unpack_tree(pool, path, chunks)
         return
     iterator = aiter(chunks)
-    head, ended = await _peek(iterator, SMALL_FILE)
+    head, ended = await peek(iterator, SMALL_FILE)
     if ended and (mtime is None or float(mtime).is_integer()):
         await _write_small(pool, path, b"".join(head), mode, mtime)
         return
@@ -119,18 +119,6 @@ async def _write_small(
         await pool.sftp(write, what=f"write {path!r}", retry=False)
     except asyncssh.SFTPError as exc:
         raise pool.error(f"cannot write {path!r}", exc) from exc
-
-
-async def _peek(chunks: AsyncIterator[bytes], limit: int) -> tuple[list[bytes], bool]:
-    """Take chunks until more than ``limit`` bytes are held; True if the stream ended."""
-    head: list[bytes] = []
-    size = 0
-    async for chunk in chunks:
-        head.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            return head, False
-    return head, True
 
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:

@@ -25,7 +25,7 @@ from ._ssh_channel import RemoteCommand
 from ._ssh_pool import HostPool
 from ._tarsplit import END, EVERY, TarSplitter
 
-__all__ = ["PARALLEL_FILES", "WORKERS", "pipe", "unpack_tree"]
+__all__ = ["PARALLEL_FILES", "WORKERS", "peek", "pipe", "unpack_tree"]
 
 #: Parallel ``tar -x`` processes at most for a tree of many files (plus one last pass);
 #: fewer when the host has fewer channels free (one stream when it has none).
@@ -43,8 +43,9 @@ async def unpack_tree(pool: HostPool, path: str, chunks: AsyncIterable[bytes]) -
     """
     what = f"unpack into {path!r}"
     iterator = aiter(chunks)
-    head, ended, files = await _peek(iterator)
-    if ended or files < PARALLEL_FILES:
+    head, ended = await peek(iterator, _PEEK_BYTES)
+    counter = TarFileCounter()
+    if ended or sum(counter.feed(chunk) for chunk in head) < PARALLEL_FILES:
         await pipe(pool, commands.unpack(path), what, head, iterator)
         return
     try:
@@ -123,15 +124,13 @@ async def _feed(remote: RemoteCommand, head: list[bytes], rest: AsyncIterator[by
     await remote.finish()
 
 
-async def _peek(chunks: AsyncIterator[bytes]) -> tuple[list[bytes], bool, int]:
-    """Take up to :data:`_PEEK_BYTES` of the stream: (chunks, stream ended, files seen)."""
+async def peek(chunks: AsyncIterator[bytes], limit: int) -> tuple[list[bytes], bool]:
+    """Take chunks until more than ``limit`` bytes are held; True if the stream ended."""
     head: list[bytes] = []
-    counter = TarFileCounter()
-    size = files = 0
+    size = 0
     async for chunk in chunks:
         head.append(chunk)
-        files += counter.feed(chunk)
         size += len(chunk)
-        if size >= _PEEK_BYTES:
-            return head, False, files
-    return head, True, files
+        if size > limit:
+            return head, False
+    return head, True

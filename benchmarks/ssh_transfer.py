@@ -596,7 +596,8 @@ def notes(record: dict[str, Any], runs: int) -> list[str]:
         "in C. Downloads were slowed most by writing the file through a worker thread (a "
         "GIL hand-over per chunk while the event loop decrypts): since git 21482d5 chunks "
         "are written from the event loop while the page cache takes them, 1 GiB in 1.38 s "
-        "instead of 3.06 s in isolation. Many small files are bound by creating files on the remote side (an `openat` "
+        "instead of 3.06 s in isolation. Many small files are bound by creating files on "
+        "the remote side (an `openat` "
         "of a new file costs 0.5-0.8 ms on this disk, for `tar` and streamdata alike); "
         "`rsync` overlaps that work across its processes.",
     ]

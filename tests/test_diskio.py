@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from streamdata.connectors._diskio import WritePacing, in_thread, write_all
+from streamdata.connectors._diskio import (
+    LOCAL_FILESYSTEMS,
+    WritePacing,
+    filesystem_type,
+    in_thread,
+    write_all,
+)
 
 
 class Clock:
@@ -99,3 +105,82 @@ async def test_cancelled_thread_work_has_ended_when_the_caller_resumes() -> None
     with pytest.raises(asyncio.CancelledError):
         await task
     assert finished == [True]
+
+
+async def test_a_slow_write_from_the_loop_is_noticed(tmp_path: Path) -> None:
+    """write() times its own writes: one that takes 50 ms starts a threaded spell."""
+    clock = Clock()
+
+    def ticking() -> float:
+        clock.now += 0.05  # every reading 50 ms later: each write looks slow
+        return clock.now
+
+    pacing = WritePacing(ticking, slow=0.02, spell=5.0)
+    fd = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    try:
+        await pacing.write(fd, b"abc")
+    finally:
+        os.close(fd)
+    assert pacing.threaded
+
+
+async def test_cancelled_twice_still_waits_for_the_thread() -> None:
+    """A second cancellation while waiting for the thread does not let the caller go."""
+    started, release = threading.Event(), threading.Event()
+    running = threading.Event()
+
+    def work(cancelled: threading.Event) -> None:
+        running.set()
+        started.set()
+        release.wait(5)
+        running.clear()
+
+    task = asyncio.create_task(in_thread(work))
+    await asyncio.to_thread(started.wait, 5)
+    task.cancel()
+    await asyncio.sleep(0.02)
+    task.cancel()
+    await asyncio.sleep(0.02)
+    assert not task.done()
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not running.is_set()
+
+
+def test_filesystem_type_reads_the_mount_table(tmp_path: Path) -> None:
+    """The type comes from the line of the device; unknown or unreadable: None."""
+    table = tmp_path / "mountinfo"
+    table.write_text(
+        "22 27 0:21 / /proc rw,relatime - proc proc rw\n"
+        "27 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n"
+        "90 27 0:53 / /mnt/share rw,relatime shared:40 master:3 - nfs4 srv:/x rw,vers=4.2\n"
+    )
+    assert filesystem_type(os.makedev(254, 0), str(table)) == "ext4"
+    assert filesystem_type(os.makedev(0, 53), str(table)) == "nfs4"
+    assert filesystem_type(os.makedev(9, 9), str(table)) is None
+    assert filesystem_type(os.makedev(254, 0), str(tmp_path / "missing")) is None
+    assert filesystem_type(os.stat(tmp_path).st_dev) in LOCAL_FILESYSTEMS
+
+
+async def test_writes_off_local_disks_always_go_through_a_thread() -> None:
+    """A file on a filesystem not known to be local (here devtmpfs) is never written
+    from the event loop, however fast its writes are."""
+    pacing = WritePacing()
+    fd = os.open("/dev/null", os.O_WRONLY)
+    writers: set[int] = set()
+    real_write = os.write
+
+    def spy(target: int, data: bytes | memoryview) -> int:
+        writers.add(threading.get_ident())
+        return real_write(target, data)
+
+    os.write = spy  # type: ignore[assignment]
+    try:
+        for _ in range(3):
+            await pacing.write(fd, b"x" * 1000)
+    finally:
+        os.write = real_write
+        os.close(fd)
+    assert writers and threading.get_ident() not in writers
+    assert not pacing.threaded  # not a slow spell: the filesystem decides

@@ -9,10 +9,14 @@ cannot stall a reader.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shlex
 import stat
+import tempfile
+from collections.abc import AsyncGenerator
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -39,9 +43,18 @@ def build(root: Path) -> None:
     os.mkfifo(root / "fifo")
     (root / "script").write_bytes(b"#!/bin/sh\n")
     (root / "script").chmod(0o4751)
+    (root / "old").mkdir()
+    for name in ("minus-1.5s", "minus-1ns", "minus-1e9-and-a-bit"):
+        (root / "old" / name).write_bytes(b"")
     for offset, path in enumerate(sorted(root.rglob("*"), reverse=True)):
         nanoseconds = 1_700_000_000_123_456_789 + offset * 1_000_000_007
         os.utime(path, ns=(nanoseconds, nanoseconds), follow_symlinks=False)
+    for name, nanoseconds in (
+        ("minus-1.5s", -1_500_000_000),
+        ("minus-1ns", -1),
+        ("minus-1e9-and-a-bit", -1_000_000_000_123_456_789),
+    ):  # before 1970: GNU find prints floor seconds, then nanoseconds
+        os.utime(root / "old" / name, ns=(nanoseconds, nanoseconds))
 
 
 def lstat_entries(root: Path) -> dict[str, Entry]:
@@ -144,16 +157,30 @@ async def test_garbled_listing_is_a_connector_error(
     assert caught.value.host == LOCATION.name
 
 
-async def test_leaving_a_walk_early_stops_find(tmp_path: Path) -> None:
-    """Closing the walk after one entry kills and reaps the find process."""
-    root = tmp_path / "tree"
-    for index in range(50):
-        (root / f"d{index}").mkdir(parents=True)
-    connector = LocalConnector()
-    listing = connector.walk(LOCATION, str(root))
-    first = await anext(listing)
-    assert first.path == str(root)
-    await listing.aclose()
+@pytest.mark.parametrize("leave", ["aclose", "cancel"])
+async def test_leaving_a_walk_early_stops_find(leave: str) -> None:
+    """A walk left after one entry, while find's output fills the pipe, ends at once:
+    find is killed and reaped, nothing is left running."""
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as temp:
+        root = Path(temp) / ("long-directory-name-" * 10)
+        root.mkdir()
+        for index in range(2000):  # some 500 KiB of listing: more than pipe and buffer
+            (root / f"file-{index:05d}").touch()
+        connector = LocalConnector()
+        listing = cast(AsyncGenerator[Entry, None], connector.walk(LOCATION, str(root)))
+        first = await anext(listing)
+        assert first.path == str(root)
+        await asyncio.sleep(0.3)  # find fills the pipe and asyncio's buffer meanwhile
+        async with asyncio.timeout(5):
+            if leave == "aclose":
+                await listing.aclose()
+            else:
+                task = asyncio.ensure_future(anext(listing))
+                await asyncio.sleep(0)
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await task
+                await listing.aclose()
     children = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read_text().split()
     names = [Path(f"/proc/{pid}/comm").read_text().strip() for pid in children]
     assert "find" not in names

@@ -9,7 +9,10 @@ thread 2.49 s, straight from the event loop 1.38 s (reading alone: 1.17-1.44 s).
 into the page cache takes well under a millisecond, so :class:`WritePacing` writes from
 the event loop; once a write takes longer (the kernel is throttling dirty pages to the
 disk's speed), it writes from a worker thread for a while, as the disk, not the hand-over,
-is then the limit, and the event loop must not stall behind it.
+is then the limit, and the event loop must not stall behind it. Only files on local disk
+or memory filesystems (ext4, XFS, Btrfs, tmpfs, ...) are written from the event loop: a
+write to NFS, CIFS or FUSE can hang on the network, so there every write goes through a
+worker thread.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-__all__ = ["WritePacing", "in_thread", "write_all"]
+__all__ = ["LOCAL_FILESYSTEMS", "WritePacing", "filesystem_type", "in_thread", "write_all"]
 
 _T = TypeVar("_T")
 
@@ -30,6 +33,52 @@ _T = TypeVar("_T")
 SLOW_WRITE = 0.02
 #: After a slow write, writes go through a worker thread for this long (seconds).
 SLOW_SPELL = 5.0
+#: Filesystem types whose writes cannot wait on a network: written from the event loop.
+LOCAL_FILESYSTEMS = frozenset(
+    {
+        "bcachefs",
+        "btrfs",
+        "exfat",
+        "ext2",
+        "ext3",
+        "ext4",
+        "f2fs",
+        "jfs",
+        "overlay",
+        "ramfs",
+        "reiserfs",
+        "tmpfs",
+        "vfat",
+        "xfs",
+        "zfs",
+    }
+)
+_MOUNTINFO = "/proc/self/mountinfo"
+
+
+def filesystem_type(device: int, mountinfo: str = _MOUNTINFO) -> str | None:
+    """The type of the mounted filesystem with device number ``device``, if listed.
+
+    Args:
+        device: An ``st_dev`` value.
+        mountinfo: The mount table to read (Linux's format).
+
+    Returns:
+        The type (``"ext4"``, ``"nfs4"``, ...), or None if the table cannot be read or
+        does not list the device.
+    """
+    wanted = f"{os.major(device)}:{os.minor(device)}"
+    try:
+        with open(mountinfo, encoding="utf-8", errors="replace") as table:
+            for line in table:
+                fields = line.split()
+                if len(fields) > 2 and fields[2] == wanted and "-" in fields[6:]:
+                    separator = fields.index("-", 6)
+                    if separator + 1 < len(fields):
+                        return fields[separator + 1]
+    except OSError:
+        return None
+    return None
 
 
 async def in_thread(work: Callable[[threading.Event], _T]) -> _T:
@@ -44,8 +93,11 @@ async def in_thread(work: Callable[[threading.Event], _T]) -> _T:
         return await asyncio.shield(task)
     except asyncio.CancelledError:
         cancelled.set()
-        with contextlib.suppress(BaseException):
-            await task  # the thread must be done before the caller cleans up
+        while not task.done():  # the thread must be done before the caller cleans up,
+            with contextlib.suppress(asyncio.CancelledError):  # however often cancelled
+                await asyncio.wait([task])
+        if not task.cancelled():
+            task.exception()  # retrieved: the cancellation is what the caller sees
         raise
 
 
@@ -79,6 +131,7 @@ class WritePacing:
         self._slow = slow
         self._spell = spell
         self._threaded_until = float("-inf")
+        self._local: dict[int, bool] = {}  # st_dev -> written from the event loop?
 
     @property
     def threaded(self) -> bool:
@@ -91,12 +144,19 @@ class WritePacing:
         Raises:
             OSError: If the write fails.
         """
-        if self.threaded:
+        if self.threaded or not self._is_local(fd):
             await in_thread(lambda _: write_all(fd, data))
             return
         start = self._clock()
         write_all(fd, data)
         self.record(self._clock() - start)
+
+    def _is_local(self, fd: int) -> bool:
+        device = os.fstat(fd).st_dev
+        local = self._local.get(device)
+        if local is None:
+            local = self._local[device] = filesystem_type(device) in LOCAL_FILESYSTEMS
+        return local
 
     def record(self, seconds: float) -> None:
         """Note that a write from the event loop took ``seconds``."""

@@ -31,11 +31,23 @@ async def _spawn(
 
 
 async def _reap(process: asyncio.subprocess.Process) -> None:
-    """Kill ``process`` if it still runs and wait for it, even while being cancelled."""
+    """Kill ``process`` if it still runs and wait for it, even while being cancelled.
+
+    Whatever is left of its standard output is read and dropped: asyncio's ``wait`` also
+    waits for every pipe to close, and it stops watching a pipe whose buffer is full, so a
+    reader that left early would otherwise wait for ever.
+    """
     if process.returncode is None:
         with contextlib.suppress(ProcessLookupError):
             process.kill()
-    await asyncio.shield(process.wait())
+    await asyncio.shield(_drain_and_wait(process))
+
+
+async def _drain_and_wait(process: asyncio.subprocess.Process) -> None:
+    if process.stdout is not None:
+        while await process.stdout.read(_READ_SIZE):
+            pass
+    await process.wait()
 
 
 def _check(process: asyncio.subprocess.Process, stderr: bytes, what: str) -> None:
@@ -75,9 +87,15 @@ async def read_process(command: Sequence[str], *, what: str) -> AsyncIterator[As
     """Run ``command`` and expose its standard output as chunks.
 
     Its standard error is read at the same time (its tail kept for the error message), so
-    a command that complains a lot cannot stall on a full pipe.
+    a command that complains a lot cannot stall on a full pipe. Leaving the context early
+    kills the command and waits for it.
 
-    The iterator raises :class:`ConnectorError` after the last chunk if the command failed.
+    Yields:
+        The chunks of its standard output.
+
+    Raises:
+        ConnectorError: If it cannot start; from the iterator, after the last chunk, if the
+            command failed.
     """
     process = await _spawn(
         command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, what=what

@@ -20,7 +20,7 @@ import threading
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Hashable, Iterator
 from itertools import islice
-from typing import NoReturn, TypeVar
+from typing import NoReturn
 
 import aiofiles
 from aiofiles.threadpool.binary import AsyncBufferedReader
@@ -40,7 +40,6 @@ _WALK_BATCH = 2048
 # Whether the disk keeps up with writes from the event loop: a property of this host, so
 # one for the process.
 _PACING = WritePacing()
-_T = TypeVar("_T")
 
 
 class LocalConnector(Connector):

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import shlex
+import shutil
 import socket
 import time
 import tracemalloc
@@ -411,6 +412,24 @@ async def test_first_command_runs_on_the_standby_shell(
     assert first.startswith(b"streamdata-standby\n")  # run by the waiting launcher shell
     assert first.endswith(hostile.encode())  # the command line arrived intact
     assert b"streamdata-standby" not in second  # a channel of its own, as before
+
+
+async def test_the_standby_starts_no_second_user_shell(
+    asyncssh_server: AsyncSSHTestServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The command the standby runs does not start the user's shell (bash) again, whose
+    start-up files can cost a tenth of a second each time: it runs under /bin/sh."""
+    starts = tmp_path / "bash-starts"
+    startup = tmp_path / "startup.sh"
+    startup.write_text(f"echo started >> {shlex.quote(str(starts))}\n")
+    monkeypatch.setenv("SHELL", shutil.which("bash") or "/bin/bash")
+    monkeypatch.setenv("BASH_ENV", str(startup))  # read by every non-interactive bash
+    async with connector_for(asyncssh_server) as connector:
+        await connector.stat(LOCATION, "/")  # starts the SFTP session and the standby
+        pool = connector._pool(LOCATION)
+        first = await pool.run(PROBE, what="probe")
+    assert first == b"streamdata-standby\n"  # the standby ran it
+    assert not starts.exists()  # and no bash started to run it
 
 
 async def test_a_dead_standby_is_replaced_by_a_new_channel(

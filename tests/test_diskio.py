@@ -4,8 +4,10 @@ slow write, and a cancelled threaded write has stopped before the caller goes on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -40,6 +42,23 @@ def test_a_slow_write_starts_a_threaded_spell_that_ends() -> None:
     assert not pacing.threaded
 
 
+@contextlib.contextmanager
+def writing_threads() -> Iterator[set[int]]:
+    """The ids of the threads that call ``os.write`` inside the block."""
+    writers: set[int] = set()
+    real_write = os.write
+
+    def spy(target: int, data: bytes | memoryview) -> int:
+        writers.add(threading.get_ident())
+        return real_write(target, data)
+
+    os.write = spy  # type: ignore[assignment]
+    try:
+        yield writers
+    finally:
+        os.write = real_write
+
+
 @pytest.mark.parametrize("slow_spell", [False, True])
 async def test_writes_are_complete_in_both_modes(tmp_path: Path, slow_spell: bool) -> None:
     """Every byte lands in order, from the loop or from a thread."""
@@ -50,24 +69,13 @@ async def test_writes_are_complete_in_both_modes(tmp_path: Path, slow_spell: boo
     chunks = [os.urandom(size) for size in (1, 65_536, 1 << 20, 3, 300_000)]
     fd = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT | os.O_EXCL)
     try:
-        loop_thread = threading.get_ident()
-        writers: set[int] = set()
-        real_write = os.write
-
-        def spy(target: int, data: bytes | memoryview) -> int:
-            writers.add(threading.get_ident())
-            return real_write(target, data)
-
-        os.write = spy  # type: ignore[assignment]
-        try:
+        with writing_threads() as writers:
             for chunk in chunks:
                 await pacing.write(fd, chunk)
-        finally:
-            os.write = real_write
     finally:
         os.close(fd)
     assert (tmp_path / "out").read_bytes() == b"".join(chunks)
-    assert (loop_thread in writers) is not slow_spell
+    assert (threading.get_ident() in writers) is not slow_spell
     assert pacing.threaded is slow_spell
 
 
@@ -168,19 +176,11 @@ async def test_writes_off_local_disks_always_go_through_a_thread() -> None:
     from the event loop, however fast its writes are."""
     pacing = WritePacing()
     fd = os.open("/dev/null", os.O_WRONLY)
-    writers: set[int] = set()
-    real_write = os.write
-
-    def spy(target: int, data: bytes | memoryview) -> int:
-        writers.add(threading.get_ident())
-        return real_write(target, data)
-
-    os.write = spy  # type: ignore[assignment]
     try:
-        for _ in range(3):
-            await pacing.write(fd, b"x" * 1000)
+        with writing_threads() as writers:
+            for _ in range(3):
+                await pacing.write(fd, b"x" * 1000)
     finally:
-        os.write = real_write
         os.close(fd)
     assert writers and threading.get_ident() not in writers
     assert not pacing.threaded  # not a slow spell: the filesystem decides

@@ -28,15 +28,27 @@ def _manager() -> DataManager:
     return DataManager({"site-a": LocalConnector(), "site-b": LocalConnector()})
 
 
+async def _transfer_events(
+    dm: DataManager,
+    source: ExecutionLocation,
+    path: Path,
+    targets: list[ExecutionLocation],
+    dst: Path,
+) -> list[TransferEvent]:
+    """Register ``path`` on ``source``, transfer it to ``dst``; the transfer events seen."""
+    seen: list[TransferEvent] = []
+    dm.add_listener(lambda e: seen.append(e) if isinstance(e, TransferEvent) else None)
+    dm.register_path(source, str(path))
+    await dm.transfer_data(source, str(path), targets, str(dst))
+    return seen
+
+
 async def test_transfer_events_in_order_with_monotonic_progress(tmp_path: Path) -> None:
     """started, then progress events with growing bytes_done ending at the size, then finished."""
     src = tmp_path / "f.bin"
     src.write_bytes(b"z" * 300_000)
-    seen: list[TransferEvent] = []
     async with _manager() as dm:
-        dm.add_listener(lambda e: seen.append(e) if isinstance(e, TransferEvent) else None)
-        dm.register_path(A, str(src))
-        await dm.transfer_data(A, str(src), [B], str(tmp_path / "out.bin"))
+        seen = await _transfer_events(dm, A, src, [B], tmp_path / "out.bin")
     kinds = [e.kind for e in seen]
     assert kinds[0] is EventKind.TRANSFER_STARTED
     assert kinds[-1] is EventKind.TRANSFER_FINISHED
@@ -126,12 +138,9 @@ async def test_tree_progress_counts_files_through_the_stream(
     local = ExecutionLocation("localhost", "local", local=True)
     remote = ExecutionLocation("remote", "ssh")
     connector = SSHConnector([asyncssh_server.ssh_host(name="remote")])
-    seen: list[TransferEvent] = []
+    source, target = (local, remote) if direction == "up" else (remote, local)
     async with DataManager({"local": LocalConnector(), "ssh": connector}) as dm:
-        dm.add_listener(lambda e: seen.append(e) if isinstance(e, TransferEvent) else None)
-        source, target = (local, remote) if direction == "up" else (remote, local)
-        dm.register_path(source, str(tmp_path / "tree"))
-        await dm.transfer_data(source, str(tmp_path / "tree"), [target], str(tmp_path / "copy"))
+        seen = await _transfer_events(dm, source, tmp_path / "tree", [target], tmp_path / "copy")
     assert (tmp_path / "copy" / "d3" / "f23").stat().st_size == 23 * 3000
     progress = [e for e in seen if e.kind is EventKind.TRANSFER_PROGRESS]
     counts = [e.files_done for e in progress]
@@ -145,11 +154,8 @@ async def test_file_progress_has_one_file(tmp_path: Path) -> None:
     """A file transfer announces one file, done when it finishes."""
     src = tmp_path / "f.bin"
     src.write_bytes(b"q" * 1000)
-    seen: list[TransferEvent] = []
     async with _manager() as dm:
-        dm.add_listener(lambda e: seen.append(e) if isinstance(e, TransferEvent) else None)
-        dm.register_path(A, str(src))
-        await dm.transfer_data(A, str(src), [B], str(tmp_path / "g.bin"))
+        seen = await _transfer_events(dm, A, src, [B], tmp_path / "g.bin")
     assert all(e.files_total == 1 for e in seen)
     assert [e.files_done for e in seen][-1] == 1
     assert seen[0].files_done == 0
@@ -158,11 +164,8 @@ async def test_file_progress_has_one_file(tmp_path: Path) -> None:
 async def test_tree_copied_unseen_reports_no_file_count(tmp_path: Path) -> None:
     """A tree copied on its own filesystem is not streamed: no count is made up."""
     _tree(tmp_path / "tree", 5)
-    seen: list[TransferEvent] = []
     async with _manager() as dm:
-        dm.add_listener(lambda e: seen.append(e) if isinstance(e, TransferEvent) else None)
-        dm.register_path(A, str(tmp_path / "tree"))
-        await dm.transfer_data(A, str(tmp_path / "tree"), [B], str(tmp_path / "copy"))
+        seen = await _transfer_events(dm, A, tmp_path / "tree", [B], tmp_path / "copy")
     assert seen[-1].kind is EventKind.TRANSFER_FINISHED
     assert seen[-1].files_total is None
     assert (tmp_path / "copy" / "d0" / "f4").exists()
@@ -199,13 +202,9 @@ async def test_a_retried_tree_counts_its_files_once(
     _tree(tmp_path / "tree", 25)
     local = ExecutionLocation("localhost", "local", local=True)
     connector = _DropsOnce([asyncssh_server.ssh_host(name="remote")])
-    seen: list[TransferEvent] = []
+    remote = ExecutionLocation("remote", "ssh")
     async with DataManager({"local": LocalConnector(), "ssh": connector}) as dm:
-        dm.add_listener(lambda e: seen.append(e) if isinstance(e, TransferEvent) else None)
-        dm.register_path(local, str(tmp_path / "tree"))
-        await dm.transfer_data(
-            local, str(tmp_path / "tree"), [ExecutionLocation("remote", "ssh")], str(tmp_path / "c")
-        )
+        seen = await _transfer_events(dm, local, tmp_path / "tree", [remote], tmp_path / "c")
     assert connector.writes == 2
     assert seen[-1].files_done == seen[-1].files_total == 25
 
@@ -213,11 +212,8 @@ async def test_a_retried_tree_counts_its_files_once(
 async def test_a_linked_tree_reports_no_file_count(tmp_path: Path) -> None:
     """A tree delivered as a link moves no files: its total is unknown, not zero."""
     _tree(tmp_path / "tree", 3)
-    seen: list[TransferEvent] = []
     async with _manager() as dm:
-        dm.add_listener(lambda e: seen.append(e) if isinstance(e, TransferEvent) else None)
-        dm.register_path(A, str(tmp_path / "tree"))
-        await dm.transfer_data(A, str(tmp_path / "tree"), [A], str(tmp_path / "link"))
+        seen = await _transfer_events(dm, A, tmp_path / "tree", [A], tmp_path / "link")
     assert (tmp_path / "link").is_symlink()
     assert seen[-1].kind is EventKind.TRANSFER_FINISHED
     assert seen[-1].files_total is None

@@ -138,20 +138,33 @@ class WritePacing:
         """True while writes go through a worker thread."""
         return self._clock() < self._threaded_until
 
-    async def write(self, fd: int, data: bytes) -> None:
+    async def write(self, fd: int, data: bytes, *, local: bool | None = None) -> None:
         """Write all of ``data`` to ``fd``; a cancelled write has stopped when this returns.
+
+        Args:
+            fd: The file to write to.
+            data: The bytes.
+            local: :meth:`on_local_disk` of ``fd``, when the caller asked it once for the
+                whole file; None to ask it here.
 
         Raises:
             OSError: If the write fails.
         """
-        if self.threaded or not self._is_local(fd):
+        if local is None:
+            local = self.on_local_disk(fd)
+        if not local or self.threaded:
             await in_thread(lambda _: write_all(fd, data))
             return
         start = self._clock()
         write_all(fd, data)
         self.record(self._clock() - start)
 
-    def _is_local(self, fd: int) -> bool:
+    def on_local_disk(self, fd: int) -> bool:
+        """Whether ``fd`` is on a local disk or memory filesystem (else always threaded).
+
+        Raises:
+            OSError: If ``fd`` cannot be examined.
+        """
         device = os.fstat(fd).st_dev
         local = self._local.get(device)
         if local is None:

@@ -171,8 +171,9 @@ class LocalConnector(Connector):
             _fail("create", path, location, exc)
         try:
             try:
+                local = _PACING.on_local_disk(fd)  # one look at the filesystem per file
                 async for chunk in chunks:
-                    await _PACING.write(fd, chunk)
+                    await _PACING.write(fd, chunk, local=local)
             finally:
                 os.close(fd)  # no thread writes to it any more: in_thread waits for it
             _apply_attributes(path, mode, mtime)

@@ -220,7 +220,7 @@ class HostPool:
         return connection.alive and not session.closed and age < self._settings.keepalive_interval
 
     def _take_standby(self) -> _Channel | None:
-        """The standby channel, if usable (one that is not is closed and its slot freed)."""
+        """The standby channel, if usable (an unusable one is closed and its slot freed)."""
         usable, standby = self._standby_usable(), self._standby
         self._standby = None
         if standby is None or usable:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
+import shutil
 import stat
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ from streamdata import (
     TransferError,
 )
 from streamdata._testservers import AsyncSSHTestServer, SSHTestServer
+from streamdata.connectors import _ssh_unpack as unpack
 
 LOCAL = ExecutionLocation("localhost", "local")
 REMOTE = ExecutionLocation("remote", "ssh")
@@ -367,8 +370,21 @@ def _assert_same_directories(src: Path, dst: Path) -> None:
             assert stat.S_IMODE(twin.stat().st_mode) == stat.S_IMODE(path.stat().st_mode), twin
 
 
-async def test_many_files_are_unpacked_in_parallel_exactly(env: Env) -> None:
-    """Several tar at once on the server, and the tree is still the same to the last mtime."""
+def _split_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the unpack start its extra ``tar`` at the first chunk, however fast one is."""
+    monkeypatch.setattr(unpack, "SPLIT_AFTER", 0.0)
+    monkeypatch.setattr(unpack, "SLOW_FILES", float("inf"))
+
+
+async def test_many_files_are_unpacked_in_parallel_exactly(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Several tar at once on the server, and the tree is still the same to the last mtime.
+
+    The split starts after the first chunk went to one ``tar``: directories it already
+    got are replayed to the others.
+    """
+    _split_at_once(monkeypatch)
     tree = _many_file_tree(env.root)
     dst = env.root / "remote-parallel"
     env.manager.register_path(LOCAL, str(tree))
@@ -385,10 +401,70 @@ async def test_many_files_are_unpacked_in_parallel_exactly(env: Env) -> None:
     assert not (env.root / "PWNED").exists()
 
 
+def _stalled_first_tar(bin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Put a ``tar`` first on PATH whose first unpacking run takes nothing in for 1.5 s.
+
+    The in-process server runs commands with this process's environment. Its first
+    ``tar -x`` is then a tar that falls behind (a slow disk), later ones are not.
+    """
+    bin_dir.mkdir()
+    real = shutil.which("tar")
+    wrapper = bin_dir / "tar"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        'case " $* " in *" -xpf "*) '
+        f"mkdir {shlex.quote(str(bin_dir / 'first'))} 2>/dev/null && sleep 1.5 ;; esac\n"
+        f'exec {real} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+
+def _small_files(root: Path, count: int) -> Path:
+    tree = root / "small"
+    for index in range(count):
+        folder = tree / f"d{index % 7}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"f{index}").write_bytes(os.urandom(4096))
+    (tree / "d3").chmod(0o500)  # a directory its owner cannot write: the last pass sets it
+    return tree
+
+
+async def test_slow_tar_gets_more_workers(
+    asyncssh_server: AsyncSSHTestServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A remote ``tar`` that falls behind gets helpers mid-stream; the tree is exact."""
+    _stalled_first_tar(tmp_path / "bin", monkeypatch)
+    tree = _small_files(tmp_path, 2400)  # 11 MiB: more than the server buffers (4 MiB)
+    connector = SSHConnector([asyncssh_server.ssh_host(name="remote")])
+    async with DataManager({"local": LocalConnector(), "ssh": connector}) as manager:
+        manager.register_path(LOCAL, str(tree))
+        asyncssh_server.reset_channel_count()
+        await manager.transfer_data(LOCAL, str(tree), [REMOTE], str(tmp_path / "copy"))
+    assert asyncssh_server.max_open_channels >= 4  # SFTP, the first tar and two more
+    _assert_same_tree(tree, tmp_path / "copy")
+    _assert_same_directories(tree, tmp_path / "copy")
+
+
+async def test_fast_tar_unpacks_alone(asyncssh_server: AsyncSSHTestServer, tmp_path: Path) -> None:
+    """A ``tar`` that keeps up is left alone: no extra channels, same tree."""
+    tree = _small_files(tmp_path, 900)
+    (tree / "d3").chmod(0o700)
+    connector = SSHConnector([asyncssh_server.ssh_host(name="remote")])
+    async with DataManager({"local": LocalConnector(), "ssh": connector}) as manager:
+        manager.register_path(LOCAL, str(tree))
+        asyncssh_server.reset_channel_count()
+        await manager.transfer_data(LOCAL, str(tree), [REMOTE], str(tmp_path / "copy"))
+    assert asyncssh_server.max_open_channels <= 2  # SFTP and one tar
+    _assert_same_tree(tree, tmp_path / "copy")
+    _assert_same_directories(tree, tmp_path / "copy")
+
+
 async def test_busy_host_unpacks_many_files_in_one_stream(
-    asyncssh_server: AsyncSSHTestServer, tmp_path: Path
+    asyncssh_server: AsyncSSHTestServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With no channel to spare (max_sessions=3), the same tree arrives through one tar."""
+    _split_at_once(monkeypatch)
     tree = _many_file_tree(tmp_path)
     connector = SSHConnector([asyncssh_server.ssh_host(name="remote")], max_sessions=3)
     async with DataManager({"local": LocalConnector(), "ssh": connector}) as manager:

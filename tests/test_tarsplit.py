@@ -51,32 +51,29 @@ def _describe(root: Path) -> dict[str, tuple[object, ...]]:
     return found
 
 
-def _split(stream: bytes, workers: int, rng: random.Random) -> tuple[list[bytes], bytes]:
-    splitter = TarSplitter(workers)
+def _split(
+    stream: bytes, workers: int, rng: random.Random, *, grow_at: int | None = None
+) -> tuple[list[bytes], bytes]:
+    """Split ``stream`` in random pieces; with ``grow_at``, one worker until that offset."""
+    splitter = TarSplitter(workers, active=None if grow_at is None else 1)
     outputs = [bytearray() for _ in range(workers)]
     position = 0
     while position < len(stream):
+        if grow_at is not None and position >= grow_at and splitter.can_grow:
+            replay = splitter.grow(workers - 1)
+            for out in outputs[1:]:
+                out += replay
         piece = rng.randint(1, 9000)
         for route, data in splitter.feed(stream[position : position + piece]):
-            for index in range(workers) if route == EVERY else [route]:
+            for index in range(splitter.active) if route == EVERY else [route]:
                 outputs[index] += data
         position += piece
     splitter.close()
     return [bytes(out) + END for out in outputs], bytes(splitter.deferred) + END
 
 
-@pytest.mark.parametrize("workers", [1, 2, 3])
-def test_parallel_unpack_gives_the_same_tree(tmp_path: Path, workers: int) -> None:
-    """Workers unpacked at once, then the held-back pass: every attribute survives."""
-    source = tmp_path / "src"
-    source.mkdir()
-    _tree(source)
-    stream = subprocess.run(
-        ["tar", "-C", str(source), "-cf", "-", "."], capture_output=True, check=True
-    ).stdout
-    parts, last = _split(stream, workers, random.Random(workers))
-    assert sum(bool(part.strip(b"\0")) for part in parts) == workers  # all of them got work
-    target = tmp_path / "dst"
+def _unpack(parts: list[bytes], last: bytes | None, target: Path) -> None:
+    """Unpack ``parts`` with one ``tar`` each at once, then ``last`` (if any)."""
     target.mkdir()
     command = ["tar", "-C", str(target), "-xpf", "-", "--no-same-owner"]
     running = [subprocess.Popen(command, stdin=subprocess.PIPE) for _ in parts]
@@ -85,9 +82,80 @@ def test_parallel_unpack_gives_the_same_tree(tmp_path: Path, workers: int) -> No
         process.stdin.write(part)
         process.stdin.close()
     assert all(process.wait() == 0 for process in running)
-    subprocess.run(command, input=last, check=True)
+    if last is not None:
+        subprocess.run(command, input=last, check=True)
+
+
+def _stream(source: Path) -> bytes:
+    return subprocess.run(
+        ["tar", "-C", str(source), "-cf", "-", "."], capture_output=True, check=True
+    ).stdout
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_parallel_unpack_gives_the_same_tree(tmp_path: Path, workers: int) -> None:
+    """Workers unpacked at once, then the held-back pass: every attribute survives."""
+    source = tmp_path / "src"
+    source.mkdir()
+    _tree(source)
+    parts, last = _split(_stream(source), workers, random.Random(workers))
+    assert sum(bool(part.strip(b"\0")) for part in parts) == workers  # all of them got work
+    target = tmp_path / "dst"
+    _unpack(parts, last, target)
     assert _describe(target) == _describe(source)
     assert (target / "a" / "hard").stat().st_ino == (target / "b" / "f0 'q' $(x)\n").stat().st_ino
+
+
+@pytest.mark.parametrize("grow_at", [0, 700, 5000, 30_000])
+def test_workers_added_mid_stream_give_the_same_tree(tmp_path: Path, grow_at: int) -> None:
+    """One worker first, two more from ``grow_at`` on (replay first): the same tree."""
+    source = tmp_path / "src"
+    source.mkdir()
+    _tree(source)
+    stream = _stream(source)
+    parts, last = _split(stream, 3, random.Random(grow_at), grow_at=grow_at)
+    assert all(part.strip(b"\0") for part in parts[1:])  # the new ones got work
+    target = tmp_path / "dst"
+    _unpack(parts, last, target)
+    assert _describe(target) == _describe(source)
+    assert (target / "a" / "hard").stat().st_ino == (target / "b" / "f0 'q' $(x)\n").stat().st_ino
+
+
+def test_one_worker_needs_no_last_pass_unless_a_directory_was_locked(tmp_path: Path) -> None:
+    """Never grown: hard links go to the one worker; a last pass only for a locked dir."""
+    source = tmp_path / "src"
+    source.mkdir()
+    _tree(source)
+    splitter = TarSplitter(3, active=1)
+    out = [data for route, data in splitter.feed(_stream(source)) if route != EVERY]
+    assert splitter.needs_last_pass  # "locked" is 0555: its owner could not write in it
+    target = tmp_path / "dst"
+    _unpack([b"".join(out) + END], bytes(splitter.deferred) + END, target)
+    assert _describe(target) == _describe(source)
+    assert (target / "a" / "hard").stat().st_ino == (target / "b" / "f0 'q' $(x)\n").stat().st_ino
+    (source / "locked").chmod(0o755)
+    os.utime(source / "locked", (1_600_000_000, 1_600_000_000))
+    splitter = TarSplitter(3, active=1)
+    out = [data for route, data in splitter.feed(_stream(source)) if route != EVERY]
+    assert not splitter.needs_last_pass
+    splitter.freeze()
+    assert not splitter.can_grow
+    again = tmp_path / "again"
+    _unpack([b"".join(out) + END], None, again)
+    assert _describe(again) == _describe(source)
+
+
+def test_growth_is_refused_once_frozen_or_full() -> None:
+    """grow() past the workers there are, or after freeze(): ValueError."""
+    splitter = TarSplitter(3, active=1)
+    with pytest.raises(ValueError, match="cannot grow"):
+        splitter.grow(3)
+    assert splitter.grow(2) == b""
+    assert not splitter.can_grow and splitter.active == 3
+    frozen = TarSplitter(2, active=1)
+    frozen.freeze()
+    with pytest.raises(ValueError, match="cannot grow"):
+        frozen.grow(1)
 
 
 def test_pax_records_and_global_headers_travel_with_their_members() -> None:

@@ -1,19 +1,25 @@
-"""Unpacking a tar stream on an SSH host, with several ``tar -x`` at once for many files.
+"""Unpacking a tar stream on an SSH host, with more ``tar -x`` at once where one is slow.
 
-A tree of many small files is bound by the remote host creating them, and several
-processes creating files at once get through more than one (measured on this project's
-machine, 10,000 files of 4 KiB over loopback OpenSSH: one ``tar | ssh tar`` 10.4 s,
-streamdata with two workers 8.3 s, with four 7.3 s). So when the first MiB of the stream
-holds at least :data:`PARALLEL_FILES` files and the host has channels free right now, the
-tree is created by SFTP ``mkdir`` and the stream is cut by
-:class:`~._tarsplit.TarSplitter` into up to :data:`WORKERS` streams unpacked at once,
-then a last ``tar -x`` (opened with them, fed after them) for directories and hard links.
-Otherwise one ``tar`` unpacks everything, as before. Either way the exit status of every
-``tar`` is checked.
+Most trees unpack fastest through one ``tar -x``: on this project's machine 10,000 files
+of 4 KiB reach a tmpfs through one in 0.6-0.75 s and through four in 1.3 s, since every
+channel starts a login shell and four ``tar`` share two cores. Where creating files is
+slow (a busy disk, a network filesystem, here ext4 without a journal after many
+deletions: 0.5-1 ms per file) four get through more: 7.3 s against 10.4 s.
+
+So a tree whose first MiB holds at least :data:`PARALLEL_FILES` files goes through a
+:class:`~._tarsplit.TarSplitter` with one worker, and the time spent waiting for that
+``tar`` to take more is watched. Once it has waited :data:`SPLIT_AFTER` seconds, if it
+took under :data:`SLOW_FILES` files a second while it was behind, up to
+:data:`WORKERS` - 1 more ``tar`` are started on channels free right now, and the rest of
+the stream is cut between them all. A last ``tar -x`` then gives directories their modes
+and mtimes and makes hard links (:attr:`~._tarsplit.TarSplitter.needs_last_pass`).
+Smaller trees, and few big files, go through one plain ``tar``. Either way the exit
+status of every ``tar`` is checked.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterable, AsyncIterator
 
@@ -25,13 +31,27 @@ from ._ssh_channel import RemoteCommand
 from ._ssh_pool import HostPool
 from ._tarsplit import END, EVERY, TarSplitter
 
-__all__ = ["PARALLEL_FILES", "WORKERS", "peek", "pipe", "unpack_tree"]
+__all__ = [
+    "PARALLEL_FILES",
+    "SLOW_FILES",
+    "SPLIT_AFTER",
+    "WORKERS",
+    "peek",
+    "pipe",
+    "unpack_tree",
+]
 
-#: Parallel ``tar -x`` processes at most for a tree of many files (plus one last pass);
-#: fewer when the host has fewer channels free (one stream when it has none).
+#: ``tar -x`` processes at most for one tree (plus the last pass); fewer when the host has
+#: fewer channels free when they are wanted.
 WORKERS = 4
 #: Files within the first :data:`_PEEK_BYTES` of the stream that make it "many files".
 PARALLEL_FILES = 32
+#: Seconds spent waiting for the one ``tar`` to take more before deciding whether it is
+#: slow (taking under :data:`SLOW_FILES` files per second), and more are started.
+SPLIT_AFTER = 0.3
+#: Files per second below which one ``tar`` counts as slow.
+SLOW_FILES = 5000.0
+_WAIT = 0.001  # a write taking longer waited for the remote side
 _PEEK_BYTES = 1 << 20
 
 
@@ -53,40 +73,90 @@ async def unpack_tree(pool: HostPool, path: str, chunks: AsyncIterable[bytes]) -
     except asyncssh.SFTPError as exc:
         raise pool.error(f"cannot create {path!r}", exc) from exc
     extract = commands.extract(path)
+    splitter = TarSplitter(WORKERS, active=1)
     async with contextlib.AsyncExitStack() as stack:
-        first = await stack.enter_async_context(pool.command(extract, what=what, bulk=True))
-        spares: list[RemoteCommand] = []
-        for _ in range(WORKERS):  # up to WORKERS - 1 more workers, and the last pass
-            remote = await stack.enter_async_context(pool.spare_command(extract, what=what))
-            if remote is None:
-                break
-            spares.append(remote)
-        if len(spares) < 2:  # the host is busy: one stream after all
-            await _feed(first, head, iterator)
-            return
-        await _parallel(pool, [first, *spares[:-1]], spares[-1], head, iterator, path)
+        workers = [await stack.enter_async_context(pool.command(extract, what=what, bulk=True))]
+        try:
+            await _split(pool, stack, splitter, workers, _chunks(head, iterator), extract, what)
+            splitter.close()
+        except ValueError as exc:
+            raise pool.error(f"cannot unpack into {path!r}", exc) from exc
+        for worker in workers:  # they unpack at once; their ends are only collected in turn
+            await worker.write(END)
+            worker.write_eof()
+        for worker in workers:
+            await worker.finish()
+    if splitter.needs_last_pass:  # opened once the workers' channels are free again
+        await pipe(pool, extract, what, [bytes(splitter.deferred) + END], _nothing())
 
 
-async def _parallel(
+async def _split(
     pool: HostPool,
+    stack: contextlib.AsyncExitStack,
+    splitter: TarSplitter,
     workers: list[RemoteCommand],
-    last: RemoteCommand,
-    head: list[bytes],
-    rest: AsyncIterator[bytes],
-    path: str,
+    chunks: AsyncIterator[bytes],
+    extract: str,
+    what: str,
 ) -> None:
-    splitter = TarSplitter(len(workers))
-    try:
-        async for chunk in _chunks(head, rest):
-            for route, data in splitter.feed(chunk):
-                for worker in workers if route == EVERY else (workers[route],):
-                    await worker.write(data)
-        splitter.close()
-    except ValueError as exc:
-        raise pool.error(f"cannot unpack into {path!r}", exc) from exc
-    for worker in workers:  # they unpack at once; their ends are only collected in turn
-        await _end(worker, END)
-    await _end(last, bytes(splitter.deferred) + END)
+    """Feed the stream to ``workers``, adding some when the first one is slow.
+
+    While a write waits, the remote ``tar`` is behind, and members go out only as fast as
+    it takes them in: their rate since the first wait is how fast it creates files.
+    """
+    clock = asyncio.get_running_loop().time
+    waited = 0.0
+    behind: tuple[float, int] | None = None  # (time, members) at the first wait
+    async for chunk in chunks:
+        # one write per worker and chunk: a write per member would be a packet each
+        batches: list[list[bytes]] = [[] for _ in workers]
+        for route, data in splitter.feed(chunk):
+            for index in range(len(workers)) if route == EVERY else (route,):
+                batches[index].append(data)
+        for worker, batch in zip(workers, batches, strict=True):
+            if batch:
+                before = clock()
+                await worker.write(b"".join(batch))
+                took = clock() - before
+                waited += took
+                if behind is None and took > _WAIT:
+                    behind = (before, splitter.members)
+        if splitter.can_grow and waited >= SPLIT_AFTER:
+            since, members = behind or (clock(), splitter.members)
+            if splitter.members - members < SLOW_FILES * (clock() - since):
+                await _grow(pool, stack, splitter, workers, extract, what)
+            else:
+                splitter.freeze()  # one tar keeps up: stay with it
+
+
+async def _grow(
+    pool: HostPool,
+    stack: contextlib.AsyncExitStack,
+    splitter: TarSplitter,
+    workers: list[RemoteCommand],
+    extract: str,
+    what: str,
+) -> None:
+    """Start more workers on the channels free now; each first gets the replay."""
+    added: list[RemoteCommand] = []
+    for _ in range(WORKERS - len(workers)):
+        remote = await stack.enter_async_context(pool.spare_command(extract, what=what))
+        if remote is None:
+            break
+        added.append(remote)
+    if not added:
+        splitter.freeze()
+        return
+    replay = splitter.grow(len(added))
+    for remote in added:
+        if replay:
+            await remote.write(replay)
+    workers.extend(added)
+
+
+async def _nothing() -> AsyncIterator[bytes]:
+    return
+    yield  # an async generator that yields nothing
 
 
 async def _chunks(head: list[bytes], rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -94,12 +164,6 @@ async def _chunks(head: list[bytes], rest: AsyncIterator[bytes]) -> AsyncIterato
         yield head.pop(0)
     async for chunk in rest:
         yield chunk
-
-
-async def _end(remote: RemoteCommand, data: bytes) -> None:
-    await remote.write(data)
-    remote.write_eof()
-    await remote.finish()
 
 
 async def pipe(

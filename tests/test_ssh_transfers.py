@@ -447,7 +447,10 @@ async def test_slow_tar_gets_more_workers(
 
 
 async def test_fast_tar_unpacks_alone(asyncssh_server: AsyncSSHTestServer, tmp_path: Path) -> None:
-    """A ``tar`` that keeps up is left alone: no extra channels, same tree."""
+    """A tree the server's buffers take at once never waits: one tar, no extra channel.
+
+    (When a tar that does fall behind counts as slow: tests/test_unpack_backlog.py.)
+    """
     tree = _small_files(tmp_path, 900)
     (tree / "d3").chmod(0o700)
     connector = SSHConnector([asyncssh_server.ssh_host(name="remote")])

@@ -86,6 +86,11 @@ def _unpack(parts: list[bytes], last: bytes | None, target: Path) -> None:
         subprocess.run(command, input=last, check=True)
 
 
+def _members(stream: bytes) -> list[tarfile.TarInfo]:
+    with tarfile.open(fileobj=io.BytesIO(stream)) as archive:
+        return archive.getmembers()
+
+
 def _stream(source: Path) -> bytes:
     return subprocess.run(
         ["tar", "-C", str(source), "-cf", "-", "."], capture_output=True, check=True
@@ -115,6 +120,13 @@ def test_workers_added_mid_stream_give_the_same_tree(tmp_path: Path, grow_at: in
     stream = _stream(source)
     parts, last = _split(stream, 3, random.Random(grow_at), grow_at=grow_at)
     assert all(part.strip(b"\0") for part in parts[1:])  # the new ones got work
+    directories = {m.name for m in _members(stream) if m.isdir()}
+    for part in parts:  # the ones added late got the earlier directories (the replay)
+        assert {m.name for m in _members(part) if m.isdir()} == directories
+    for part in parts[1:]:  # links after the growth wait for the last pass
+        assert not any(m.islnk() for m in _members(part))
+    if grow_at == 0:
+        assert [m.name for m in _members(last) if m.islnk()] == ["./a/hard"]
     target = tmp_path / "dst"
     _unpack(parts, last, target)
     assert _describe(target) == _describe(source)
@@ -127,7 +139,7 @@ def test_one_worker_needs_no_last_pass_unless_a_directory_was_locked(tmp_path: P
     source.mkdir()
     _tree(source)
     splitter = TarSplitter(3, active=1)
-    out = [data for route, data in splitter.feed(_stream(source)) if route != EVERY]
+    out = [data for _, data in splitter.feed(_stream(source))]  # all of it is worker 0's
     assert splitter.needs_last_pass  # "locked" is 0555: its owner could not write in it
     target = tmp_path / "dst"
     _unpack([b"".join(out) + END], bytes(splitter.deferred) + END, target)
@@ -136,13 +148,28 @@ def test_one_worker_needs_no_last_pass_unless_a_directory_was_locked(tmp_path: P
     (source / "locked").chmod(0o755)
     os.utime(source / "locked", (1_600_000_000, 1_600_000_000))
     splitter = TarSplitter(3, active=1)
-    out = [data for route, data in splitter.feed(_stream(source)) if route != EVERY]
+    out = [data for _, data in splitter.feed(_stream(source))]
     assert not splitter.needs_last_pass
     splitter.freeze()
     assert not splitter.can_grow
     again = tmp_path / "again"
     _unpack([b"".join(out) + END], None, again)
     assert _describe(again) == _describe(source)
+
+
+def test_growth_alone_makes_the_last_pass_needed(tmp_path: Path) -> None:
+    """Every directory writable by its owner: once grown, the last pass is still needed."""
+    source = tmp_path / "src"
+    (source / "d").mkdir(parents=True)
+    (source / "d" / "f").write_bytes(b"x")
+    stream = _stream(source)
+    alone = TarSplitter(2, active=1)
+    alone.feed(stream)
+    assert not alone.needs_last_pass
+    grown = TarSplitter(2, active=1)
+    grown.grow(1)
+    grown.feed(stream)
+    assert grown.needs_last_pass
 
 
 def test_growth_is_refused_once_frozen_or_full() -> None:

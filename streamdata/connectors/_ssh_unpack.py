@@ -36,6 +36,7 @@ __all__ = [
     "SLOW_FILES",
     "SPLIT_AFTER",
     "WORKERS",
+    "Backlog",
     "peek",
     "pipe",
     "unpack_tree",
@@ -99,14 +100,9 @@ async def _split(
     extract: str,
     what: str,
 ) -> None:
-    """Feed the stream to ``workers``, adding some when the first one is slow.
-
-    While a write waits, the remote ``tar`` is behind, and members go out only as fast as
-    it takes them in: their rate since the first wait is how fast it creates files.
-    """
+    """Feed the stream to ``workers``, adding some when the first one is slow."""
     clock = asyncio.get_running_loop().time
-    waited = 0.0
-    behind: tuple[float, int] | None = None  # (time, members) at the first wait
+    watch = Backlog(clock())
     async for chunk in chunks:
         # one write per worker and chunk: a write per member would be a packet each
         batches: list[list[bytes]] = [[] for _ in workers]
@@ -117,16 +113,45 @@ async def _split(
             if batch:
                 before = clock()
                 await worker.write(b"".join(batch))
-                took = clock() - before
-                waited += took
-                if behind is None and took > _WAIT:
-                    behind = (before, splitter.members)
-        if splitter.can_grow and waited >= SPLIT_AFTER:
-            since, members = behind or (clock(), splitter.members)
-            if splitter.members - members < SLOW_FILES * (clock() - since):
+                watch.wrote(before, clock(), splitter.members)
+        if splitter.can_grow:
+            slow = watch.slow(clock(), splitter.members)
+            if slow:
                 await _grow(pool, stack, splitter, workers, extract, what)
-            else:
+            elif slow is not None:
                 splitter.freeze()  # one tar keeps up: stay with it
+
+
+class Backlog:
+    """Tells, from how long writes to one ``tar`` took, whether it creates files slowly.
+
+    A write that took over a millisecond waited for the SSH window: the ``tar`` is
+    behind, and from then on members go out only as fast as it takes them in. Their rate
+    since the first such wait is how fast it creates files.
+
+    Args:
+        start: The clock when feeding began.
+    """
+
+    def __init__(self, start: float) -> None:
+        self._start = start
+        self._behind: tuple[float, int] | None = None  # (clock, members) at the first wait
+        #: Seconds spent in writes that waited.
+        self.waited = 0.0
+
+    def wrote(self, before: float, after: float, members: int) -> None:
+        """A write began at ``before`` and returned at ``after``; ``members`` routed so far."""
+        if after - before > _WAIT:
+            self.waited += after - before
+            if self._behind is None:
+                self._behind = (before, members)
+
+    def slow(self, now: float, members: int) -> bool | None:
+        """None until :data:`SPLIT_AFTER` seconds were waited; then whether it is slow."""
+        if self.waited < SPLIT_AFTER:
+            return None
+        since, before = self._behind or (self._start, 0)
+        return (members - before) / max(now - since, 1e-9) < SLOW_FILES
 
 
 async def _grow(

@@ -41,7 +41,7 @@ _DEFERRED = -3
 _EXTENSIONS = frozenset(b"LKx")
 _HELD_LIMIT = 1 << 20
 #: Directories and global headers kept for workers added later; past it, no more growth.
-_REPLAY_LIMIT = 8 << 20
+_REPLAY_LIMIT = 1 << 20
 
 
 class TarSplitter:
@@ -107,7 +107,11 @@ class TarSplitter:
         return replay
 
     def freeze(self) -> None:
-        """Give up growing: the replay kept for new workers is dropped."""
+        """Give up growing: the replay kept for new workers is dropped.
+
+        From then on a directory is held back for the last pass only if it was changed
+        (or the splitter had grown).
+        """
         self._replay = None
 
     def feed(self, chunk: bytes) -> list[tuple[int, bytes]]:
@@ -173,9 +177,11 @@ class TarSplitter:
         self._held.clear()
         member = held + header
         if kind == ord("5"):
-            self.deferred += member
             mode = header_number(header[100:108]) or 0
-            self._changed_directory |= mode & 0o700 != 0o700
+            locked = mode & 0o700 != 0o700
+            self._changed_directory |= locked
+            if locked or self._grown or self._replay is not None:  # else: one tar sets it
+                self.deferred += member
             made = held + _owner_writable(header, mode)
             for worker in range(self._active):
                 out.append((worker, made))

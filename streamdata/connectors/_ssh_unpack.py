@@ -4,7 +4,8 @@ Most trees unpack fastest through one ``tar -x``: on this project's machine 10,0
 of 4 KiB reach a tmpfs through one in 0.6-0.75 s and through four in 1.3 s, since every
 channel starts a login shell and four ``tar`` share two cores. Where creating files is
 slow (a busy disk, a network filesystem, here ext4 without a journal after many
-deletions: 0.5-1 ms per file) four get through more: 7.3 s against 10.4 s.
+deletions: 0.5-1 ms per file) four get through more: 6.3-7.1 s against 10.3-10.9 s for
+one ``tar | ssh tar`` (benchmarks/RESULTS.md).
 
 So a tree whose first MiB holds at least :data:`PARALLEL_FILES` files goes through a
 :class:`~._tarsplit.TarSplitter` with one worker, and the time spent waiting for that
@@ -15,6 +16,10 @@ the stream is cut between them all. A last ``tar -x`` then gives directories the
 and mtimes and makes hard links (:attr:`~._tarsplit.TarSplitter.needs_last_pass`).
 Smaller trees, and few big files, go through one plain ``tar``. Either way the exit
 status of every ``tar`` is checked.
+
+Waiting for the SSH window cannot tell a slow ``tar`` from a slow network: on a link
+slower than the ``tar``, small files also get the extra ``tar`` (three more channels and a
+last pass, which do not help there but cost little next to the link's own time).
 """
 
 from __future__ import annotations

@@ -401,19 +401,28 @@ async def test_many_files_are_unpacked_in_parallel_exactly(
     assert not (env.root / "PWNED").exists()
 
 
-def _stalled_first_tar(bin_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _stalled_first_tar(
+    bin_dir: Path, monkeypatch: pytest.MonkeyPatch, *, broken_helper: bool = False
+) -> None:
     """Put a ``tar`` first on PATH whose first unpacking run takes nothing in for 1.5 s.
 
     The in-process server runs commands with this process's environment. Its first
-    ``tar -x`` is then a tar that falls behind (a slow disk), later ones are not.
+    ``tar -x`` is then a tar that falls behind (a slow disk), later ones are not; with
+    ``broken_helper``, the second one reads its input and fails as a full disk would.
     """
     bin_dir.mkdir()
     real = shutil.which("tar")
+    first, second = (shlex.quote(str(bin_dir / name)) for name in ("first", "second"))
+    broken = (
+        f"mkdir {second} 2>/dev/null && cat >/dev/null && echo 'No space left' >&2 && exit 2"
+        if broken_helper
+        else "true"
+    )
     wrapper = bin_dir / "tar"
     wrapper.write_text(
         "#!/bin/sh\n"
         'case " $* " in *" -xpf "*) '
-        f"mkdir {shlex.quote(str(bin_dir / 'first'))} 2>/dev/null && sleep 1.5 ;; esac\n"
+        f"if mkdir {first} 2>/dev/null; then sleep 1.5; else {broken}; fi ;; esac\n"
         f'exec {real} "$@"\n'
     )
     wrapper.chmod(0o755)
@@ -444,6 +453,29 @@ async def test_slow_tar_gets_more_workers(
     assert asyncssh_server.max_open_channels >= 4  # SFTP, the first tar and two more
     _assert_same_tree(tree, tmp_path / "copy")
     _assert_same_directories(tree, tmp_path / "copy")
+
+
+async def test_a_failing_helper_tar_fails_the_copy_and_leaves_nothing(
+    asyncssh_server: AsyncSSHTestServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A helper started mid-stream fails: TransferError naming it, no tree, no replica."""
+    _stalled_first_tar(tmp_path / "bin", monkeypatch, broken_helper=True)
+    tree = _small_files(tmp_path, 2400)
+    (tree / "d3").chmod(0o700)
+    connector = SSHConnector([asyncssh_server.ssh_host(name="remote")])
+    copy = tmp_path / "copy"
+    async with DataManager({"local": LocalConnector(), "ssh": connector}) as manager:
+        manager.register_path(LOCAL, str(tree))
+        with pytest.raises(TransferError) as caught:
+            await asyncio.wait_for(manager.transfer_data(LOCAL, str(tree), [REMOTE], str(copy)), 60)
+        assert "No space left" in str(caught.value.failures[REMOTE])
+        assert isinstance(caught.value.failures[REMOTE], ConnectorError)
+        assert {(r.deployment, r.path) for r in manager.get_data_locations(str(tree))} == {
+            ("local", str(tree))
+        }
+    assert (tmp_path / "bin" / "second").is_dir()  # the helper did start
+    assert not copy.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".streamdata-")] == []
 
 
 async def test_fast_tar_unpacks_alone(asyncssh_server: AsyncSSHTestServer, tmp_path: Path) -> None:

@@ -10,6 +10,8 @@ stream is not what it expected: the counter then stops counting rather than gues
 
 from __future__ import annotations
 
+from zlib import adler32
+
 __all__ = ["BLOCK", "TarFileCounter", "checksum_ok", "header_number", "pax_size"]
 
 BLOCK = 512
@@ -115,9 +117,14 @@ def header_number(field: bytes) -> int | None:
 
 
 def checksum_ok(header: bytes) -> bool:
+    """Whether the 512-byte ``header`` carries its own checksum (its checksum field as spaces).
+
+    The byte sum comes from zlib's Adler-32 in C, a tenth of the cost of ``sum()``: its low
+    16 bits are 1 + the byte sum modulo 65,521, and 256 bytes never sum past 65,280.
+    """
     stored = header_number(header[148:156])
-    unsigned = sum(header[:148]) + 8 * 32 + sum(header[156:])
-    return stored == unsigned
+    total = (adler32(header[:256]) & 0xFFFF) + (adler32(header[256:]) & 0xFFFF) - 2
+    return stored == total - sum(header[148:156]) + 8 * 32
 
 
 def pax_size(data: bytes) -> int | None:

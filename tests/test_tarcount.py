@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from streamdata._tarcount import TarFileCounter, header_number
+from streamdata._tarcount import TarFileCounter, checksum_ok, header_number
 
 
 def _tree(root: Path) -> int:
@@ -95,3 +95,35 @@ def test_garbage_stops_counting_without_errors() -> None:
     assert counter.feed(os.urandom(4096)) == 0
     assert counter.broken
     assert counter.feed(b"more") == 0
+
+
+def _by_definition(header: bytes) -> bool:
+    """The checksum rule as POSIX states it: the byte sum, checksum field as spaces."""
+    return header_number(header[148:156]) == sum(header[:148]) + 8 * 32 + sum(header[156:])
+
+
+def test_checksum_agrees_with_its_definition() -> None:
+    """The Adler-32 shortcut gives the plain byte sum's verdict, at the extremes too."""
+    rng = random.Random(7)
+    headers = [bytes(512), bytes([255]) * 512, bytes([255]) * 256 + bytes(256)]
+    for _ in range(3000):
+        header = bytearray(rng.randbytes(512) if rng.random() < 0.5 else bytes(512))
+        if rng.random() < 0.7:  # a valid checksum, then maybe one byte off
+            header[148:156] = b" " * 8
+            header[148:156] = b"%06o\0 " % sum(header)
+            if rng.random() < 0.5:
+                header[rng.randrange(512)] ^= 1 << rng.randrange(8)
+        headers.append(bytes(header))
+    buffer = io.BytesIO()
+    for form in (tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT):
+        with tarfile.open(fileobj=buffer, mode="w", format=form) as archive:
+            ustar = form == tarfile.USTAR_FORMAT  # no long names or huge numbers there
+            info = tarfile.TarInfo("é/" + "n" * (20 if ustar else 120))
+            info.size, info.mode = 3, 0o7777
+            info.mtime = 1_600_000_000 if ustar else 2**33 + 5  # GNU: base-256
+            archive.addfile(info, io.BytesIO(b"abc"))
+    stream = buffer.getvalue()
+    headers += [stream[at : at + 512] for at in range(0, len(stream), 512)]
+    assert {checksum_ok(h) for h in headers} == {True, False}
+    for header in headers:
+        assert checksum_ok(header) == _by_definition(header)

@@ -490,7 +490,7 @@ async def run_cases(quick: bool, runs: int, keys: set[str]) -> dict[str, Any]:
                     dst = scratch / ("local" if case.direction == "down" else "remote") / "copy"
                     dst.parent.mkdir(exist_ok=True)
                     tools = file_tools(server, src, dst, case.direction == "down")
-                    results.append(await bench(case, tools, src, [dst], runs))
+                    results.append(await bench(case, tools, src, [dst], file_runs(runs)))
                 elif case.shape == "tree":
                     if case.tmpfs and not is_tmpfs(TMPFS):
                         record["skipped"].append(f"({case.key}) {case.label}: no tmpfs at {TMPFS}")
@@ -509,12 +509,20 @@ async def run_cases(quick: bool, runs: int, keys: set[str]) -> dict[str, Any]:
                     )
                     remove(src)
                 else:
-                    result = await fanout(stack, case, scratch, src, runs)
+                    result = await fanout(stack, case, scratch, src, file_runs(runs))
                     if isinstance(result, str):
                         record["skipped"].append(f"({case.key}) {case.label}: {result}")
                     else:
                         results.append(result)
     return record
+
+
+def file_runs(runs: int) -> int:
+    """Timed copies per tool for the single-file cases (a) and (d): at least 5.
+
+    They take a few seconds each and vary the most from copy to copy on this machine.
+    """
+    return max(runs, 5)
 
 
 def is_tmpfs(path: str) -> bool:
@@ -611,7 +619,8 @@ def notes(record: dict[str, Any], runs: int) -> list[str]:
         f"{record['asyncssh']} in streamdata), generated ed25519 keys, host key checked by "
         "every tool. The remote side is this machine: throughput is bounded by both ends' "
         "CPU on 2 cores.",
-        f"Per case: {runs} timed copies of each tool, the order rotating (the first copy of "
+        f"Per case: {runs} timed copies of each tool ({file_runs(runs)} for the single-file "
+        "cases (a) and (d)), the order rotating (the first copy of "
         "each also compared byte for byte, untimed; the source is freshly written, so in the "
         "page cache, and streamdata is imported beforehand); median shown. `sync` before "
         "each copy; each copy is verified (files, bytes) and removed untimed. "

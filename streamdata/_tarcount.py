@@ -120,8 +120,11 @@ def checksum_ok(header: bytes) -> bool:
     """Whether the 512-byte ``header`` carries its own checksum (its checksum field as spaces).
 
     The byte sum comes from zlib's Adler-32 in C, a tenth of the cost of ``sum()``: its low
-    16 bits are 1 + the byte sum modulo 65,521, and 256 bytes never sum past 65,280.
+    16 bits are 1 + the byte sum modulo 65,521, and 256 bytes never sum past 65,280. Any
+    other length than 512 is not a header (False).
     """
+    if len(header) != BLOCK:
+        return False
     stored = header_number(header[148:156])
     total = (adler32(header[:256]) & 0xFFFF) + (adler32(header[256:]) & 0xFFFF) - 2
     return stored == total - sum(header[148:156]) + 8 * 32

@@ -4,8 +4,8 @@ Most trees unpack fastest through one ``tar -x``: on this project's machine 10,0
 of 4 KiB reach a tmpfs through one in 0.6-0.75 s and through four in 1.3 s, since every
 channel starts a login shell and four ``tar`` share two cores. Where creating files is
 slow (a busy disk, a network filesystem, here ext4 without a journal after many
-deletions: 0.5-1 ms per file) four get through more: 6.3-7.1 s against 10.3-10.9 s for
-one ``tar | ssh tar`` (benchmarks/RESULTS.md).
+deletions: 0.5-1 ms per file) four get through more, about 1.5x as many files a second
+as one ``tar | ssh tar`` (case (b) on the disk in benchmarks/RESULTS.md).
 
 So a tree whose first MiB holds at least :data:`PARALLEL_FILES` files goes through a
 :class:`~._tarsplit.TarSplitter` with one worker, and the time spent waiting for that

@@ -93,7 +93,7 @@ async def unpack_tree(pool: HostPool, path: str, chunks: AsyncIterable[bytes]) -
         for worker in workers:
             await worker.finish()
     if splitter.needs_last_pass:  # opened once the workers' channels are free again
-        await pipe(pool, extract, what, [bytes(splitter.deferred) + END], _nothing())
+        await pool.run(extract, what=what, data=bytes(splitter.deferred) + END, bulk=True)
 
 
 async def _split(
@@ -182,11 +182,6 @@ async def _grow(
         if replay:
             await remote.write(replay)
     workers.extend(added)
-
-
-async def _nothing() -> AsyncIterator[bytes]:
-    return
-    yield  # an async generator that yields nothing
 
 
 async def _chunks(head: list[bytes], rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

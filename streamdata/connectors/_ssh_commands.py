@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import posixpath
 import uuid
-from shlex import quote
+from shlex import join, quote
 
-from ._listing import FIND_FORMAT
+from ._listing import find_command
 
 __all__ = [
     "archive",
@@ -86,9 +86,12 @@ def replace(source: str, target: str) -> str:
 
 
 def walk(path: str) -> str:
-    """List ``path`` and everything below it, one NUL-separated record per entry."""
+    """List ``path`` and everything below it, one NUL-separated record per entry.
+
+    The same ``find`` as a local listing (:func:`._listing.find_command`), if ``path`` exists.
+
+    Raises:
+        ValueError: If ``path`` is relative.
+    """
     target = quote(path)
-    return (
-        f"if [ -e {target} ] || [ -h {target} ]; "
-        f"then exec find -P {target} -printf {quote(FIND_FORMAT)}; fi"
-    )
+    return f"if [ -e {target} ] || [ -h {target} ]; then exec {join(find_command(path))}; fi"

@@ -3,23 +3,31 @@
 Where is this data? The :class:`DataManager` keeps a catalog of every replica of every
 path on every location. How does it get there? :meth:`DataManager.transfer_data` picks
 the best source and copies over a local or SSH connector, atomically.
+
+Importing the package is cheap: each public name is imported from its module the first
+time it is used (:pep:`562`), so ``import streamdata`` (as the pytest plugin and
+``streamdata --help`` do) loads neither asyncssh nor the SQLite store.
 """
 
-from ._check import CheckReport
-from ._errors import (
-    ConfigurationError,
-    ConnectorError,
-    ConsistencyError,
-    DataNotFoundError,
-    StreamDataError,
-    TransferError,
-)
-from ._events import EventKind, ReplicaEvent, TransferEvent
-from ._manager import DataManager
-from ._models import DataLocation, DataType, ExecutionLocation
-from ._policy import SourcePolicy, default_source_policy
-from .connectors import Connector, LocalConnector
-from .connectors.ssh import SSHConnector, SSHHost
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._check import CheckReport
+    from ._errors import (
+        ConfigurationError,
+        ConnectorError,
+        ConsistencyError,
+        DataNotFoundError,
+        StreamDataError,
+        TransferError,
+    )
+    from ._events import EventKind, ReplicaEvent, TransferEvent
+    from ._manager import DataManager
+    from ._models import DataLocation, DataType, ExecutionLocation
+    from ._policy import SourcePolicy, default_source_policy
+    from .connectors import Connector, LocalConnector
+    from .connectors.ssh import SSHConnector, SSHHost
 
 __version__ = "0.1.0"
 
@@ -46,3 +54,46 @@ __all__ = [
     "__version__",
     "default_source_policy",
 ]
+
+#: The module that defines each public name, relative to this package.
+_HOMES = {
+    "CheckReport": "._check",
+    "ConfigurationError": "._errors",
+    "ConnectorError": "._errors",
+    "ConsistencyError": "._errors",
+    "DataNotFoundError": "._errors",
+    "StreamDataError": "._errors",
+    "TransferError": "._errors",
+    "EventKind": "._events",
+    "ReplicaEvent": "._events",
+    "TransferEvent": "._events",
+    "DataManager": "._manager",
+    "DataLocation": "._models",
+    "DataType": "._models",
+    "ExecutionLocation": "._models",
+    "SourcePolicy": "._policy",
+    "default_source_policy": "._policy",
+    "Connector": ".connectors",
+    "LocalConnector": ".connectors",
+    "SSHConnector": ".connectors.ssh",
+    "SSHHost": ".connectors.ssh",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name from its module on first use, then keep it here.
+
+    Raises:
+        AttributeError: If ``name`` is not a public name of the package.
+    """
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(home, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    """The public names, those not imported yet included."""
+    return sorted(__all__)

@@ -29,9 +29,8 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import asyncssh
-
 from ._sshd import kill_sshd_children, launch_sshd, stop_sshd
+from .connectors._asyncssh import asyncssh
 from .connectors.ssh import SSHHost
 
 __all__ = ["AsyncSSHTestServer", "SSHTestServer", "asyncssh_server", "openssh_server"]

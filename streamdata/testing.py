@@ -1,8 +1,11 @@
 """Test helpers for code that embeds streamdata: a pytest plugin and a faulty connector.
 
-Installed with streamdata, the plugin is loaded by pytest on its own (``pytest11`` entry
-point); it needs ``pytest-asyncio``. Its fixtures are function-scoped, with the test's
-event loop:
+Installed with streamdata, the plugin (:mod:`streamdata._pytest_plugin`) is loaded by
+pytest on its own (``pytest11`` entry point); its fixtures need ``pytest-asyncio``. Loading
+it imports neither this module nor asyncssh: that happens when a test first uses a
+fixture, so a project that does not use them is not affected. The fixtures are
+function-scoped, with the test's event loop (:func:`open_ssh_location` and
+:func:`open_data_manager` give the same objects outside a fixture):
 
 ``ssh_server``
     A real SSH server running inside the test process on ``127.0.0.1`` and a free port,
@@ -31,19 +34,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Hashable
+from collections.abc import AsyncIterable, AsyncIterator, Hashable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import pytest
 
 from ._errors import ConnectorError
 from ._manager import DataManager
 from ._models import ExecutionLocation
-from ._testservers import AsyncSSHTestServer, asyncssh_server
+from ._pytest_plugin import data_manager, ssh_location, ssh_server
+from ._testservers import AsyncSSHTestServer
 from .connectors._base import Connector, Entry, EntryKind
 from .connectors.local import LocalConnector
 from .connectors.ssh import SSHConnector, SSHHost
@@ -55,6 +55,8 @@ __all__ = [
     "FaultyConnector",
     "SSHLocation",
     "data_manager",
+    "open_data_manager",
+    "open_ssh_location",
     "ssh_location",
     "ssh_server",
 ]
@@ -101,63 +103,34 @@ class SSHLocation:
         return str(self.workdir / relpath)
 
 
-def _async_fixture(function: Callable[..., Any]) -> Any:
-    """``pytest_asyncio.fixture``; without pytest-asyncio, a fixture that says it is needed.
-
-    Loading the plugin never breaks a pytest run that does not use these fixtures.
-    """
-    try:
-        pytest_asyncio = importlib.import_module("pytest_asyncio")
-    except ImportError:
-
-        @pytest.fixture(name=function.__name__)
-        def missing() -> None:
-            pytest.fail("the streamdata fixtures need pytest-asyncio: pip install pytest-asyncio")
-
-        return missing
-    return pytest_asyncio.fixture(function)
-
-
-@_async_fixture
-async def ssh_server() -> AsyncIterator[AsyncSSHTestServer]:
-    """An in-process SSH server on ``127.0.0.1`` and a free port, with generated keys.
-
-    Yields:
-        The running server; it stops after the test.
-    """
-    async with asyncssh_server() as server:
-        yield server
-
-
-@_async_fixture
-async def ssh_location(
-    ssh_server: AsyncSSHTestServer, tmp_path: Path
+@contextlib.asynccontextmanager
+async def open_ssh_location(
+    server: AsyncSSHTestServer, workdir: Path
 ) -> AsyncIterator[SSHLocation]:
-    """A location on ``ssh_server`` with its connector and an empty working directory.
+    """What the ``ssh_location`` fixture yields, for a server and a new working directory.
+
+    Args:
+        server: The SSH server to reach (e.g. the ``ssh_server`` fixture).
+        workdir: An existing directory for the location to work in.
 
     Yields:
-        The location; its connector is closed after the test.
+        The location; its connector is closed on exit.
     """
-    host = ssh_server.ssh_host(name=_SSH_LOCATION_NAME)
-    workdir = tmp_path / "ssh-workdir"
-    workdir.mkdir()
-    connector = SSHConnector([host])
-    async with connector:
-        yield SSHLocation(
-            ExecutionLocation(_SSH_LOCATION_NAME, SSH_DEPLOYMENT),
-            connector,
-            host,
-            ssh_server,
-            workdir,
-        )
+    host = server.ssh_host(name=_SSH_LOCATION_NAME)
+    async with SSHConnector([host]) as connector:
+        location = ExecutionLocation(_SSH_LOCATION_NAME, SSH_DEPLOYMENT)
+        yield SSHLocation(location, connector, host, server, workdir)
 
 
-@_async_fixture
-async def data_manager(ssh_location: SSHLocation) -> AsyncIterator[DataManager]:
-    """A DataManager with the local deployment and the SSH deployment of ``ssh_location``.
+@contextlib.asynccontextmanager
+async def open_data_manager(ssh_location: SSHLocation) -> AsyncIterator[DataManager]:
+    """What the ``data_manager`` fixture yields: local and SSH deployments, in-memory catalog.
+
+    Args:
+        ssh_location: The SSH location whose connector becomes a deployment.
 
     Yields:
-        The manager (in-memory catalog); closed after the test.
+        The manager; closed on exit.
     """
     deployments: dict[str, Connector] = {
         LOCAL_DEPLOYMENT: LocalConnector(),

@@ -45,19 +45,25 @@ class Env:
     catalog: Path
     sites: Path
 
-    def environ(self) -> dict[str, str]:
-        """The environment of the command: nothing of the real user's leaks in."""
+    def environ(self, warnings: str | None = "error") -> dict[str, str]:
+        """The environment of the command: nothing of the real user's leaks in.
+
+        ``warnings`` is ``PYTHONWARNINGS`` (None: Python's defaults, as most users have).
+        """
         home = self.root / "home"
-        return {
+        environ = {
             **os.environ,
             "HOME": str(home),
             "XDG_DATA_HOME": str(home / "data"),
             "XDG_CONFIG_HOME": str(home / "config"),
-            "PYTHONWARNINGS": "error",
             "COLUMNS": "200",
         }
+        environ.pop("PYTHONWARNINGS", None)
+        return environ if warnings is None else {**environ, "PYTHONWARNINGS": warnings}
 
-    async def run(self, *args: str, catalog: bool = True, sites: bool = True) -> Result:
+    async def run(
+        self, *args: str, catalog: bool = True, sites: bool = True, warnings: str | None = "error"
+    ) -> Result:
         """Run ``python -m streamdata ARGS`` with this environment."""
         options = (["--catalog", str(self.catalog)] if catalog else []) + (
             ["--sites", str(self.sites)] if sites else []
@@ -70,7 +76,7 @@ class Env:
             *args,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            env=self.environ(),
+            env=self.environ(warnings),
             cwd=self.root / "work",
         )
         async with asyncio.timeout(60):
@@ -189,6 +195,18 @@ async def test_cp_to_ssh_and_local_destinations_at_once(env: Env) -> None:
     table = await env.run("ls", str(env.root / "tree"))
     assert table.code == 0
     assert "remote:box" in table.out and "site:localhost" in table.out
+
+
+async def test_help_and_a_copy_print_nothing_on_stderr(env: Env) -> None:
+    """With Python's default warning settings, --help and an SSH cp write nothing on stderr."""
+    shown = await env.run("--help", warnings=None)
+    assert shown.code == 0 and "Usage" in shown.out
+    assert shown.err == ""
+    source = env.file("src/blob.bin", os.urandom(3000))
+    copied = await env.run("cp", source, f"remote:box:{env.root}/over-ssh.bin", warnings=None)
+    assert copied.code == 0, copied
+    assert (env.root / "over-ssh.bin").read_bytes() == Path(source).read_bytes()
+    assert copied.err == ""
 
 
 async def test_check_replicate_and_repair_over_ssh(env: Env) -> None:

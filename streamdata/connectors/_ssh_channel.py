@@ -19,9 +19,8 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-import asyncssh
-
 from .._errors import ConnectorError
+from ._asyncssh import asyncssh
 
 __all__ = ["CommandSession", "RemoteCommand"]
 

@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-import asyncssh
-
 from .._errors import ConnectorError
+from ._asyncssh import asyncssh
 
 if TYPE_CHECKING:
     from .ssh import SSHHost

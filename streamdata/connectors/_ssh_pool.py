@@ -41,9 +41,8 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar, cast
 
-import asyncssh
-
 from .._errors import ConnectorError
+from ._asyncssh import asyncssh
 from ._ssh_channel import CommandSession, RemoteCommand
 from ._ssh_connect import Backoff, PoolSettings, SingleFlight, connect
 

@@ -22,9 +22,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterable, AsyncIterator
 
-import asyncssh
-
 from . import _ssh_commands as commands
+from ._asyncssh import asyncssh
 from ._base import EntryKind
 from ._ssh_channel import RemoteCommand
 from ._ssh_pool import HostPool

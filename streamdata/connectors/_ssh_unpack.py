@@ -28,10 +28,9 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterable, AsyncIterator
 
-import asyncssh
-
 from .._tarcount import TarFileCounter
 from . import _ssh_commands as commands
+from ._asyncssh import asyncssh
 from ._ssh_channel import RemoteCommand
 from ._ssh_pool import HostPool
 from ._tarsplit import END, EVERY, TarSplitter

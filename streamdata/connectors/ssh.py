@@ -29,11 +29,10 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import NoReturn
 
-import asyncssh
-
 from .._errors import ConfigurationError
 from .._models import ExecutionLocation
 from . import _ssh_commands as commands
+from ._asyncssh import asyncssh
 from ._base import Connector, Entry, EntryKind
 from ._listing import ListingParser
 from ._ssh_direct import relay

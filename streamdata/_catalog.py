@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 import networkx as nx
 
-from ._errors import DataNotFoundError
+from ._errors import DataNotFoundError, TransferError
 from ._models import DataLocation, DataType, ExecutionLocation, normalize_path
 
 if TYPE_CHECKING:
@@ -480,3 +480,51 @@ class RemotePathMapper:
             entries[replica] = entry
             if digest is not None:
                 digests[replica] = digest
+
+    # -- applying other processes' changes (no store writes) -------------------------------
+
+    def _apply_row(
+        self,
+        location: ExecutionLocation,
+        path: str,
+        relpath: str,
+        data_type: DataType,
+        *,
+        implied: bool,
+        pending: bool,
+    ) -> DataLocation | None:
+        """Make the replica of ``location`` at ``path`` say what its stored row says.
+
+        Returns:
+            The replica, or None for an INVALID row this catalog never knew.
+        """
+        existing = self.lookup(location, path)
+        if data_type is _INVALID:
+            if existing is not None and existing._data_type is not _INVALID:
+                self._drop(existing)
+                if not existing._state.done:
+                    existing._finish(
+                        TransferError(f"the transfer producing {existing!r} failed elsewhere")
+                    )
+                if self._listener is not None:
+                    self._listener(True, existing)
+            return existing
+        replica = self._put(location, path, relpath, data_type, not pending, implied)
+        replica._implied = implied
+        return replica
+
+    def _apply_edge(self, first: DataLocation, second: DataLocation) -> None:
+        """Relate two valid replicas, as a stored relation says."""
+        if _INVALID in (first._data_type, second._data_type):
+            return
+        if first is not second and (first._set is None or first._set is not second._set):
+            self._merge(first, second)
+
+    def _apply_link(self, link: DataLocation, target: DataLocation) -> None:
+        """Point a link replica at ``target``, as a stored link row says."""
+        old = self._link_target.get(link)
+        if old is target:
+            return
+        if old is not None:
+            self._links_to[old].remove(link)
+        self._restore_link(link, target)

@@ -26,6 +26,7 @@ from ._replicate import Replicator
 from ._run import remove_stale_temporaries, run_transfer
 from ._store import open_store
 from ._store_api import CatalogBatch
+from ._sync import CatalogSync
 from ._transfer import Endpoint
 from .connectors._base import Connector
 
@@ -75,8 +76,10 @@ class DataManager:
         self._store = open_store(catalog)
         self._events = EventBus(self._listen_to_catalog)
         self._catalog = RemotePathMapper(self._store)
+        self._sync: CatalogSync | None = None
         if self._store is not None:
             self._store.load(self._catalog)
+            self._sync = CatalogSync(self._store, self._catalog)
         self._rng = rng if rng is not None else random.Random()
         self._policy = source_policy
         self._inflight: dict[tuple[ExecutionLocation, str], Job] = {}
@@ -108,12 +111,15 @@ class DataManager:
         if self._deployments.closed:
             return
         error = await self._deployments.close()
+        if self._sync is not None:
+            await self._sync.close()
         if self._store is not None:
             self._store.close()
         if error is not None:
             raise error
 
     async def __aenter__(self) -> Self:
+        self._refresh(watch=True)
         return self
 
     async def __aexit__(
@@ -193,6 +199,7 @@ class DataManager:
         if not isinstance(data_type, DataType):
             raise TypeError(f"data_type must be a DataType, not {data_type!r}")
         self._deployments.ensure_open()
+        self._refresh()
         replica = self._catalog.register(location, path, relpath, data_type)
         if self._deployments.is_local(location):
             record_local_entry(self._catalog, replica)
@@ -210,6 +217,7 @@ class DataManager:
             if not isinstance(replica, DataLocation):
                 raise TypeError(f"expected a DataLocation, got {replica!r}")
         self._deployments.ensure_open()
+        self._refresh(now=True)
         self._catalog.relate(src_location, dst_location)
 
     def invalidate_location(self, location: ExecutionLocation, path: str) -> None:
@@ -225,6 +233,7 @@ class DataManager:
         if not isinstance(location, ExecutionLocation):  # check_location, inlined: hot
             raise TypeError(f"expected an ExecutionLocation, got {location!r}")
         self._deployments.ensure_open()
+        self._refresh(now=True)
         self._catalog.invalidate(location, path)
 
     def get_data_locations(
@@ -248,6 +257,8 @@ class DataManager:
         Raises:
             ValueError: If ``path`` is relative.
         """
+        if self._sync is not None:
+            self._sync.refresh()
         return self._catalog.locations(path, deployment, location, location_type)
 
     def get_source_location(self, path: str, dst_deployment: str) -> DataLocation | None:
@@ -260,6 +271,8 @@ class DataManager:
             ValueError: If ``path`` is relative.
         """
         # Replicator.pick_source inlined: this is the hottest query of a workflow engine.
+        if self._sync is not None:
+            self._sync.refresh()
         replicas = self._catalog.locations(path)
         candidates = [r for r in replicas if r._data_type is _PRIMARY and not r._implied]
         if not candidates:
@@ -270,6 +283,13 @@ class DataManager:
             is_local=self._deployments.is_local,
             rng=self._rng,
         )
+
+    def _refresh(self, *, now: bool = False, watch: bool = False) -> None:
+        """See other processes' changes to a shared catalog; ``watch`` also from the loop."""
+        if self._sync is not None:
+            self._sync.refresh(now=now)
+            if watch:
+                self._sync.watch()
 
     # -- transfers -------------------------------------------------------------------------
 
@@ -307,6 +327,7 @@ class DataManager:
             raise TypeError("dst_locations must be a sequence of ExecutionLocation")
         destinations = self._deployments.destinations(dst_locations)
         source = Endpoint(self._deployments.connector(src_location), src_location, src_path)
+        self._refresh(now=True, watch=True)
         check = self._verify if verify is None else verify
         await run_transfer(
             self._context,
@@ -349,6 +370,7 @@ class DataManager:
         """
         check_location(location)
         path = normalize_path(path)
+        self._refresh(now=True, watch=True)
         await remove_stale_temporaries(self._context, [location])
         return await run_check(
             self._replicator,
@@ -384,6 +406,7 @@ class DataManager:
         """
         path = normalize_path(path)
         target = normalize_path(dst_path) if dst_path is not None else path
+        self._refresh(now=True, watch=True)
         replicas = self.get_data_locations(path)
         if not any(r.data_type is DataType.PRIMARY and not r._implied for r in replicas):
             raise DataNotFoundError(f"no valid replica of {path!r} is known")

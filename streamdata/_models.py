@@ -171,7 +171,6 @@ class DataLocation:
         "_location",
         "_path",
         "_relpath",
-        "_row",
         "_set",
         "_state",
     )
@@ -196,8 +195,6 @@ class DataLocation:
         # The replica set this replica belongs to, shared by all its members (catalog-owned);
         # None while it is related to nothing.
         self._set: dict[DataLocation, None] | None = None
-        # The id of its row in the catalog's store (store-owned); None until stored.
-        self._row: int | None = None
 
     @property
     def path(self) -> str:

@@ -46,6 +46,12 @@ class CatalogStore(Protocol):
     def load(self, catalog: RemotePathMapper) -> None:
         """Fill an empty catalog with what was stored."""
 
+    def refresh(self, catalog: RemotePathMapper) -> bool:
+        """Apply other processes' changes to ``catalog``; True if there were any."""
+
+    def reap(self, catalog: RemotePathMapper) -> None:
+        """Invalidate replicas that other processes were writing when they died."""
+
     def put_replica(self, replica: DataLocation) -> None:
         """Record a new or changed replica (type, implied, pending)."""
 

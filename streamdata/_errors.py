@@ -62,6 +62,13 @@ class TransferError(StreamDataError):
         return (type(self), (str(self), dict(self.failures)))
 
 
+class WriterGone(TransferError):
+    """The process writing a replica died before finishing it (internal).
+
+    A transfer that was waiting for that replica takes the copy over instead of failing.
+    """
+
+
 class ConnectorError(StreamDataError):
     """A location cannot be reached or used (network, authentication, host key, I/O).
 

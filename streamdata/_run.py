@@ -12,7 +12,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ._catalog import RemotePathMapper
-from ._errors import ConnectorError, DataNotFoundError, StreamDataError, TransferError
+from ._errors import (
+    ConnectorError,
+    DataNotFoundError,
+    StreamDataError,
+    TransferError,
+    WriterGone,
+)
 from ._events import EventBus
 from ._models import DataLocation, ExecutionLocation
 from ._plan import TransferContext, TransferPlan, transfer_error
@@ -21,6 +27,9 @@ from ._transfer import Endpoint
 from .connectors._base import Connector, Entry, EntryKind
 
 __all__ = ["remove_stale_temporaries", "resolve_source", "run_transfer", "stat_source"]
+
+#: How many times a transfer takes over copies whose writing process died.
+TAKEOVERS = 3
 
 
 async def run_transfer(
@@ -43,12 +52,20 @@ async def run_transfer(
     await remove_stale_temporaries(context, destinations)
     source = await resolve_source(context.catalog, src_location, src_path)
     entry = await stat_source(context.catalog, endpoint.connector, source, destinations)
-    if destinations:
+    failures: dict[ExecutionLocation, BaseException] = {}
+    for attempt in range(TAKEOVERS + 1):
+        if not destinations:
+            break
         transfer = TransferPlan(context, endpoint, source, entry, writable=writable, verify=verify)
         report = Progress(events, src_location, src_path, destinations, dst_path, entry)
-        failures = await report.around(transfer.run(destinations, dst_path, report.advance))
-        if failures:
-            raise transfer_error(src_location, src_path, failures)
+        failed = await report.around(transfer.run(destinations, dst_path, report.advance))
+        # A copy this one waited for died with its process: take it over (a new claim).
+        last = attempt == TAKEOVERS
+        gone = [d for d, cause in failed.items() if isinstance(cause, WriterGone) and not last]
+        failures.update((d, cause) for d, cause in failed.items() if d not in gone)
+        destinations = gone
+    if failures:
+        raise transfer_error(src_location, src_path, failures)
 
 
 async def remove_stale_temporaries(

@@ -43,7 +43,7 @@ from itertools import pairwise
 from typing import TYPE_CHECKING
 
 from . import _store_feed as feed
-from ._errors import ConfigurationError, TransferError
+from ._errors import ConfigurationError, WriterGone
 from ._models import DataLocation, DataType, ExecutionLocation
 from ._owners import Owners
 from ._store_api import in_batch
@@ -269,7 +269,7 @@ class SQLiteStore:
     def _abandon(self, catalog: RemotePathMapper, replica: DataLocation, owner: str | None) -> None:
         """A pending replica whose writer is gone: INVALID, out of its set, waiters woken."""
         catalog.invalidate(replica.location, replica.path)
-        replica._finish(TransferError(f"the transfer producing {replica!r} was interrupted"))
+        replica._finish(WriterGone(f"the transfer producing {replica!r} was interrupted"))
         if owner is not None:
             self.owners.forget(owner)
 

@@ -1,0 +1,283 @@
+"""Many OS processes on one SQLite catalog file: nothing lost, changes seen, nothing removed.
+
+Each test starts real processes (tests/catalog_worker.py) against one file, as a
+workflow engine and a few ``streamdata`` commands would on one machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from streamdata import (
+    ConfigurationError,
+    DataManager,
+    DataType,
+    ExecutionLocation,
+    LocalConnector,
+)
+
+WORKER = str(Path(__file__).with_name("catalog_worker.py"))
+LOCAL = ExecutionLocation("localhost", "local", local=True)
+SLOW = ExecutionLocation("slow", "slow")
+
+
+def _start(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, WORKER, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _finish(process: subprocess.Popen[str]) -> str:
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    return out
+
+
+def _expected_register(manager: DataManager, name: str, count: int) -> None:
+    """What catalog_worker's register command leaves, checked in ``manager``."""
+    location = ExecutionLocation(name, "site")
+    valid = [index for index in range(count) if index % 3]
+    for index in range(count):
+        found = manager.get_data_locations(f"/{name}/{index}", location=name)
+        if index % 3 == 0:
+            assert found == [], index
+    chain = manager.get_data_locations(f"/{name}/{valid[0]}")
+    # the first valid paths are related to each other in one set (relations are transitive
+    # and invalidation keeps the rest of a set together)
+    assert {r.path for r in chain} == {f"/{name}/{index}" for index in valid}
+    assert all(r.location == location and r.data_type is DataType.PRIMARY for r in chain)
+
+
+def test_two_managers_in_one_process_keep_each_others_rows(tmp_path: Path) -> None:
+    """Registrations of two open managers on one file both survive (no id collision)."""
+    db = tmp_path / "catalog.sqlite"
+    first, second = DataManager(catalog=db), DataManager(catalog=db)
+    a, b = ExecutionLocation("a", "site"), ExecutionLocation("b", "site")
+    first.register_path(a, "/data/one")
+    second.register_path(b, "/data/two")
+    first.invalidate_location(a, "/data/one")
+    second.register_path(b, "/data/three")
+    asyncio.run(first.close())
+    asyncio.run(second.close())
+    reopened = DataManager(catalog=db)
+    assert reopened.get_data_locations("/data/one") == []
+    assert [r.path for r in reopened.get_data_locations("/data/two")] == ["/data/two"]
+    assert [r.path for r in reopened.get_data_locations("/data/three")] == ["/data/three"]
+
+
+def test_four_processes_registering_at_once_lose_nothing(tmp_path: Path) -> None:
+    """4 processes register, relate and invalidate 150 paths each on one file: all kept."""
+    db = str(tmp_path / "catalog.sqlite")
+    DataManager(catalog=db)  # the schema exists before they race
+    names = [f"worker{index}" for index in range(4)]
+    processes = [_start(db, "register", name, "150") for name in names]
+    for process in processes:  # all opened before any writes
+        assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+    Path(db + ".go").touch()
+    for process in processes:
+        assert _finish(process).strip() == "done"
+    manager = DataManager(catalog=db)
+    for name in names:
+        _expected_register(manager, name, 150)
+
+
+def test_four_processes_copying_into_one_directory(tmp_path: Path) -> None:
+    """4 concurrent copies into one directory all succeed, are registered, leave no temporary."""
+    db = str(tmp_path / "catalog.sqlite")
+    DataManager(catalog=db)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "dst").mkdir()
+    sources = []
+    for index in range(4):
+        source = tmp_path / "src" / f"file{index}"
+        source.write_bytes(os.urandom(200_000 + index))
+        sources.append(source)
+    processes = [_start(db, "copy", str(s), str(tmp_path / "dst"), "400000") for s in sources]
+    for process in processes:
+        assert _finish(process).splitlines()[-1] == "done"
+    assert sorted(os.listdir(tmp_path / "dst")) == [f"file{index}" for index in range(4)]
+    manager = DataManager(catalog=db)
+    for source in sources:
+        copy = tmp_path / "dst" / source.name
+        assert copy.read_bytes() == source.read_bytes()
+        found = manager.get_data_locations(str(source))
+        assert {(r.location, r.path) for r in found} == {
+            (LOCAL, str(source)),
+            (SLOW, str(copy)),
+        }
+
+
+async def test_an_open_manager_sees_another_process_within_a_second(tmp_path: Path) -> None:
+    """A manager kept open sees a registration and an invalidation made by another process."""
+    db = str(tmp_path / "catalog.sqlite")
+    async with DataManager(catalog=db) as manager:
+        assert manager.get_data_locations("/worker0/1") == []
+        Path(db + ".go").touch()
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            WORKER,
+            db,
+            "register",
+            "worker0",
+            "4",
+            stdout=asyncio.subprocess.DEVNULL,
+        )
+        assert await process.wait() == 0
+        seen_at = None
+        started = time.monotonic()
+        while time.monotonic() - started < 1.0:
+            if manager.get_data_locations("/worker0/1"):
+                seen_at = time.monotonic() - started
+                break
+            await asyncio.sleep(0.02)
+        assert seen_at is not None, "not seen within one second"
+        assert manager.get_data_locations("/worker0/0") == []  # invalidated there
+        assert {r.path for r in manager.get_data_locations("/worker0/1")} == {
+            "/worker0/1",
+            "/worker0/2",
+        }
+
+
+def _temporaries(directory: Path) -> list[str]:
+    return [name for name in os.listdir(directory) if name.startswith(".streamdata-tmp-")]
+
+
+def _wait_for_temporary(directory: Path, timeout: float = 20.0) -> str:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        found = _temporaries(directory)
+        if found:
+            return found[0]
+        time.sleep(0.02)
+    raise AssertionError("no temporary appeared")
+
+
+async def test_a_live_process_keeps_its_temporaries(tmp_path: Path) -> None:
+    """Another process using the same location never removes a live copy's temporary."""
+    db = str(tmp_path / "catalog.sqlite")
+    DataManager(catalog=db)
+    (tmp_path / "dst").mkdir()
+    big = tmp_path / "big"
+    big.write_bytes(os.urandom(1_500_000))
+    slow = _start(db, "copy", str(big), str(tmp_path / "dst"), "1000000")
+    temporary = _wait_for_temporary(tmp_path / "dst")
+    small = tmp_path / "small"
+    small.write_bytes(b"small")
+    deployments = {"local": LocalConnector(), "slow": LocalConnector()}
+    async with DataManager(deployments, catalog=db) as manager:
+        manager.register_path(LOCAL, str(small))
+        await manager.transfer_data(LOCAL, str(small), [SLOW], str(tmp_path / "dst"))
+        report = await manager.check(SLOW, str(tmp_path / "dst"), repair=True)
+        assert (tmp_path / "dst" / temporary).exists()  # still being written
+        assert report.missing == []
+    assert _finish(slow).splitlines()[-1] == "done"
+    assert (tmp_path / "dst" / "big").read_bytes() == big.read_bytes()
+    assert _temporaries(tmp_path / "dst") == []
+
+
+async def test_kill_9_mid_copy_leaves_the_others_working(tmp_path: Path) -> None:
+    """After kill -9 of a copying process, another finishes its copy; the dead one's
+    replica is INVALID, its temporary is removed by the next user of the location."""
+    db = str(tmp_path / "catalog.sqlite")
+    DataManager(catalog=db)
+    (tmp_path / "dst").mkdir()
+    doomed_source, other_source = tmp_path / "doomed", tmp_path / "other"
+    doomed_source.write_bytes(os.urandom(3_000_000))
+    other_source.write_bytes(os.urandom(600_000))
+    doomed = _start(db, "copy", str(doomed_source), str(tmp_path / "dst"), "1000000")
+    _wait_for_temporary(tmp_path / "dst")
+    other = _start(db, "copy", str(other_source), str(tmp_path / "dst"), "600000")
+    await asyncio.sleep(0.3)
+    doomed.send_signal(signal.SIGKILL)
+    doomed.communicate(timeout=30)
+    assert _finish(other).splitlines()[-1] == "done"
+    assert (tmp_path / "dst" / "other").read_bytes() == other_source.read_bytes()
+    assert not (tmp_path / "dst" / "doomed").exists()
+    deployments = {"local": LocalConnector(), "slow": LocalConnector()}
+    async with DataManager(deployments, catalog=db) as manager:
+        assert manager.get_data_locations(str(tmp_path / "dst" / "doomed")) == []
+        assert [r.path for r in manager.get_data_locations(str(other_source))] == [
+            str(other_source),
+            str(tmp_path / "dst" / "other"),
+        ]
+        await manager.check(SLOW, str(tmp_path / "dst"), repair=True)
+    assert _temporaries(tmp_path / "dst") == []
+
+
+async def test_a_transfer_waits_for_another_process_and_takes_over_if_it_dies(
+    tmp_path: Path,
+) -> None:
+    """A copy already running in another process is awaited; killed, this one finishes it."""
+    db = str(tmp_path / "catalog.sqlite")
+    DataManager(catalog=db)
+    (tmp_path / "dst").mkdir()
+    source = tmp_path / "data"
+    source.write_bytes(os.urandom(2_000_000))
+    holder = _start(db, "copy", str(source), str(tmp_path / "dst"), "500000")
+    _wait_for_temporary(tmp_path / "dst")
+    deployments = {"local": LocalConnector(), "slow": LocalConnector()}
+    async with DataManager(deployments, catalog=db) as manager:
+        manager.register_path(LOCAL, str(source))
+        transfer = asyncio.create_task(
+            manager.transfer_data(LOCAL, str(source), [SLOW], str(tmp_path / "dst"))
+        )
+        await asyncio.sleep(0.5)
+        assert not transfer.done()  # waiting for the holder, not copying a second time
+        holder.send_signal(signal.SIGKILL)
+        holder.communicate(timeout=30)
+        killed = time.monotonic()
+        async with asyncio.timeout(10):
+            await transfer
+        assert time.monotonic() - killed < 10
+    assert (tmp_path / "dst" / "data").read_bytes() == source.read_bytes()
+
+
+def test_non_utf8_paths_are_stored_and_reopened_exactly(tmp_path: Path) -> None:
+    """A path that is not UTF-8 is registered in the file and read back byte for byte."""
+    db = tmp_path / "catalog.sqlite"
+    location = ExecutionLocation("a", "site")
+    path = os.fsdecode(b"/data/bad\xff name")
+    first = DataManager(catalog=db)
+    replica = first.register_path(location, path)
+    assert replica.relpath == os.fsdecode(b"bad\xff name")
+    asyncio.run(first.close())
+    reopened = DataManager(catalog=db)
+    found = reopened.get_data_locations(path)
+    assert [(r.path, r.relpath) for r in found] == [(path, os.fsdecode(b"bad\xff name"))]
+    assert reopened.get_data_locations("/data") != []
+
+
+def _corrupt(db: Path) -> None:
+    """Overwrite the middle of the replicas table's pages with garbage."""
+    page_size = 4096
+    size = db.stat().st_size
+    with open(db, "r+b") as file:
+        for page in range(2, size // page_size, 3):
+            file.seek(page * page_size + 100)
+            file.write(b"\x5a" * 200)
+
+
+def test_a_damaged_catalog_is_refused_when_opened(tmp_path: Path) -> None:
+    """A catalog file with damaged pages is a ConfigurationError naming it, not missing rows."""
+    db = tmp_path / "catalog.sqlite"
+    manager = DataManager(catalog=db)
+    location = ExecutionLocation("a", "site")
+    with manager.batch():
+        for index in range(3000):
+            manager.register_path(location, f"/data/dir{index % 30}/file{index}")
+    asyncio.run(manager.close())
+    with sqlite3.connect(db) as connection:  # fold the WAL into the file
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    connection.close()
+    _corrupt(db)
+    with pytest.raises(ConfigurationError, match=str(db)):
+        DataManager(catalog=db)

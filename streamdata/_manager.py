@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from time import monotonic
 from types import TracebackType
 from typing import Self
 
@@ -257,8 +258,9 @@ class DataManager:
         Raises:
             ValueError: If ``path`` is relative.
         """
-        if self._sync is not None:
-            self._sync.refresh()
+        sync = self._sync
+        if sync is not None and monotonic() >= sync.due:  # CatalogSync.refresh, inlined
+            sync.refresh()
         return self._catalog.locations(path, deployment, location, location_type)
 
     def get_source_location(self, path: str, dst_deployment: str) -> DataLocation | None:
@@ -271,8 +273,9 @@ class DataManager:
             ValueError: If ``path`` is relative.
         """
         # Replicator.pick_source inlined: this is the hottest query of a workflow engine.
-        if self._sync is not None:
-            self._sync.refresh()
+        sync = self._sync
+        if sync is not None and monotonic() >= sync.due:  # CatalogSync.refresh, inlined
+            sync.refresh()
         replicas = self._catalog.locations(path)
         candidates = [r for r in replicas if r._data_type is _PRIMARY and not r._implied]
         if not candidates:

@@ -58,6 +58,7 @@ class Job:
     link_to: DataLocation | None = None
     tmp: str | None = None
     settled: bool = False
+    left_behind: bool = False  # its temporary could not be removed
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,7 +306,9 @@ class TransferPlan:
                 error = exc
         if error is not None:
             self._options.failures[job.location] = error
-            await remove_quietly(Endpoint(job.connector, job.location, job.tmp))
+            job.left_behind = not await remove_quietly(
+                Endpoint(job.connector, job.location, job.tmp)
+            )
         self._finish(job, error, digest)
 
     def _finish(self, job: Job, error: BaseException | None, digest: str | None = None) -> None:
@@ -328,8 +331,12 @@ class TransferPlan:
         if self._context.store is not None:
             # Last, and committed at once even inside a batch: the outcome is on disk
             # before any other task (waiting for this replica, maybe outside any batch)
-            # goes on.
-            self._context.store.note_temporary(job.replica, None)
+            # goes on. A temporary that could not be removed stays journalled, owned by
+            # nobody: the next transfer to that location (or a check) removes it.
+            if job.left_behind:
+                self._context.store.leave_temporary(job.replica)
+            else:
+                self._context.store.note_temporary(job.replica, None)
 
     def _revoke_settled(self) -> None:
         """A cancelled call leaves no valid replica, even of a destination it finished.
@@ -347,5 +354,6 @@ class TransferPlan:
         for job in self._jobs:
             if job.kind in (JobKind.COPY, JobKind.LINK) and not job.settled:
                 assert job.tmp is not None
-                await remove_quietly(Endpoint(job.connector, job.location, job.tmp))
+                endpoint = Endpoint(job.connector, job.location, job.tmp)
+                job.left_behind = not await remove_quietly(endpoint)
                 self._finish(job, asyncio.CancelledError("the transfer was cancelled"))

@@ -474,6 +474,12 @@ class SQLiteStore:
                 (tmp, self.owners.token, *_key(replica)),
             )
 
+    def leave_temporary(self, replica: DataLocation) -> None:
+        """Give up a temporary this process could not remove: owned by nobody, it is stale."""
+        self._flush()
+        with self._write():
+            self._db.execute(f"UPDATE replicas SET owner = NULL WHERE {_KEY}", _key(replica))
+
     def stale_temporaries(self) -> list[tuple[ExecutionLocation, str]]:
         """Temporary paths journalled by processes that are gone."""
         self._flush()

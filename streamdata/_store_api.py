@@ -72,6 +72,9 @@ class CatalogStore(Protocol):
     def note_temporary(self, replica: DataLocation, tmp_path: str | None) -> None:
         """Journal the temporary path a pending replica is being written to."""
 
+    def leave_temporary(self, replica: DataLocation) -> None:
+        """Journal a temporary this process could not remove as nobody's (stale)."""
+
     def stale_temporaries(self) -> list[tuple[ExecutionLocation, str]]:
         """Temporary paths of transfers that were interrupted before this store was opened."""
 

@@ -41,7 +41,9 @@ class CatalogSync:
     def __init__(self, store: CatalogStore, catalog: RemotePathMapper) -> None:
         self._store = store
         self._catalog = catalog
-        self._last = time.monotonic()
+        #: When queries should look at the store again (monotonic clock); read inline by
+        #: the manager's hottest queries, which call :meth:`refresh` once it has passed.
+        self.due = time.monotonic() + REFRESH_SECONDS
         self._watcher: asyncio.Task[None] | None = None
 
     def refresh(self, *, now: bool = False) -> None:
@@ -51,8 +53,8 @@ class CatalogSync:
             ConfigurationError: If the store cannot be read.
         """
         clock = time.monotonic()
-        if now or clock - self._last >= REFRESH_SECONDS:
-            self._last = clock
+        if now or clock >= self.due:
+            self.due = clock + REFRESH_SECONDS
             self._store.refresh(self._catalog)
 
     def watch(self) -> None:

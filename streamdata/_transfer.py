@@ -14,7 +14,6 @@ others.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import posixpath
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
@@ -55,10 +54,17 @@ def temporary_path(final_path: str) -> str:
     return posixpath.join(directory, f".streamdata-tmp-{uuid.uuid4().hex}")
 
 
-async def remove_quietly(endpoint: Endpoint) -> None:
-    """Best-effort removal of a temporary path, safe to call while being cancelled."""
-    with contextlib.suppress(StreamDataError, OSError):
+async def remove_quietly(endpoint: Endpoint) -> bool:
+    """Best-effort removal of a temporary path, safe to call while being cancelled.
+
+    Returns:
+        False if it could not be removed (e.g. the connection is gone).
+    """
+    try:
         await asyncio.shield(endpoint.connector.remove(endpoint.location, endpoint.path))
+    except (StreamDataError, OSError):
+        return False
+    return True
 
 
 async def copy_to_all(

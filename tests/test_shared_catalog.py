@@ -23,7 +23,9 @@ from streamdata import (
     DataType,
     ExecutionLocation,
     LocalConnector,
+    TransferError,
 )
+from streamdata.testing import FaultyConnector
 
 WORKER = str(Path(__file__).with_name("catalog_worker.py"))
 LOCAL = ExecutionLocation("localhost", "local", local=True)
@@ -281,3 +283,29 @@ def test_a_damaged_catalog_is_refused_when_opened(tmp_path: Path) -> None:
     _corrupt(db)
     with pytest.raises(ConfigurationError, match=str(db)):
         DataManager(catalog=db)
+
+
+async def test_a_temporary_that_could_not_be_removed_is_removed_later(tmp_path: Path) -> None:
+    """A copy that fails and cannot remove its temporary leaves it journalled; the next
+    transfer to that location removes it, and so does check(repair=True)."""
+    db = str(tmp_path / "catalog.sqlite")
+    (tmp_path / "dst").mkdir()
+    source = tmp_path / "data"
+    source.write_bytes(os.urandom(300_000))
+    for attempt in ("transfer", "check"):
+        faulty = FaultyConnector(LocalConnector(), own_filesystem=True)
+        faulty.fail_at("write", 1, after_bytes=100_000).fail_at("remove", 1)
+        async with DataManager({"local": LocalConnector(), "slow": faulty}, catalog=db) as dm:
+            dm.register_path(LOCAL, str(source))
+            with pytest.raises(TransferError):
+                await dm.transfer_data(LOCAL, str(source), [SLOW], str(tmp_path / "dst" / "x"))
+            assert len(_temporaries(tmp_path / "dst")) == 1  # the link went down, say
+            if attempt == "transfer":
+                await dm.transfer_data(LOCAL, str(source), [SLOW], str(tmp_path / "dst" / "x"))
+                assert (tmp_path / "dst" / "x").read_bytes() == source.read_bytes()
+                os.unlink(tmp_path / "dst" / "x")
+                dm.invalidate_location(SLOW, str(tmp_path / "dst" / "x"))
+            else:
+                report = await dm.check(SLOW, str(tmp_path / "dst"), repair=True)
+                assert report.orphans == []
+        assert _temporaries(tmp_path / "dst") == []

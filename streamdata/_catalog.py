@@ -500,18 +500,22 @@ class RemotePathMapper:
         """
         existing = self.lookup(location, path)
         if data_type is _INVALID:
-            if existing is not None and existing._data_type is not _INVALID:
-                self._drop(existing)
-                if not existing._state.done:
-                    existing._finish(
-                        TransferError(f"the transfer producing {existing!r} failed elsewhere")
-                    )
-                if self._listener is not None:
-                    self._listener(True, existing)
+            if existing is not None:
+                self._apply_drop(existing)
             return existing
         replica = self._put(location, path, relpath, data_type, not pending, implied)
         replica._implied = implied
         return replica
+
+    def _apply_drop(self, replica: DataLocation) -> None:
+        """Another process invalidated ``replica``: INVALID here too, out of its set."""
+        if replica._data_type is _INVALID:
+            return
+        self._drop(replica)
+        if not replica._state.done:
+            replica._finish(TransferError(f"the transfer producing {replica!r} failed elsewhere"))
+        if self._listener is not None:
+            self._listener(True, replica)
 
     def _apply_edge(self, first: DataLocation, second: DataLocation) -> None:
         """Relate two valid replicas, as a stored relation says."""

@@ -173,20 +173,23 @@ class SQLiteStore:
             )
         except sqlite3.Error as exc:
             raise ConfigurationError(f"cannot open the catalog {path!r}: {exc}") from exc
+        owners = None
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             check_integrity(self._db)
+            self.owners = owners = Owners(path)
+            feed.name_writer(self._db, self.owners.token)
             with self._write():
                 self._db.execute(_CREATE_META)
                 self._migrate()
                 feed.prune(self._db)
-            self.owners = Owners(path)
-        except (sqlite3.Error, OSError) as exc:
+        except BaseException as exc:
             self._db.close()
-            raise ConfigurationError(f"cannot use the catalog {path!r}: {exc}") from exc
-        except BaseException:
-            self._db.close()
+            if owners is not None:
+                owners.close()
+            if isinstance(exc, sqlite3.Error | OSError):
+                raise ConfigurationError(f"cannot use the catalog {path!r}: {exc}") from exc
             raise
 
     def _migrate(self) -> None:
@@ -337,7 +340,7 @@ class SQLiteStore:
             self._flush()  # this process's queued rows first: what is read is newer
             with self._read():
                 self._data_version = version
-                changes = feed.read_changes(self._db, self._seen)
+                changes = feed.read_changes(self._db, self._seen, self.owners.token)
         except sqlite3.Error as exc:
             raise ConfigurationError(f"cannot read the catalog {self.path!r}: {exc}") from exc
         self._seen = changes.last

@@ -7,7 +7,8 @@ changed since then (their rows, their relations and link targets, named by locat
 path, and their entries), all read in one snapshot, and :func:`apply` makes the
 in-memory catalog say the same, without writing anything back.
 
-Changes of this process come back too; applying them is a no-op. The table keeps the
+Each change names the process that wrote it, and a process reads only the others'. The
+table keeps the
 last :data:`KEEP_CHANGES` changes; a process that fell further behind re-reads every row.
 """
 
@@ -31,24 +32,31 @@ __all__ = [
     "apply",
     "from_db",
     "prune",
+    "name_writer",
     "read_changes",
     "to_db",
 ]
 
 KEEP_CHANGES = 200_000
+#: The SQL function, defined on every connection (:func:`name_writer`), that tells the
+#: triggers which process writes: a process skips its own changes when it reads the feed.
+WRITER = "streamdata_writer"
 
 SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS changes (seq INTEGER PRIMARY KEY, replica INTEGER NOT NULL)",
-    "CREATE TRIGGER IF NOT EXISTS replica_added AFTER INSERT ON replicas "
-    "BEGIN INSERT INTO changes (replica) VALUES (new.id); END",
-    "CREATE TRIGGER IF NOT EXISTS replica_changed AFTER UPDATE ON replicas "
-    "BEGIN INSERT INTO changes (replica) VALUES (new.id); END",
-    "CREATE TRIGGER IF NOT EXISTS relation_added AFTER INSERT ON relations "
-    "BEGIN INSERT INTO changes (replica) VALUES (new.a), (new.b); END",
-    "CREATE TRIGGER IF NOT EXISTS link_set AFTER INSERT ON links "
-    "BEGIN INSERT INTO changes (replica) VALUES (new.link); END",
-    "CREATE TRIGGER IF NOT EXISTS entry_set AFTER INSERT ON entries "
-    "BEGIN INSERT INTO changes (replica) VALUES (new.id); END",
+    "CREATE TABLE IF NOT EXISTS changes (seq INTEGER PRIMARY KEY, replica INTEGER NOT NULL, "
+    "writer TEXT, dropped INTEGER NOT NULL DEFAULT 0)",
+    "CREATE TRIGGER IF NOT EXISTS replica_added AFTER INSERT ON replicas BEGIN "
+    f"INSERT INTO changes (replica, writer) VALUES (new.id, {WRITER}()); END",
+    "CREATE TRIGGER IF NOT EXISTS replica_changed AFTER UPDATE ON replicas BEGIN "
+    f"INSERT INTO changes (replica, writer, dropped) VALUES (new.id, {WRITER}(), "
+    "new.data_type = 'invalid' AND old.data_type != 'invalid'); END",
+    "CREATE TRIGGER IF NOT EXISTS relation_added AFTER INSERT ON relations BEGIN "
+    f"INSERT INTO changes (replica, writer) VALUES (new.a, {WRITER}()), (new.b, {WRITER}()); "
+    "END",
+    "CREATE TRIGGER IF NOT EXISTS link_set AFTER INSERT ON links BEGIN "
+    f"INSERT INTO changes (replica, writer) VALUES (new.link, {WRITER}()); END",
+    "CREATE TRIGGER IF NOT EXISTS entry_set AFTER INSERT ON entries BEGIN "
+    f"INSERT INTO changes (replica, writer) VALUES (new.id, {WRITER}()); END",
 )
 
 # A replica row with its location spelled out: deployment, name, local, path.
@@ -67,6 +75,10 @@ _LINKS = (
     "SELECT x.deployment, x.name, x.local, x.path, y.deployment, y.name, y.local, y.path "
     "FROM links e JOIN replicas x ON x.id = e.link JOIN replicas y ON y.id = e.target "
     "WHERE " + _WHERE.format(alias="x")
+)
+_DROPPED = (
+    "SELECT DISTINCT x.deployment, x.name, x.local, x.path FROM changes c "
+    "JOIN replicas x ON x.id = c.replica WHERE c.seq > ? AND c.writer IS NOT ? AND c.dropped"
 )
 _ENTRIES = (
     "SELECT x.deployment, x.name, x.local, x.path, e.kind, e.size, e.mtime, e.digest "
@@ -102,6 +114,8 @@ class Changes:
         edges: Relations touching a changed replica, as pairs of keys.
         links: Link targets of changed replicas, as (link key, target key).
         entries: Recorded entries of changed replicas: key, (kind, size, mtime), digest.
+        dropped: Replicas invalidated since (maybe registered again after): they left
+            their replica sets, whatever their rows say now.
     """
 
     last: int
@@ -109,10 +123,16 @@ class Changes:
     edges: list[tuple[Key, Key]]
     links: list[tuple[Key, Key]]
     entries: list[tuple[Key, tuple[str, int, float], str | None]]
+    dropped: list[Key]
 
 
-def read_changes(db: sqlite3.Connection, seen: int) -> Changes:
-    """Everything about the replicas changed after change number ``seen``.
+def name_writer(db: sqlite3.Connection, token: str) -> None:
+    """Make the triggers of ``db`` stamp its changes with ``token``."""
+    db.create_function(WRITER, 0, lambda: token)
+
+
+def read_changes(db: sqlite3.Connection, seen: int, token: str) -> Changes:
+    """Everything about the replicas other writers changed after change number ``seen``.
 
     Call it inside a read transaction, so that all of it comes from one snapshot.
     """
@@ -124,8 +144,9 @@ def read_changes(db: sqlite3.Connection, seen: int) -> Changes:
         db.execute("INSERT INTO temp.changed SELECT id FROM replicas")
     else:
         db.execute(
-            "INSERT OR IGNORE INTO temp.changed SELECT replica FROM changes WHERE seq > ?",
-            (seen,),
+            "INSERT OR IGNORE INTO temp.changed SELECT replica FROM changes "
+            "WHERE seq > ? AND writer IS NOT ?",
+            (seen, token),
         )
     rows = [
         ((d, n, lo, p), relpath, kind, implied, pending, owner)
@@ -137,7 +158,8 @@ def read_changes(db: sqlite3.Connection, seen: int) -> Changes:
         ((d, n, lo, p), (kind, size, mtime), digest)
         for d, n, lo, p, kind, size, mtime, digest in db.execute(_ENTRIES)
     ]
-    return Changes(last, rows, pairs, links, entries)
+    dropped = [(d, n, lo, p) for d, n, lo, p in db.execute(_DROPPED, (seen, token))]
+    return Changes(last, rows, pairs, links, entries, dropped)
 
 
 def prune(db: sqlite3.Connection) -> None:
@@ -162,6 +184,10 @@ def apply(
         deployment, name, local, path = key
         return catalog.lookup(location_of(deployment, name, local), from_db(path))
 
+    for key in changes.dropped:
+        replica = find(key)
+        if replica is not None:
+            catalog._apply_drop(replica)
     pending: list[tuple[DataLocation, str | None]] = []
     for (deployment, name, local, path), relpath, kind, implied, busy, owner in changes.rows:
         replica = catalog._apply_row(

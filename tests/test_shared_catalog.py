@@ -309,3 +309,29 @@ async def test_a_temporary_that_could_not_be_removed_is_removed_later(tmp_path: 
                 report = await dm.check(SLOW, str(tmp_path / "dst"), repair=True)
                 assert report.orphans == []
         assert _temporaries(tmp_path / "dst") == []
+
+
+def _refreshed(manager: DataManager, path: str) -> set[str]:
+    """The replicas of ``path`` ``manager`` reports once it has looked at the file again."""
+    time.sleep(0.11)  # past the refresh interval of queries
+    return {replica.path for replica in manager.get_data_locations(path)}
+
+
+def test_another_managers_invalidation_and_new_registration_are_applied(tmp_path: Path) -> None:
+    """A replica invalidated then registered again by another writer leaves its set here too."""
+    db = tmp_path / "catalog.sqlite"
+    reader, writer = DataManager(catalog=db), DataManager(catalog=db)
+    a, b = ExecutionLocation("a", "site"), ExecutionLocation("b", "site")
+    writer.register_relation(writer.register_path(a, "/x"), writer.register_path(b, "/y"))
+    assert _refreshed(reader, "/x") == {"/x", "/y"}
+    writer.invalidate_location(b, "/y")
+    writer.register_path(b, "/y")  # valid again, but a new replica set
+    assert _refreshed(reader, "/x") == {"/x"}
+    assert _refreshed(reader, "/y") == {"/y"}
+    writer.register_relation(writer.get_data_locations("/x")[0], writer.get_data_locations("/y")[0])
+    assert _refreshed(reader, "/y") == {"/x", "/y"}
+    reader.invalidate_location(a, "/x")  # the reader's own change, seen by the writer
+    assert _refreshed(writer, "/y") == {"/y"}
+    assert _refreshed(reader, "/y") == {"/y"}
+    asyncio.run(reader.close())
+    asyncio.run(writer.close())

@@ -27,6 +27,7 @@ from ._integrity import HASH_NAME, digest_of, listing_of
 from ._models import DataLocation, DataType, ExecutionLocation, normalize_path
 from ._store_api import CatalogStore
 from ._transfer import Endpoint, copy_to_all, remove_quietly, temporary_path
+from ._truth import followed, inside
 from .connectors._base import Connector, Entry, EntryKind
 
 __all__ = ["Job", "TransferContext", "TransferPlan", "transfer_error"]
@@ -76,6 +77,11 @@ class _Options:
     exact: bool = False  # replicate/repair: the destination path is exact, always a copy
     verify: bool = False
     failures: dict[ExecutionLocation, BaseException] = field(default_factory=dict)
+
+
+def _same_data(first: DataLocation, second: DataLocation) -> bool:
+    """True when two valid replicas are in one replica set (or are one replica)."""
+    return first is second or (first._set is not None and first._set is second._set)
 
 
 def _transient(error: BaseException | None) -> bool:
@@ -137,21 +143,52 @@ class TransferPlan:
             await self._abandon_unsettled()
         return self._options.failures
 
+    @property
+    def finals(self) -> dict[ExecutionLocation, str]:
+        """Where the data landed (or was found) on each destination that was planned."""
+        return {job.location: job.final for job in self._jobs}
+
     # -- plan ------------------------------------------------------------------------------
 
     async def _plan(self, location: ExecutionLocation, dst_path: str) -> None:
         connector = self._context.connectors[location.deployment]
-        basename = posixpath.basename(self._endpoint.path)
         try:
-            final = await connector.prepare_destination(location, dst_path, basename)
+            final = await self._final_path(location, connector, dst_path)
+            job = self._claim(Job(location, connector, final))
         except StreamDataError as exc:
             self._options.failures[location] = exc
             return
-        final = dst_path if self._options.exact else normalize_path(final)
-        self._jobs.append(self._claim(Job(location, connector, final)))
+        self._jobs.append(job)
+
+    async def _final_path(
+        self, location: ExecutionLocation, connector: Connector, dst_path: str
+    ) -> str:
+        """Where the data lands: cp rules, unless ``dst_path`` already holds this data.
+
+        Running a transfer again must not put the data inside its first result (a
+        directory at ``dst_path`` would otherwise receive it under its basename).
+        """
+        if not self._options.exact and self._holding(location, dst_path) is not None:
+            return dst_path
+        basename = posixpath.basename(self._endpoint.path)
+        final = await connector.prepare_destination(location, dst_path, basename)
+        return dst_path if self._options.exact else normalize_path(final)
+
+    def _holding(self, location: ExecutionLocation, path: str) -> DataLocation | None:
+        """The replica of the source's data the catalog has at ``path``, unless writable."""
+        existing = self._catalog.lookup(location, path)
+        if existing is None or existing._implied or self._options.writable:
+            return None
+        if existing.data_type is DataType.INVALID:
+            return None
+        return existing if _same_data(existing, self._source) else None
 
     def _claim(self, job: Job) -> Job:
-        """Decide what ``job`` needs; registers it as in flight (no await in here)."""
+        """Decide what ``job`` needs; registers it as in flight (no await in here).
+
+        Raises:
+            TransferError: If the data would be copied or linked into itself.
+        """
         source, options = self._source, self._options
         running = self._context.inflight.get((job.location, job.final))
         if running is not None:
@@ -159,19 +196,38 @@ class TransferPlan:
             return job
         if job.location == source.location and job.final == source.path:
             return job  # JobKind.NOTHING: the data is its own destination
-        existing = self._catalog.lookup(job.location, job.final)
-        same_data = self._catalog.replica_set(source)
-        reusable = existing is not None and not existing._implied and not options.writable
-        if reusable and existing in same_data:
+        existing = self._holding(job.location, job.final)
+        if existing is not None:
             job.kind, job.replica = JobKind.WAIT, existing
             return job
+        self._refuse_into_itself(job)
         link_to = None
         if not (options.writable or options.exact):
-            link_to = self._link_target(job.location, same_data)
-        if existing is not None and existing.data_type is not DataType.INVALID:
+            link_to = self._link_target(job.location, job.final)
+        replaced = self._catalog.lookup(job.location, job.final)
+        if replaced is not None and replaced.data_type is not DataType.INVALID:
             self._catalog.invalidate(job.location, job.final)  # about to be replaced
         self._register(job, link_to)
         return job
+
+    def _refuse_into_itself(self, job: Job) -> None:
+        """Fail a destination that lies inside the source, as ``cp`` refuses to copy there.
+
+        Raises:
+            TransferError: If ``job.final`` is the source's data or lies inside it.
+        """
+        if job.connector.filesystem(job.location) != self._endpoint.filesystem:
+            return
+        source = self._source
+        final = followed(self._catalog, job.location, job.final, itself=False)
+        data = followed(self._catalog, source.location, source.path)
+        if final == data and job.location != source.location:
+            return  # another location on this filesystem: copied onto itself, harmlessly
+        if inside(final, data):
+            raise TransferError(
+                f"cannot copy or link {source.path!r} to {job.final!r} on {job.location}: "
+                "the destination lies inside the data itself"
+            )
 
     def _register(self, job: Job, link_to: DataLocation | None) -> None:
         data_type = DataType.PRIMARY if link_to is None else DataType.SYMBOLIC_LINK
@@ -190,17 +246,21 @@ class TransferPlan:
             self._context.store.note_temporary(job.replica, job.tmp)
         self._context.inflight[(job.location, job.final)] = job
 
-    def _link_target(
-        self, location: ExecutionLocation, same_data: Sequence[DataLocation]
-    ) -> DataLocation | None:
+    def _link_target(self, location: ExecutionLocation, final: str) -> DataLocation | None:
+        """The replica a link at ``final`` points to; None for a real copy.
+
+        Never one that holds ``final`` itself (the link would point into itself).
+        """
         if location == self._source.location:
             return self._catalog.link_target(self._source) or self._source
-        for replica in same_data:
+        at = followed(self._catalog, location, final, itself=False)
+        for replica in self._catalog.replica_set(self._source):
             if (
                 replica.location == location
                 and replica.data_type is DataType.PRIMARY
                 and replica.is_available
                 and not replica._implied
+                and not inside(at, replica.path)
             ):
                 return replica
         return None

@@ -32,8 +32,11 @@ async def run_transfer(
     *,
     writable: bool,
     verify: bool,
-) -> None:
+) -> dict[ExecutionLocation, str]:
     """Copy ``endpoint``'s data to ``dst_path`` on each destination (checked, distinct).
+
+    Returns:
+        The path where the data is on each destination.
 
     Raises:
         DataNotFoundError: If the source is not a valid known replica, or its data is gone.
@@ -43,12 +46,14 @@ async def run_transfer(
     await remove_stale_temporaries(context, destinations)
     source = await resolve_source(context.catalog, src_location, src_path)
     entry = await stat_source(context.catalog, endpoint.connector, source, destinations)
-    if destinations:
-        transfer = TransferPlan(context, endpoint, source, entry, writable=writable, verify=verify)
-        report = Progress(events, src_location, src_path, destinations, dst_path, entry)
-        failures = await report.around(transfer.run(destinations, dst_path, report.advance))
-        if failures:
-            raise transfer_error(src_location, src_path, failures)
+    if not destinations:
+        return {}
+    transfer = TransferPlan(context, endpoint, source, entry, writable=writable, verify=verify)
+    report = Progress(events, src_location, src_path, destinations, dst_path, entry)
+    failures = await report.around(transfer.run(destinations, dst_path, report.advance))
+    if failures:
+        raise transfer_error(src_location, src_path, failures)
+    return transfer.finals
 
 
 async def remove_stale_temporaries(

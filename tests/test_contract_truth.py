@@ -1,0 +1,127 @@
+"""The contract's "catalog tells the truth" rules for transfers, on every connector.
+
+Each test runs against the local connector, the in-process asyncssh server and OpenSSH
+(``connector_env``): ``L`` is that connector's location. Where a second location is
+needed, ``ELSEWHERE`` is a local deployment on this host. Every server runs on this
+machine, so the tests look at (and change, behind the catalog's back) the files directly.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+
+import pytest
+from conftest import ConnectorEnv
+
+from streamdata import (
+    DataManager,
+    DataType,
+    ExecutionLocation,
+    LocalConnector,
+    TransferError,
+)
+
+ELSEWHERE = ExecutionLocation("elsewhere", "elsewhere", local=True)
+
+
+@pytest.fixture
+async def dm(connector_env: ConnectorEnv) -> AsyncIterator[DataManager]:
+    """A manager with the connector under test and a local deployment ``elsewhere``."""
+    deployments = {
+        connector_env.location.deployment: connector_env.connector,
+        ELSEWHERE.deployment: LocalConnector(),
+    }
+    async with DataManager(deployments) as manager:
+        yield manager
+
+
+def _tree(env: ConnectorEnv, relpath: str) -> str:
+    """A directory holding one file, ``f``; returns its path."""
+    env.write_file(f"{relpath}/f", b"inside")
+    return env.path(relpath)
+
+
+def _valid(dm: DataManager, location: ExecutionLocation, path: str) -> list[DataType]:
+    """The types of the valid replicas registered exactly at ``path`` on ``location``."""
+    return [
+        r.data_type
+        for r in dm.get_data_locations(path, location.deployment, location.name)
+        if r.path == path and r.location == location
+    ]
+
+
+# --- loops --------------------------------------------------------------------------------
+
+
+async def test_same_link_transfer_twice_leaves_one_link(
+    dm: DataManager, connector_env: ConnectorEnv
+) -> None:
+    """A same-location transfer run twice leaves the one link; nothing is linked inside it."""
+    env, here = connector_env, connector_env.location
+    src, run = _tree(env, "src"), env.path("run1")
+    dm.register_path(here, src)
+    await dm.transfer_data(here, src, [here], run)
+    await dm.transfer_data(here, src, [here], run)
+    assert os.readlink(run) == src
+    assert os.listdir(src) == ["f"]
+    assert _valid(dm, here, run) == [DataType.SYMBOLIC_LINK]
+    assert dm.get_data_locations(f"{run}/src") == []
+
+
+async def test_same_copy_transfer_twice_leaves_one_copy(
+    dm: DataManager, connector_env: ConnectorEnv
+) -> None:
+    """A tree copied twice to the same dst_path is there once; no link is made inside it."""
+    env, here = connector_env, connector_env.location
+    src = _tree(env, "a/src")
+    out = env.path("out")
+    dm.register_path(ELSEWHERE, src)
+    await dm.transfer_data(ELSEWHERE, src, [here], out)
+    await dm.transfer_data(ELSEWHERE, src, [here], out)
+    assert not os.path.islink(out)
+    assert os.listdir(out) == ["f"]
+    assert _valid(dm, here, out) == [DataType.PRIMARY]
+
+
+async def test_link_inside_its_own_target_is_refused(
+    dm: DataManager, connector_env: ConnectorEnv
+) -> None:
+    """Linking a directory to a path inside itself fails that destination; nothing is made."""
+    env, here = connector_env, connector_env.location
+    src = _tree(env, "dir")
+    dm.register_path(here, src)
+    with pytest.raises(TransferError) as caught:
+        await dm.transfer_data(here, src, [here], f"{src}/sub")
+    assert set(caught.value.failures) == {here}
+    assert os.listdir(src) == ["f"]
+    assert dm.get_data_locations(f"{src}/sub") == []
+
+
+async def test_directory_is_never_copied_into_itself(
+    dm: DataManager, connector_env: ConnectorEnv
+) -> None:
+    """A writable copy of a directory into itself fails, as cp refuses; nothing is left."""
+    env, here = connector_env, connector_env.location
+    src = _tree(env, "dir")
+    dm.register_path(here, src)
+    with pytest.raises(TransferError) as caught:
+        await dm.transfer_data(here, src, [here], f"{src}/sub", writable=True)
+    assert set(caught.value.failures) == {here}
+    assert os.listdir(src) == ["f"]
+    assert dm.get_data_locations(f"{src}/sub") == []
+
+
+async def test_link_into_its_target_through_a_link_is_refused(
+    dm: DataManager, connector_env: ConnectorEnv
+) -> None:
+    """A destination below a link the manager made to the source is inside the source."""
+    env, here = connector_env, connector_env.location
+    src, run = _tree(env, "src"), env.path("run1")
+    dm.register_path(here, src)
+    await dm.transfer_data(here, src, [here], run)
+    with pytest.raises(TransferError) as caught:
+        await dm.transfer_data(here, src, [here], f"{run}/again")
+    assert set(caught.value.failures) == {here}
+    assert os.listdir(src) == ["f"]
+    assert _valid(dm, here, run) == [DataType.SYMBOLIC_LINK]

@@ -121,6 +121,7 @@ class TransferPlan:
         self._entry = entry
         self._options = _Options(writable, exact, verify)
         self._jobs: list[Job] = []
+        self._seen: dict[tuple[ExecutionLocation, str], Entry | None] = {}
         self._on_progress: Callable[[int, int | None], None] = lambda done, files: None
 
     async def run(
@@ -172,7 +173,18 @@ class TransferPlan:
             return dst_path
         basename = posixpath.basename(self._endpoint.path)
         final = await connector.prepare_destination(location, dst_path, basename)
-        return dst_path if self._options.exact else normalize_path(final)
+        final = dst_path if self._options.exact else normalize_path(final)
+        if self._options.exact or self._entry.kind is not EntryKind.FILE or final != dst_path:
+            await self._look(location, final)  # what is there may be of the other kind
+        return final
+
+    async def _look(self, location: ExecutionLocation, path: str) -> Entry | None:
+        """What storage holds at ``path`` (one ``stat`` per path and transfer)."""
+        key = (location, path)
+        if key not in self._seen:
+            connector = self._context.connectors[location.deployment]
+            self._seen[key] = await connector.stat(location, path)
+        return self._seen[key]
 
     def _holding(self, location: ExecutionLocation, path: str) -> DataLocation | None:
         """The replica of the source's data the catalog has at ``path``, unless writable."""
@@ -201,6 +213,7 @@ class TransferPlan:
             job.kind, job.replica = JobKind.WAIT, existing
             return job
         self._refuse_into_itself(job)
+        self._refuse_other_kind(job)
         link_to = None
         if not (options.writable or options.exact):
             link_to = self._link_target(job.location, job.final)
@@ -245,6 +258,24 @@ class TransferPlan:
         if self._context.store is not None:
             self._context.store.note_temporary(job.replica, job.tmp)
         self._context.inflight[(job.location, job.final)] = job
+
+    def _refuse_other_kind(self, job: Job) -> None:
+        """Fail a destination where a file would replace a directory, or the reverse.
+
+        Raises:
+            TransferError: If what :meth:`_look` found at ``job.final`` is of the other kind.
+        """
+        found = self._seen.get((job.location, job.final))
+        if found is None or found.kind is EntryKind.SYMLINK:
+            return  # nothing there, or a dangling link: replaced
+        tree = self._entry.kind is EntryKind.DIRECTORY
+        if tree == (found.kind is EntryKind.DIRECTORY):
+            return
+        what, there = ("directory", "file") if tree else ("file", "directory")
+        raise TransferError(
+            f"cannot replace the {there} {job.final!r} on {job.location} with the {what} "
+            f"{self._source.path!r}: a {what} never replaces a {there}"
+        )
 
     def _link_target(self, location: ExecutionLocation, final: str) -> DataLocation | None:
         """The replica a link at ``final`` points to; None for a real copy.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from conftest import ConnectorEnv
@@ -125,3 +126,59 @@ async def test_link_into_its_target_through_a_link_is_refused(
     assert set(caught.value.failures) == {here}
     assert os.listdir(src) == ["f"]
     assert _valid(dm, here, run) == [DataType.SYMBOLIC_LINK]
+
+
+# --- a directory never replaces a file, nor a file a directory ------------------------------
+
+
+@pytest.mark.parametrize("into_directory", [False, True])
+async def test_directory_never_replaces_a_file(
+    dm: DataManager, connector_env: ConnectorEnv, into_directory: bool
+) -> None:
+    """A tree whose destination is an existing file fails there; the file is untouched."""
+    env, here = connector_env, connector_env.location
+    src = _tree(env, "a/data")
+    dm.register_path(ELSEWHERE, src)
+    blocker = env.write_file("b/out/data" if into_directory else "b/out", b"a file")
+    dst_path = env.path("b/out")
+    with pytest.raises(TransferError) as caught:
+        await dm.transfer_data(ELSEWHERE, src, [here], dst_path)
+    assert set(caught.value.failures) == {here}
+    assert Path(blocker).read_bytes() == b"a file"
+    assert os.listdir(os.path.dirname(blocker)) == [os.path.basename(blocker)]
+    assert _valid(dm, here, blocker) == []
+
+
+@pytest.mark.parametrize("writable", [False, True])
+async def test_file_never_replaces_a_directory(
+    dm: DataManager, connector_env: ConnectorEnv, writable: bool
+) -> None:
+    """A file whose destination (dst_path/basename) is a directory fails; it is untouched."""
+    env, here = connector_env, connector_env.location
+    src = env.write_file("a/data", b"a file")
+    dm.register_path(ELSEWHERE, src)
+    blocker = _tree(env, "out/data")
+    with pytest.raises(TransferError) as caught:
+        await dm.transfer_data(ELSEWHERE, src, [here], env.path("out"), writable=writable)
+    assert set(caught.value.failures) == {here}
+    assert os.listdir(blocker) == ["f"]
+    assert os.listdir(env.path("out")) == ["data"]
+    assert _valid(dm, here, blocker) == []
+
+
+async def test_file_over_a_file_is_replaced_atomically(
+    dm: DataManager, connector_env: ConnectorEnv
+) -> None:
+    """A file over a file is renamed into place: the old file is never rewritten in place."""
+    env, here = connector_env, connector_env.location
+    src = env.write_file("a/data", b"new content")
+    dm.register_path(ELSEWHERE, src)
+    old = env.write_file("out/data", b"old")
+    before = os.stat(old).st_ino
+    with open(old, "rb") as reader:
+        await dm.transfer_data(ELSEWHERE, src, [here], old)
+        assert reader.read() == b"old"
+    assert Path(old).read_bytes() == b"new content"
+    assert os.stat(old).st_ino != before
+    assert os.listdir(env.path("out")) == ["data"]
+    assert _valid(dm, here, old) == [DataType.PRIMARY]

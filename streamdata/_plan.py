@@ -9,6 +9,13 @@ streamed destinations; a destination whose copy failed with a *transient* :class
 (a dropped connection, a broken stream) is copied once more from a clean state. *Settle*:
 each destination is verified (if asked), renamed into place and marked available, or
 removed and marked INVALID with its cause, also when the transfer is cancelled.
+
+Before a decision rests on a replica (the one already at the destination, the one to
+link to), one ``stat`` confirms it against storage (:mod:`._truth`); one that is gone or
+changed is invalidated and the destination is decided again without it. A ``dst_path``
+that already is a replica of the data is the destination itself, so a transfer run twice
+does what it did once. A destination inside the data itself, or where a file would
+replace a directory (or the reverse), fails.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from ._integrity import HASH_NAME, digest_of, listing_of
 from ._models import DataLocation, DataType, ExecutionLocation, normalize_path
 from ._store_api import CatalogStore
 from ._transfer import Endpoint, copy_to_all, remove_quietly, temporary_path
-from ._truth import followed, inside
+from ._truth import Lookout, followed, inside, into_itself, other_kind
 from .connectors._base import Connector, Entry, EntryKind
 
 __all__ = ["Job", "TransferContext", "TransferPlan", "transfer_error"]
@@ -121,7 +128,9 @@ class TransferPlan:
         self._entry = entry
         self._options = _Options(writable, exact, verify)
         self._jobs: list[Job] = []
-        self._seen: dict[tuple[ExecutionLocation, str], Entry | None] = {}
+        # The source was looked at by the caller (stat_source), through a link if it is one.
+        looked_at = (source, self._catalog.link_target(source) or source)
+        self._lookout = Lookout(self._catalog, context.connectors, looked_at)
         self._on_progress: Callable[[int, int | None], None] = lambda done, files: None
 
     async def run(
@@ -154,8 +163,9 @@ class TransferPlan:
     async def _plan(self, location: ExecutionLocation, dst_path: str) -> None:
         connector = self._context.connectors[location.deployment]
         try:
-            final = await self._final_path(location, connector, dst_path)
-            job = self._claim(Job(location, connector, final))
+            job = Job(location, connector, await self._final_path(location, connector, dst_path))
+            while (unsure := self._claim(job)) is not None:
+                await self._lookout.confirm(unsure)
         except StreamDataError as exc:
             self._options.failures[location] = exc
             return
@@ -169,22 +179,15 @@ class TransferPlan:
         Running a transfer again must not put the data inside its first result (a
         directory at ``dst_path`` would otherwise receive it under its basename).
         """
-        if not self._options.exact and self._holding(location, dst_path) is not None:
+        held = None if self._options.exact else self._holding(location, dst_path)
+        if held is not None and (not held.is_available or await self._lookout.confirm(held)):
             return dst_path
         basename = posixpath.basename(self._endpoint.path)
         final = await connector.prepare_destination(location, dst_path, basename)
         final = dst_path if self._options.exact else normalize_path(final)
         if self._options.exact or self._entry.kind is not EntryKind.FILE or final != dst_path:
-            await self._look(location, final)  # what is there may be of the other kind
+            await self._lookout.look(location, final)  # may be of the other kind
         return final
-
-    async def _look(self, location: ExecutionLocation, path: str) -> Entry | None:
-        """What storage holds at ``path`` (one ``stat`` per path and transfer)."""
-        key = (location, path)
-        if key not in self._seen:
-            connector = self._context.connectors[location.deployment]
-            self._seen[key] = await connector.stat(location, path)
-        return self._seen[key]
 
     def _holding(self, location: ExecutionLocation, path: str) -> DataLocation | None:
         """The replica of the source's data the catalog has at ``path``, unless writable."""
@@ -195,51 +198,59 @@ class TransferPlan:
             return None
         return existing if _same_data(existing, self._source) else None
 
-    def _claim(self, job: Job) -> Job:
-        """Decide what ``job`` needs; registers it as in flight (no await in here).
+    def _claim(self, job: Job) -> DataLocation | None:
+        """Decide what ``job`` needs and register it as in flight (no await in here).
+
+        Returns:
+            None once decided; or a replica the decision rests on that must be confirmed
+            first (nothing is registered then: confirm it and claim again).
 
         Raises:
-            TransferError: If the data would be copied or linked into itself.
+            TransferError: If the data would be copied or linked into itself, or a file
+                would replace a directory or the reverse.
         """
-        source, options = self._source, self._options
+        source = self._source
         running = self._context.inflight.get((job.location, job.final))
         if running is not None:
             job.kind, job.replica = JobKind.WAIT, running.replica
-            return job
+            return None
         if job.location == source.location and job.final == source.path:
-            return job  # JobKind.NOTHING: the data is its own destination
+            return None  # JobKind.NOTHING: the data is its own destination
         existing = self._holding(job.location, job.final)
         if existing is not None:
+            if existing.is_available and not self._lookout.confirmed(existing):
+                return existing
             job.kind, job.replica = JobKind.WAIT, existing
-            return job
-        self._refuse_into_itself(job)
-        self._refuse_other_kind(job)
+            return None
+        self._refuse(job)
         link_to = None
-        if not (options.writable or options.exact):
+        if not (self._options.writable or self._options.exact):
             link_to = self._link_target(job.location, job.final)
+            if link_to is not None and not self._lookout.confirmed(link_to):
+                return link_to
         replaced = self._catalog.lookup(job.location, job.final)
         if replaced is not None and replaced.data_type is not DataType.INVALID:
             self._catalog.invalidate(job.location, job.final)  # about to be replaced
         self._register(job, link_to)
-        return job
+        return None
 
-    def _refuse_into_itself(self, job: Job) -> None:
-        """Fail a destination that lies inside the source, as ``cp`` refuses to copy there.
+    def _refuse(self, job: Job) -> None:
+        """Fail a destination inside the data itself, or holding data of the other kind.
 
         Raises:
-            TransferError: If ``job.final`` is the source's data or lies inside it.
+            TransferError: If ``job.final`` lies inside the source on its filesystem (as
+                ``cp`` refuses to copy a directory into itself), or a file would replace a
+                directory there, or the reverse.
         """
-        if job.connector.filesystem(job.location) != self._endpoint.filesystem:
-            return
-        source = self._source
-        final = followed(self._catalog, job.location, job.final, itself=False)
-        data = followed(self._catalog, source.location, source.path)
-        if final == data and job.location != source.location:
-            return  # another location on this filesystem: copied onto itself, harmlessly
-        if inside(final, data):
+        if job.connector.filesystem(job.location) == self._endpoint.filesystem:
+            error = into_itself(self._catalog, self._source, job.location, job.final)
+            if error is not None:
+                raise error
+        found = self._lookout.seen(job.location, job.final)
+        reason = other_kind(self._entry.kind, found)
+        if reason is not None:
             raise TransferError(
-                f"cannot copy or link {source.path!r} to {job.final!r} on {job.location}: "
-                "the destination lies inside the data itself"
+                f"cannot put {self._source.path!r} at {job.final!r} on {job.location}: {reason}"
             )
 
     def _register(self, job: Job, link_to: DataLocation | None) -> None:
@@ -258,24 +269,6 @@ class TransferPlan:
         if self._context.store is not None:
             self._context.store.note_temporary(job.replica, job.tmp)
         self._context.inflight[(job.location, job.final)] = job
-
-    def _refuse_other_kind(self, job: Job) -> None:
-        """Fail a destination where a file would replace a directory, or the reverse.
-
-        Raises:
-            TransferError: If what :meth:`_look` found at ``job.final`` is of the other kind.
-        """
-        found = self._seen.get((job.location, job.final))
-        if found is None or found.kind is EntryKind.SYMLINK:
-            return  # nothing there, or a dangling link: replaced
-        tree = self._entry.kind is EntryKind.DIRECTORY
-        if tree == (found.kind is EntryKind.DIRECTORY):
-            return
-        what, there = ("directory", "file") if tree else ("file", "directory")
-        raise TransferError(
-            f"cannot replace the {there} {job.final!r} on {job.location} with the {what} "
-            f"{self._source.path!r}: a {what} never replaces a {there}"
-        )
 
     def _link_target(self, location: ExecutionLocation, final: str) -> DataLocation | None:
         """The replica a link at ``final`` points to; None for a real copy.

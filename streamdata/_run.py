@@ -18,6 +18,7 @@ from ._models import DataLocation, ExecutionLocation
 from ._plan import TransferContext, TransferPlan, transfer_error
 from ._progress import Progress
 from ._transfer import Endpoint
+from ._truth import note_source
 from .connectors._base import Connector, Entry, EntryKind
 
 __all__ = ["remove_stale_temporaries", "resolve_source", "run_transfer", "stat_source"]
@@ -106,6 +107,9 @@ async def stat_source(
 ) -> Entry:
     """What storage holds at ``source``: a regular file or a directory.
 
+    Data changed since it was recorded is new data: the source leaves the replica set of
+    its old copies (see :func:`._truth.note_source`).
+
     Raises:
         TransferError: If the source cannot be looked at, or is neither a file nor a
             directory; every destination fails with that cause.
@@ -126,4 +130,5 @@ async def stat_source(
     if entry.kind is EntryKind.OTHER:
         cause = ConnectorError(f"{source.path!r} is neither a regular file nor a directory")
         raise transfer_error(source.location, source.path, dict.fromkeys(destinations, cause))
+    note_source(catalog, source, entry)
     return entry

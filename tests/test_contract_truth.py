@@ -9,6 +9,7 @@ machine, so the tests look at (and change, behind the catalog's back) the files 
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,10 +19,13 @@ from conftest import ConnectorEnv
 from streamdata import (
     DataManager,
     DataType,
+    EventKind,
     ExecutionLocation,
     LocalConnector,
+    ReplicaEvent,
     TransferError,
 )
+from streamdata.connectors import Connector, Entry
 
 ELSEWHERE = ExecutionLocation("elsewhere", "elsewhere", local=True)
 
@@ -182,3 +186,151 @@ async def test_file_over_a_file_is_replaced_atomically(
     assert os.stat(old).st_ino != before
     assert os.listdir(env.path("out")) == ["data"]
     assert _valid(dm, here, old) == [DataType.PRIMARY]
+
+
+# --- the catalog is confirmed before it is relied on ----------------------------------------
+
+
+def _invalidated(dm: DataManager) -> list[str]:
+    """Collects the paths of the replicas the manager invalidates from now on."""
+    paths: list[str] = []
+
+    def note(event: object) -> None:
+        if isinstance(event, ReplicaEvent) and event.kind is EventKind.REPLICA_INVALIDATED:
+            paths.append(event.replica.path)
+
+    dm.add_listener(note)
+    return paths
+
+
+@pytest.mark.parametrize("same_location", [False, True])
+async def test_destination_deleted_behind_the_catalogs_back_is_made_again(
+    dm: DataManager, connector_env: ConnectorEnv, same_location: bool
+) -> None:
+    """The same transfer after its result was deleted makes it again, not a false success."""
+    env, here = connector_env, connector_env.location
+    origin = here if same_location else ELSEWHERE
+    src = env.write_file("a/data", b"payload")
+    dm.register_path(origin, src)
+    out = env.path("out/data")
+    await dm.transfer_data(origin, src, [here], out)
+    os.unlink(out)
+    invalidated = _invalidated(dm)
+    await dm.transfer_data(origin, src, [here], out)
+    assert Path(out).read_bytes() == b"payload"
+    assert os.path.islink(out) == same_location
+    assert invalidated == [out]
+    assert len(_valid(dm, here, out)) == 1
+
+
+@pytest.mark.parametrize("change", ["delete", "grow"])
+async def test_replica_gone_or_changed_is_not_linked_to(
+    dm: DataManager, connector_env: ConnectorEnv, change: str
+) -> None:
+    """A replica deleted or changed behind the catalog's back is no link target: a copy."""
+    env, here = connector_env, connector_env.location
+    src = env.write_file("a/data", b"payload")
+    dm.register_path(ELSEWHERE, src)
+    first, second = env.path("first"), env.path("second")
+    await dm.transfer_data(ELSEWHERE, src, [here], first)
+    if change == "delete":
+        os.unlink(first)
+    else:
+        Path(first).write_bytes(b"payload, changed")
+    invalidated = _invalidated(dm)
+    await dm.transfer_data(ELSEWHERE, src, [here], second)
+    assert not os.path.islink(second)
+    assert Path(second).read_bytes() == b"payload"
+    assert invalidated == [first]
+    assert _valid(dm, here, first) == []
+    assert _valid(dm, here, second) == [DataType.PRIMARY]
+
+
+def _rewrite(path: str, data: bytes) -> None:
+    """Change a file the way a user does: new content, new size, a later mtime."""
+    old = os.stat(path).st_mtime
+    Path(path).write_bytes(data)
+    os.utime(path, (old + 10, old + 10))
+
+
+@pytest.mark.parametrize("source_here", [False, True])
+async def test_changed_source_is_new_data(
+    dm: DataManager, connector_env: ConnectorEnv, source_here: bool
+) -> None:
+    """A source changed since it was recorded is new data: its old copies are not reused."""
+    env, here = connector_env, connector_env.location
+    origin, target = (here, ELSEWHERE) if source_here else (ELSEWHERE, here)
+    src = env.write_file("a/data", b"version A")
+    dm.register_path(origin, src)
+    first, second = env.path("first"), env.path("second")
+    await dm.transfer_data(origin, src, [target], first)
+    _rewrite(src, b"version B, longer")
+    await dm.transfer_data(origin, src, [target], second)
+    assert not os.path.islink(second)
+    assert Path(second).read_bytes() == b"version B, longer"
+    assert Path(first).read_bytes() == b"version A"
+    copies_of_b = {(r.location, r.path) for r in dm.get_data_locations(src)}
+    assert copies_of_b == {(origin, src), (target, second)}
+    assert {(r.location, r.path) for r in dm.get_data_locations(first)} == {(target, first)}
+
+
+HERE = ExecutionLocation("here", "here", local=True)
+
+
+class StatCounting(LocalConnector):
+    """A LocalConnector that notes every path it is asked to stat."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stats: list[str] = []
+
+    async def stat(self, location: ExecutionLocation, path: str) -> Entry | None:
+        self.stats.append(path)
+        return await super().stat(location, path)
+
+
+async def test_confirming_costs_one_stat_per_replica_used(tmp_path: Path) -> None:
+    """Only the replica a transfer links to is looked at, never the catalog's other ones."""
+    counting = StatCounting()
+    async with DataManager({"here": counting, "elsewhere": LocalConnector()}) as dm:
+        src = tmp_path / "src"
+        src.write_bytes(b"payload")
+        source = dm.register_path(ELSEWHERE, str(src))
+        copies = []
+        for number in range(20):
+            copy = tmp_path / f"copy{number}"
+            shutil.copy2(src, copy)
+            dm.register_relation(source, dm.register_path(HERE, str(copy)))
+            copies.append(str(copy))
+        counting.stats.clear()
+        alias = str(tmp_path / "alias")
+        await dm.transfer_data(ELSEWHERE, str(src), [HERE], alias)
+        assert counting.stats == [os.readlink(alias)]
+        assert os.readlink(alias) in copies
+        counting.stats.clear()
+        await dm.transfer_data(ELSEWHERE, str(src), [HERE], alias)
+        assert counting.stats == [alias]
+
+
+async def test_changed_source_leaves_its_set_in_the_catalog_file(tmp_path: Path) -> None:
+    """A changed source, with the links to it, leaves its old copies' set, durably."""
+    catalog = tmp_path / "catalog.sqlite"
+    src, alias = str(tmp_path / "src"), str(tmp_path / "alias")
+    first, link, second = (str(tmp_path / name) for name in ("first", "link", "second"))
+    Path(src).write_bytes(b"version A")
+
+    def deployments() -> dict[str, Connector]:
+        return {"here": LocalConnector(), "elsewhere": LocalConnector()}
+
+    async with DataManager(deployments(), catalog=catalog) as dm:
+        dm.register_path(ELSEWHERE, src)
+        await dm.transfer_data(ELSEWHERE, src, [ELSEWHERE], alias)
+        await dm.transfer_data(ELSEWHERE, src, [HERE], first)
+        await dm.transfer_data(ELSEWHERE, src, [HERE], link)
+        _rewrite(src, b"version B, longer")
+        await dm.transfer_data(ELSEWHERE, src, [HERE], second)
+    assert Path(second).read_bytes() == b"version B, longer"
+    async with DataManager(deployments(), catalog=catalog) as dm:
+        assert {r.path for r in dm.get_data_locations(src)} == {src, alias, second}
+        assert {r.path for r in dm.get_data_locations(first)} == {first, link}
+        assert os.readlink(link) == first

@@ -386,6 +386,49 @@ class RemotePathMapper:
             self._entries.pop(replica, None)
             self._digests.pop(replica, None)
 
+    def split_off(self, replica: DataLocation) -> None:
+        """Take ``replica`` and the links to it out of its replica set: its data changed.
+
+        The other members stay related to each other (they hold the old data); the links
+        stay related to ``replica``. Nothing becomes INVALID.
+        """
+        members = replica._set
+        if members is None:
+            return
+        links = [link for link in self._links_to.get(replica, ()) if link._set is members]
+        moving = dict.fromkeys([replica, *links])
+        if all(member in moving for member in members):
+            return  # nothing but the new data and its links: nothing to leave
+        for member in moving:
+            del members[member]
+            member._set = None
+        if len(members) == 1:
+            next(iter(members))._set = None  # alone again: no set to keep
+        if links:
+            for member in moving:
+                member._set = moving
+        if self._store is not None:
+            self._store_split(list(moving), links)
+
+    def _store_split(self, moving: list[DataLocation], links: list[DataLocation]) -> None:
+        """Record :meth:`split_off` with the store's operations, in one commit.
+
+        Invalidating takes replicas out of their set (the rest stays related); they are
+        then stored valid again with their links, relations and entries.
+        """
+        assert self._store is not None
+        store, holder = self._store, moving[0]
+        store.invalidate(moving)
+        for member in moving:
+            store.put_replica(member)
+            entry = self._entries.get(member)
+            if entry is not None:
+                store.record_entry(member, entry, self._digests.get(member))
+        for link in links:
+            store.add_relation(holder, link)
+            store.set_link_target(link, holder)
+        store.commit()
+
     def complete(self, replica: DataLocation, error: BaseException | None = None) -> None:
         """End the transfer producing ``replica``: available, or INVALID with ``error``.
 

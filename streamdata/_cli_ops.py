@@ -147,8 +147,8 @@ async def _run_copies(
                     progress.expect(location, path, *await tree_size(connector, location, path))
                 if not _is_known(manager, location, path):
                     manager.register_path(location, path)
-                await manager.transfer_data(location, path, list(finals), land, writable)
-                results.append(_copy_record(manager, location, path, finals))
+                landed = await manager._transfer_data(location, path, list(finals), land, writable)
+                results.append(_copy_record(manager, location, path, {**finals, **landed}))
         finally:
             remove()
     return results

@@ -309,9 +309,12 @@ class DataManager:
         """Copy the data at ``src_path`` on ``src_location`` to ``dst_path`` on each destination.
 
         cp rules apply: an existing directory at ``dst_path`` receives the data under the
-        source's basename. Each destination is written atomically and registered; unless
-        ``writable``, it is related to the source, and a destination that is the source's
-        location (or already holds the data) gets a symbolic link instead of a copy.
+        source's basename, unless ``dst_path`` already is a replica of this data (running
+        a transfer twice leaves what running it once did). Each destination is written
+        atomically and registered; unless ``writable``, it is related to the source, and a
+        destination that is the source's location (or already holds the data) gets a
+        symbolic link instead of a copy. A destination inside the data itself fails, as
+        ``cp`` refuses to copy a directory into itself.
         ``verify`` (default: the manager's setting) checks each copy against the source
         before it is renamed into place.
 
@@ -324,6 +327,25 @@ class DataManager:
             TransferError: If some destinations failed; ``.failures`` maps each to its
                 cause, and the others stay registered and valid.
         """
+        await self._transfer_data(
+            src_location, src_path, dst_locations, dst_path, writable, verify=verify
+        )
+
+    async def _transfer_data(
+        self,
+        src_location: ExecutionLocation,
+        src_path: str,
+        dst_locations: Sequence[ExecutionLocation],
+        dst_path: str,
+        writable: bool = False,
+        *,
+        verify: bool | None = None,
+    ) -> dict[ExecutionLocation, str]:
+        """:meth:`transfer_data`, telling where the data is on each destination (for the CLI).
+
+        Raises:
+            StreamDataError: As :meth:`transfer_data`.
+        """
         src_path, dst_path = normalize_path(src_path), normalize_path(dst_path)
         check_location(src_location)
         if isinstance(dst_locations, ExecutionLocation):
@@ -332,7 +354,7 @@ class DataManager:
         source = Endpoint(self._deployments.connector(src_location), src_location, src_path)
         self._refresh(now=True, watch=True)
         check = self._verify if verify is None else verify
-        await run_transfer(
+        return await run_transfer(
             self._context,
             self._events,
             source,

@@ -9,6 +9,13 @@ streamed destinations; a destination whose copy failed with a *transient* :class
 (a dropped connection, a broken stream) is copied once more from a clean state. *Settle*:
 each destination is verified (if asked), renamed into place and marked available, or
 removed and marked INVALID with its cause, also when the transfer is cancelled.
+
+Before a decision rests on a replica (the one already at the destination, the one to
+link to), one ``stat`` confirms it against storage (:mod:`._truth`); one that is gone or
+changed is invalidated and the destination is decided again without it. A ``dst_path``
+that already is a replica of the data is the destination itself, so a transfer run twice
+does what it did once. A destination inside the data itself, or where a file would
+replace a directory (or the reverse), fails.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from ._integrity import HASH_NAME, digest_of, listing_of
 from ._models import DataLocation, DataType, ExecutionLocation, normalize_path
 from ._store_api import CatalogStore
 from ._transfer import Endpoint, copy_to_all, remove_quietly, temporary_path
+from ._truth import Lookout, followed, inside, into_itself, other_kind
 from .connectors._base import Connector, Entry, EntryKind
 
 __all__ = ["Job", "TransferContext", "TransferPlan", "transfer_error"]
@@ -79,6 +87,11 @@ class _Options:
     failures: dict[ExecutionLocation, BaseException] = field(default_factory=dict)
 
 
+def _same_data(first: DataLocation, second: DataLocation) -> bool:
+    """True when two valid replicas are in one replica set (or are one replica)."""
+    return first is second or (first._set is not None and first._set is second._set)
+
+
 def _transient(error: BaseException | None) -> bool:
     return isinstance(error, ConnectorError) and error.transient
 
@@ -116,6 +129,9 @@ class TransferPlan:
         self._entry = entry
         self._options = _Options(writable, exact, verify)
         self._jobs: list[Job] = []
+        # The source was looked at by the caller (stat_source), through a link if it is one.
+        looked_at = (source, self._catalog.link_target(source) or source)
+        self._lookout = Lookout(self._catalog, context.connectors, looked_at)
         self._on_progress: Callable[[int, int | None], None] = lambda done, files: None
 
     async def run(
@@ -138,41 +154,105 @@ class TransferPlan:
             await self._abandon_unsettled()
         return self._options.failures
 
+    @property
+    def finals(self) -> dict[ExecutionLocation, str]:
+        """Where the data landed (or was found) on each destination that was planned."""
+        return {job.location: job.final for job in self._jobs}
+
     # -- plan ------------------------------------------------------------------------------
 
     async def _plan(self, location: ExecutionLocation, dst_path: str) -> None:
         connector = self._context.connectors[location.deployment]
-        basename = posixpath.basename(self._endpoint.path)
         try:
-            final = await connector.prepare_destination(location, dst_path, basename)
+            job = Job(location, connector, await self._final_path(location, connector, dst_path))
+            while (unsure := self._claim(job)) is not None:
+                await self._lookout.confirm(unsure)
         except StreamDataError as exc:
             self._options.failures[location] = exc
             return
-        final = dst_path if self._options.exact else normalize_path(final)
-        self._jobs.append(self._claim(Job(location, connector, final)))
+        self._jobs.append(job)
 
-    def _claim(self, job: Job) -> Job:
-        """Decide what ``job`` needs; registers it as in flight (no await in here)."""
-        source, options = self._source, self._options
+    async def _final_path(
+        self, location: ExecutionLocation, connector: Connector, dst_path: str
+    ) -> str:
+        """Where the data lands: cp rules, unless ``dst_path`` already holds this data.
+
+        Running a transfer again must not put the data inside its first result (a
+        directory at ``dst_path`` would otherwise receive it under its basename).
+        """
+        held = None if self._options.exact else self._holding(location, dst_path)
+        if held is not None and (not held.is_available or await self._lookout.confirm(held)):
+            return dst_path
+        basename = posixpath.basename(self._endpoint.path)
+        final = await connector.prepare_destination(location, dst_path, basename)
+        final = dst_path if self._options.exact else normalize_path(final)
+        if self._options.exact or self._entry.kind is not EntryKind.FILE or final != dst_path:
+            await self._lookout.look(location, final)  # may be of the other kind
+        return final
+
+    def _holding(self, location: ExecutionLocation, path: str) -> DataLocation | None:
+        """The replica of the source's data the catalog has at ``path``, unless writable."""
+        existing = self._catalog.lookup(location, path)
+        if existing is None or existing._implied or self._options.writable:
+            return None
+        if existing.data_type is DataType.INVALID:
+            return None
+        return existing if _same_data(existing, self._source) else None
+
+    def _claim(self, job: Job) -> DataLocation | None:
+        """Decide what ``job`` needs and register it as in flight (no await in here).
+
+        Returns:
+            None once decided; or a replica the decision rests on that must be confirmed
+            first (nothing is registered then: confirm it and claim again).
+
+        Raises:
+            TransferError: If the data would be copied or linked into itself, or a file
+                would replace a directory or the reverse.
+        """
+        source = self._source
         running = self._context.inflight.get((job.location, job.final))
         if running is not None:
             job.kind, job.replica = JobKind.WAIT, running.replica
-            return job
+            return None
         if job.location == source.location and job.final == source.path:
-            return job  # JobKind.NOTHING: the data is its own destination
-        existing = self._catalog.lookup(job.location, job.final)
-        same_data = self._catalog.replica_set(source)
-        reusable = existing is not None and not existing._implied and not options.writable
-        if reusable and existing in same_data:
+            return None  # JobKind.NOTHING: the data is its own destination
+        existing = self._holding(job.location, job.final)
+        if existing is not None:
+            if existing.is_available and not self._lookout.confirmed(existing):
+                return existing
             job.kind, job.replica = JobKind.WAIT, existing
-            return job
+            return None
+        self._refuse(job)
         link_to = None
-        if not (options.writable or options.exact):
-            link_to = self._link_target(job.location, same_data)
-        if existing is not None and existing.data_type is not DataType.INVALID:
+        if not (self._options.writable or self._options.exact):
+            link_to = self._link_target(job.location, job.final)
+            if link_to is not None and not self._lookout.confirmed(link_to):
+                return link_to
+        replaced = self._catalog.lookup(job.location, job.final)
+        if replaced is not None and replaced.data_type is not DataType.INVALID:
             self._catalog.invalidate(job.location, job.final)  # about to be replaced
         self._register(job, link_to)
-        return job
+        return None
+
+    def _refuse(self, job: Job) -> None:
+        """Fail a destination inside the data itself, or holding data of the other kind.
+
+        Raises:
+            TransferError: If ``job.final`` lies inside the source on its filesystem (as
+                ``cp`` refuses to copy a directory into itself), or a file would replace a
+                directory there, or the reverse.
+        """
+        if job.connector.filesystem(job.location) == self._endpoint.filesystem:
+            error = into_itself(self._catalog, self._source, job.location, job.final)
+            if error is not None:
+                raise error
+        found = self._lookout.seen(job.location, job.final)
+        reason = other_kind(self._entry.kind, found)
+        if reason is not None:
+            raise TransferError(
+                f"cannot put {self._source.path!r} at {job.final!r} on {job.location}: {reason}"
+            )
 
     def _register(self, job: Job, link_to: DataLocation | None) -> None:
         data_type = DataType.PRIMARY if link_to is None else DataType.SYMBOLIC_LINK
@@ -191,17 +271,21 @@ class TransferPlan:
             self._context.store.note_temporary(job.replica, job.tmp)
         self._context.inflight[(job.location, job.final)] = job
 
-    def _link_target(
-        self, location: ExecutionLocation, same_data: Sequence[DataLocation]
-    ) -> DataLocation | None:
+    def _link_target(self, location: ExecutionLocation, final: str) -> DataLocation | None:
+        """The replica a link at ``final`` points to; None for a real copy.
+
+        Never one that holds ``final`` itself (the link would point into itself).
+        """
         if location == self._source.location:
             return self._catalog.link_target(self._source) or self._source
-        for replica in same_data:
+        at = followed(self._catalog, location, final, itself=False)
+        for replica in self._catalog.replica_set(self._source):
             if (
                 replica.location == location
                 and replica.data_type is DataType.PRIMARY
                 and replica.is_available
                 and not replica._implied
+                and not inside(at, replica.path)
             ):
                 return replica
         return None

@@ -24,6 +24,7 @@ from ._models import DataLocation, ExecutionLocation
 from ._plan import TransferContext, TransferPlan, transfer_error
 from ._progress import Progress
 from ._transfer import Endpoint
+from ._truth import note_source
 from .connectors._base import Connector, Entry, EntryKind
 
 __all__ = ["remove_stale_temporaries", "resolve_source", "run_transfer", "stat_source"]
@@ -41,8 +42,11 @@ async def run_transfer(
     *,
     writable: bool,
     verify: bool,
-) -> None:
+) -> dict[ExecutionLocation, str]:
     """Copy ``endpoint``'s data to ``dst_path`` on each destination (checked, distinct).
+
+    Returns:
+        The path where the data is on each destination.
 
     Raises:
         DataNotFoundError: If the source is not a valid known replica, or its data is gone.
@@ -53,12 +57,14 @@ async def run_transfer(
     source = await resolve_source(context.catalog, src_location, src_path)
     entry = await stat_source(context.catalog, endpoint.connector, source, destinations)
     failures: dict[ExecutionLocation, BaseException] = {}
+    finals: dict[ExecutionLocation, str] = {}
     for attempt in range(TAKEOVERS + 1):
         if not destinations:
             break
         transfer = TransferPlan(context, endpoint, source, entry, writable=writable, verify=verify)
         report = Progress(events, src_location, src_path, destinations, dst_path, entry)
         failed = await report.around(transfer.run(destinations, dst_path, report.advance))
+        finals.update(transfer.finals)
         # A copy this one waited for died with its process: take it over (a new claim).
         last = attempt == TAKEOVERS
         gone = [d for d, cause in failed.items() if isinstance(cause, WriterGone) and not last]
@@ -66,6 +72,7 @@ async def run_transfer(
         destinations = gone
     if failures:
         raise transfer_error(src_location, src_path, failures)
+    return finals
 
 
 async def remove_stale_temporaries(
@@ -118,6 +125,9 @@ async def stat_source(
 ) -> Entry:
     """What storage holds at ``source``: a regular file or a directory.
 
+    Data changed since it was recorded is new data: the source leaves the replica set of
+    its old copies (see :func:`._truth.note_source`).
+
     Raises:
         TransferError: If the source cannot be looked at, or is neither a file nor a
             directory; every destination fails with that cause.
@@ -138,4 +148,5 @@ async def stat_source(
     if entry.kind is EntryKind.OTHER:
         cause = ConnectorError(f"{source.path!r} is neither a regular file nor a directory")
         raise transfer_error(source.location, source.path, dict.fromkeys(destinations, cause))
+    note_source(catalog, source, entry)
     return entry

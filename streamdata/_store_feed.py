@@ -31,8 +31,8 @@ __all__ = [
     "Changes",
     "apply",
     "from_db",
-    "prune",
     "name_writer",
+    "prune",
     "read_changes",
     "to_db",
 ]

@@ -113,3 +113,28 @@ def test_set_survives_reopening_after_a_middle_replica_is_invalidated(tmp_path: 
         ("d2", "/p"),
     }
     reopened_store.close()
+
+
+def test_split_off_takes_the_data_and_its_links_out_of_the_set() -> None:
+    """Changed data leaves its set with the links to it; the old copies stay related."""
+    catalog = RemotePathMapper()
+    data, old_copy, older_copy = (catalog.register(loc, "/p") for loc in (L1, L2, L3))
+    link = catalog.register(L1, "/alias", data_type=DataType.SYMBOLIC_LINK)
+    catalog.relate(data, old_copy)
+    catalog.relate(old_copy, older_copy)
+    catalog.relate(data, link)
+    assert catalog.link_target(link) is data
+    catalog.split_off(data)
+    assert set(catalog.replica_set(data)) == {data, link}
+    assert set(catalog.replica_set(old_copy)) == {old_copy, older_copy}
+    assert all(r.data_type is not DataType.INVALID for r in (data, link, old_copy, older_copy))
+
+
+def test_split_off_leaves_a_lone_copy_unrelated() -> None:
+    """After a split, a copy left alone carries no set, nor does the data."""
+    catalog = RemotePathMapper()
+    data, copy = catalog.register(L1, "/p"), catalog.register(L2, "/p")
+    catalog.relate(data, copy)
+    catalog.split_off(data)
+    assert data._set is None and copy._set is None
+    assert catalog.replica_set(copy) == [copy]

@@ -197,6 +197,32 @@ async def test_cp_to_ssh_and_local_destinations_at_once(env: Env) -> None:
     assert "remote:box" in table.out and "site:localhost" in table.out
 
 
+async def test_cp_twice_to_one_place_changes_nothing(env: Env) -> None:
+    """The same cp twice on one location leaves the one link, and reports it both times."""
+    env.file("src/a.txt", b"a")
+    source, target = str(env.root / "src"), str(env.root / "run1")
+    first = await env.run("cp", "--json", source, target)
+    second = await env.run("cp", "--json", source, target)
+    assert first.code == second.code == 0, (first, second)
+    assert os.readlink(target) == source
+    assert os.listdir(source) == ["a.txt"]
+    reports = [run.json() for run in (first, second)]
+    expected = {"location": "local:localhost", "path": target, "type": "SYMBOLIC_LINK"}
+    for report in reports:
+        assert isinstance(report, dict)
+        assert report["copies"][0]["destinations"] == [expected]
+
+
+async def test_cp_into_itself_fails_and_touches_nothing(env: Env) -> None:
+    """cp of a directory into itself fails in one line with exit 1; nothing is made."""
+    env.file("src/a.txt", b"a")
+    source = str(env.root / "src")
+    for extra in ([], ["--writable"]):
+        result = await env.run("cp", *extra, source, f"{source}/sub")
+        _one_line_error(result, 1)
+        assert os.listdir(source) == ["a.txt"], extra
+
+
 async def test_help_and_a_copy_print_nothing_on_stderr(env: Env) -> None:
     """With Python's default warning settings, --help and an SSH cp write nothing on stderr."""
     shown = await env.run("--help", warnings=None)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ._catalog import RemotePathMapper
-from ._errors import ConsistencyError, StreamDataError
+from ._errors import ConsistencyError
 from ._integrity import digest_of
 from ._models import DataLocation, DataType, ExecutionLocation
 from .connectors._base import Connector, Entry, EntryKind, entry_from_stat
@@ -23,7 +23,7 @@ from .connectors._base import Connector, Entry, EntryKind, entry_from_stat
 if TYPE_CHECKING:
     from ._replicate import Replicator
 
-__all__ = ["CheckReport", "record_local_entry", "run_check"]
+__all__ = ["CheckReport", "entry_changed", "entry_signature", "record_local_entry", "run_check"]
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,8 @@ def record_local_entry(catalog: RemotePathMapper, replica: DataLocation) -> None
     catalog.record_entry(replica, entry_signature(entry))
 
 
-def _changed(recorded: tuple[str, int, float], seen: tuple[str, int, float]) -> bool:
+def entry_changed(recorded: tuple[str, int, float], seen: tuple[str, int, float]) -> bool:
+    """True when ``seen`` differs from the ``recorded`` signature (see :func:`entry_signature`)."""
     if recorded[0] != seen[0] or recorded[1] != seen[1]:
         return True
     # Some transports keep whole seconds only: a truncated copy of the same time is equal.
@@ -149,7 +150,7 @@ class _Audit:
         if recorded is None:
             if replica.is_available:
                 self.updates.append((replica, signature))
-        elif recorded != signature and _changed(recorded, signature):
+        elif recorded != signature and entry_changed(recorded, signature):
             self.missing.append(replica)
             return
         if kind is _FILE:
@@ -264,13 +265,11 @@ async def _repair(
     report: CheckReport,
 ) -> None:
     for replica, candidates in sources.items():
-        source = replicator.pick_source(candidates, location.deployment)
-        if source is None:
+        if replicator.pick_source(candidates, location.deployment) is None:
             continue
-        try:
-            await replicator.copy_exact(source, location, replica.path)
-        except StreamDataError as exc:
-            report.errors.append((replica.path, str(exc)))
+        _, failures = await replicator.fill(candidates, [location], replica.path, overwrite=True)
+        if failures:
+            report.errors.append((replica.path, str(failures[location])))
         else:
             report.repaired.append(replica.path)
     report.repaired.sort()

@@ -369,9 +369,11 @@ class DataManager:
     ) -> list[DataLocation]:
         """Make sure every destination holds a valid replica of the data known at ``path``.
 
-        Each missing destination is filled with a real copy from the source the policy
-        picks for its deployment; destinations already holding a valid replica are left
-        alone.
+        ``dst_path`` (default: ``path``) is the exact destination path (no cp rules). Each
+        destination with nothing there is filled with a real copy from the source the
+        policy picks for its deployment; destinations whose entry at ``dst_path`` is a
+        valid replica of the data (confirmed on storage) are left alone. Any other entry
+        there is never removed or overwritten: that destination fails.
 
         Returns:
             The destination replicas, in the order of ``dst_locations``.
@@ -380,7 +382,9 @@ class DataManager:
             ValueError: If a path is relative.
             ConfigurationError: If a deployment is unknown.
             DataNotFoundError: If no valid replica of ``path`` is known.
-            TransferError: If some destinations failed (the others stay valid).
+            TransferError: If some destinations failed, e.g. because ``dst_path`` holds
+                an entry that is not a replica of the data (``.failures`` maps each to its
+                cause; the others stay valid).
         """
         path = normalize_path(path)
         target = normalize_path(dst_path) if dst_path is not None else path
@@ -390,8 +394,10 @@ class DataManager:
         destinations = self._deployments.destinations(dst_locations)
         results, failures = await self._replicator.fill(replicas, destinations, target)
         if failures:
+            details = "; ".join(f"{where}: {cause}" for where, cause in failures.items())
             raise TransferError(
-                f"replication of {path!r} failed for {len(failures)} location(s)", failures
+                f"replication of {path!r} failed for {len(failures)} location(s): {details}",
+                failures,
             )
         return [results[d] for d in dict.fromkeys(dst_locations)]
 

@@ -3,22 +3,30 @@
 Unlike ``transfer_data``, an exact copy applies no cp rules: the destination path is the
 target itself, the destination is always a real copy (never a link), related to its
 source, and the source is the one the policy picks among the set's PRIMARY replicas.
+
+Before a copy, the target is looked at on storage: a replica of the data that is really
+there is left alone (one that is gone or changed is invalidated); an empty target gets
+the copy; any other entry is never removed or overwritten, and that destination fails,
+except that a repair replaces an entry of the data's own type (a changed copy).
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 
+from ._catalog import RemotePathMapper
+from ._check import entry_changed, entry_signature
 from ._deployments import Deployments
-from ._errors import StreamDataError, TransferError
+from ._errors import DataNotFoundError, StreamDataError, TransferError
 from ._models import DataLocation, DataType, ExecutionLocation
 from ._plan import TransferContext, TransferPlan, transfer_error
 from ._policy import SourcePolicy
 from ._run import stat_source
 from ._transfer import Endpoint
+from .connectors._base import Entry, EntryKind
 
 __all__ = ["Replicator"]
 
@@ -72,11 +80,15 @@ class Replicator:
         replicas: Sequence[DataLocation],
         destinations: Iterable[ExecutionLocation],
         target: str,
+        *,
+        overwrite: bool = False,
     ) -> tuple[dict[ExecutionLocation, DataLocation], dict[ExecutionLocation, BaseException]]:
         """Copy the data of ``replicas`` to ``target`` on each destination lacking it.
 
-        Destinations already holding one of ``replicas`` at ``target`` are left alone; the
-        others are copied to concurrently.
+        A destination whose entry at ``target`` is confirmed (on storage) to be one of
+        ``replicas`` is left alone; one where nothing is at ``target`` gets a copy. Any
+        other entry there is never touched and fails that destination, unless
+        ``overwrite`` (a repair) allows replacing an entry of the data's own type.
 
         Returns:
             The replica of each destination holding the data, and the cause of each
@@ -84,16 +96,10 @@ class Replicator:
         """
         results: dict[ExecutionLocation, DataLocation] = {}
         failures: dict[ExecutionLocation, BaseException] = {}
-        todo: list[ExecutionLocation] = []
-        for destination in destinations:
-            held = self.context.catalog.lookup(destination, target)
-            if held is not None and held in replicas and not held._implied:
-                results[destination] = held
-            else:
-                todo.append(destination)
         async with asyncio.TaskGroup() as group:
-            for destination in todo:
-                group.create_task(self._fill_one(replicas, destination, target, results, failures))
+            for destination in dict.fromkeys(destinations):
+                job = self._fill_one(replicas, destination, target, overwrite, results)
+                group.create_task(_capture(job, destination, failures))
         return results, failures
 
     async def _fill_one(
@@ -101,19 +107,79 @@ class Replicator:
         replicas: Sequence[DataLocation],
         destination: ExecutionLocation,
         target: str,
+        overwrite: bool,
         results: dict[ExecutionLocation, DataLocation],
-        failures: dict[ExecutionLocation, BaseException],
     ) -> None:
-        source = self.pick_source(replicas, destination.deployment)
-        assert source is not None
-        try:
+        entry = await self.deployments.connector(destination).stat(destination, target)
+        held = self._confirmed(replicas, destination, target, entry)
+        if held is None:
+            source = self.pick_source(replicas, destination.deployment)
+            if source is None:
+                raise DataNotFoundError(f"no valid replica to copy to {target!r} on {destination}")
+            if entry is not None and not (overwrite and await self._same_kind(source, entry)):
+                raise _refusal(source, destination, target)
             await self.copy_exact(source, destination, target)
-        except TransferError as exc:
-            failures[destination] = exc.failures.get(destination, exc)
-            return
-        except StreamDataError as exc:
-            failures[destination] = exc
-            return
-        replica = self.context.catalog.lookup(destination, target)
-        assert replica is not None
-        results[destination] = replica
+            held = self.context.catalog.lookup(destination, target)
+            assert held is not None
+        results[destination] = held
+
+    def _confirmed(
+        self,
+        replicas: Sequence[DataLocation],
+        destination: ExecutionLocation,
+        target: str,
+        entry: Entry | None,
+    ) -> DataLocation | None:
+        """The replica of ``replicas`` at ``target`` if storage confirms it, else None.
+
+        One that storage does not confirm (gone, or changed) is invalidated.
+        """
+        catalog = self.context.catalog
+        held = catalog.lookup(destination, target)
+        if held is None or held._implied or held not in replicas:
+            return None
+        if entry is not None and _holds(catalog, held, entry):
+            return held
+        catalog.invalidate(destination, target)
+        return None
+
+    async def _same_kind(self, source: DataLocation, entry: Entry) -> bool:
+        """True when ``entry`` is of the type of the data at ``source`` (file or tree)."""
+        connector = self.deployments.connector(source.location)
+        data = await connector.stat(source.location, source.path)
+        return data is None or data.kind is entry.kind  # gone: the copy will say so
+
+
+def _refusal(source: DataLocation, destination: ExecutionLocation, target: str) -> TransferError:
+    """The error of a destination whose ``target`` holds an entry a copy must not replace."""
+    cause = TransferError(
+        f"{target!r} on {destination} holds an entry that is not a replica of "
+        f"{source.path!r}; it was left untouched"
+    )
+    return transfer_error(source.location, source.path, {destination: cause})
+
+
+def _holds(catalog: RemotePathMapper, replica: DataLocation, entry: Entry) -> bool:
+    """True when ``entry`` (followed if a link) is what the catalog recorded for ``replica``."""
+    if entry.kind is EntryKind.SYMLINK:
+        return False  # a dangling link, or a link where data should be
+    if replica.data_type is DataType.SYMBOLIC_LINK:
+        return True  # the link resolves; its target is checked as a replica of its own
+    recorded = catalog.entry_of(replica)
+    if recorded is None:
+        return True  # registered without a recorded entry: existence is all we know
+    return not entry_changed(recorded, entry_signature(entry))
+
+
+async def _capture(
+    work: Awaitable[None],
+    destination: ExecutionLocation,
+    failures: dict[ExecutionLocation, BaseException],
+) -> None:
+    """Run one destination's work; its failure is recorded for it alone."""
+    try:
+        await work
+    except TransferError as exc:
+        failures[destination] = exc.failures.get(destination, exc)
+    except StreamDataError as exc:
+        failures[destination] = exc

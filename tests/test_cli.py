@@ -235,6 +235,20 @@ async def test_check_replicate_and_repair_over_ssh(env: Env) -> None:
     assert Path(target).read_bytes() == b"x" * 5000
 
 
+async def test_replicate_onto_an_unrelated_directory_fails_and_keeps_it(env: Env) -> None:
+    """replicate --dst-path onto a directory it does not own: exit 1, one line, tree intact."""
+    source = env.file("src/f.bin", b"replicated")
+    assert (await env.run("cp", source, f"site:{env.root}/seed.bin")).code == 0
+    env.file("precious/a.txt", b"keep me")
+    env.file("precious/sub/b.txt", b"keep me too")
+    target = str(env.root / "precious")
+    result = await env.run("replicate", source, "site", "remote:box", "--dst-path", target)
+    _one_line_error(result, 1)
+    assert sorted(p.name for p in (env.root / "precious").iterdir()) == ["a.txt", "sub"]
+    assert (env.root / "precious" / "a.txt").read_bytes() == b"keep me"
+    assert (env.root / "precious" / "sub" / "b.txt").read_bytes() == b"keep me too"
+
+
 async def test_defaults_sites_in_cwd_and_catalog_in_xdg_data_home(env: Env) -> None:
     """Without options: ./streamdata.toml is the sites file and the catalog is in XDG_DATA_HOME."""
     (env.root / "work" / "streamdata.toml").write_text(env.sites.read_text())

@@ -84,7 +84,7 @@ class DataManager:
         connectors = self._deployments.connectors
         self._context = TransferContext(self._catalog, connectors, self._inflight, self._store)
         self._replicator = Replicator(
-            self._context, self._deployments, source_policy, self._rng, verify
+            self._context, self._events, self._deployments, source_policy, self._rng, verify
         )
 
     # -- lifecycle -------------------------------------------------------------------------

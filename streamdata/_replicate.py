@@ -21,10 +21,11 @@ from ._catalog import RemotePathMapper
 from ._check import entry_changed, entry_signature
 from ._deployments import Deployments
 from ._errors import DataNotFoundError, StreamDataError, TransferError
+from ._events import EventBus
 from ._models import DataLocation, DataType, ExecutionLocation
-from ._plan import TransferContext, TransferPlan, transfer_error
+from ._plan import TransferContext, transfer_error
 from ._policy import SourcePolicy
-from ._run import stat_source
+from ._run import run_transfer
 from ._transfer import Endpoint
 from .connectors._base import Entry, EntryKind
 
@@ -38,6 +39,7 @@ class Replicator:
     """Picks sources and makes exact copies, with its manager's state (passed in)."""
 
     context: TransferContext
+    events: EventBus
     deployments: Deployments
     policy: SourcePolicy
     rng: random.Random
@@ -55,26 +57,6 @@ class Replicator:
             rng=self.rng,
         )
 
-    async def copy_exact(
-        self, source: DataLocation, destination: ExecutionLocation, target: str
-    ) -> None:
-        """Copy ``source`` to exactly ``target`` on ``destination`` (no cp rules), related.
-
-        Raises:
-            ConfigurationError: If the manager is closed or a deployment is unknown.
-            DataNotFoundError: If the source's data is gone.
-            TransferError: If the copy failed.
-        """
-        connector = self.deployments.connector(source.location)
-        entry = await stat_source(self.context.catalog, connector, source, [destination])
-        endpoint = Endpoint(connector, source.location, source.path)
-        transfer = TransferPlan(
-            self.context, endpoint, source, entry, exact=True, verify=self.verify
-        )
-        failures = await transfer.run([destination], target)
-        if failures:
-            raise transfer_error(source.location, source.path, failures)
-
     async def fill(
         self,
         replicas: Sequence[DataLocation],
@@ -88,7 +70,9 @@ class Replicator:
         A destination whose entry at ``target`` is confirmed (on storage) to be one of
         ``replicas`` is left alone; one where nothing is at ``target`` gets a copy. Any
         other entry there is never touched and fails that destination, unless
-        ``overwrite`` (a repair) allows replacing an entry of the data's own type.
+        ``overwrite`` (a repair) allows replacing an entry of the data's own type. The
+        copies are transfers like ``transfer_data``'s (:func:`~._run.run_transfer`, with
+        its events), one per source read.
 
         Returns:
             The replica of each destination holding the data, and the cause of each
@@ -96,32 +80,77 @@ class Replicator:
         """
         results: dict[ExecutionLocation, DataLocation] = {}
         failures: dict[ExecutionLocation, BaseException] = {}
+        sources: dict[ExecutionLocation, DataLocation] = {}
         async with asyncio.TaskGroup() as group:
             for destination in dict.fromkeys(destinations):
-                job = self._fill_one(replicas, destination, target, overwrite, results)
-                group.create_task(_capture(job, destination, failures))
+                vet = self._vet(replicas, destination, target, overwrite, results, sources)
+                group.create_task(_capture(vet, [destination], failures))
+        async with asyncio.TaskGroup() as group:
+            for source, todo in _by_source(sources).items():
+                copy = self._copy(source, todo, target, results)
+                group.create_task(_capture(copy, todo, failures))
         return results, failures
 
-    async def _fill_one(
+    async def _vet(
         self,
         replicas: Sequence[DataLocation],
         destination: ExecutionLocation,
         target: str,
         overwrite: bool,
         results: dict[ExecutionLocation, DataLocation],
+        sources: dict[ExecutionLocation, DataLocation],
     ) -> None:
+        """Find ``destination`` holding the data, or the source to copy it from.
+
+        Raises:
+            ConnectorError: If a location cannot be reached.
+            DataNotFoundError: If no PRIMARY replica is left to copy from.
+            TransferError: If ``target`` holds an entry the copy must not replace.
+        """
         entry = await self.deployments.connector(destination).stat(destination, target)
         held = self._confirmed(replicas, destination, target, entry)
-        if held is None:
-            source = self.pick_source(replicas, destination.deployment)
-            if source is None:
-                raise DataNotFoundError(f"no valid replica to copy to {target!r} on {destination}")
-            if entry is not None and not (overwrite and await self._same_kind(source, entry)):
-                raise _refusal(source, destination, target)
-            await self.copy_exact(source, destination, target)
-            held = self.context.catalog.lookup(destination, target)
-            assert held is not None
-        results[destination] = held
+        if held is not None:
+            results[destination] = held
+            return
+        source = self.pick_source(replicas, destination.deployment)
+        if source is None:
+            raise DataNotFoundError(f"no valid replica to copy to {target!r} on {destination}")
+        if entry is not None and not (overwrite and await self._same_kind(source, entry)):
+            raise _refusal(source, destination, target)
+        sources[destination] = source
+
+    async def _copy(
+        self,
+        source: DataLocation,
+        destinations: Sequence[ExecutionLocation],
+        target: str,
+        results: dict[ExecutionLocation, DataLocation],
+    ) -> None:
+        """Copy ``source`` to exactly ``target`` on each destination, related (a transfer).
+
+        Raises:
+            ConfigurationError: If the manager is closed or a deployment is unknown.
+            DataNotFoundError: If the source's data is gone.
+            TransferError: If some copies failed (the others are in ``results``).
+        """
+        connector = self.deployments.connector(source.location)
+        endpoint = Endpoint(connector, source.location, source.path)
+        try:
+            await run_transfer(
+                self.context,
+                self.events,
+                endpoint,
+                destinations,
+                target,
+                writable=False,
+                exact=True,
+                verify=self.verify,
+            )
+        finally:
+            for destination in destinations:
+                replica = self.context.catalog.lookup(destination, target)
+                if replica is not None and replica.is_available:
+                    results[destination] = replica
 
     def _confirmed(
         self,
@@ -171,15 +200,29 @@ def _holds(catalog: RemotePathMapper, replica: DataLocation, entry: Entry) -> bo
     return not entry_changed(recorded, entry_signature(entry))
 
 
+def _by_source(
+    sources: dict[ExecutionLocation, DataLocation],
+) -> dict[DataLocation, list[ExecutionLocation]]:
+    """The destinations to copy from each source (one read for all of them)."""
+    grouped: dict[DataLocation, list[ExecutionLocation]] = {}
+    for destination, source in sources.items():
+        grouped.setdefault(source, []).append(destination)
+    return grouped
+
+
 async def _capture(
     work: Awaitable[None],
-    destination: ExecutionLocation,
+    destinations: Sequence[ExecutionLocation],
     failures: dict[ExecutionLocation, BaseException],
 ) -> None:
-    """Run one destination's work; its failure is recorded for it alone."""
+    """Run the work of ``destinations``; a failure is recorded for those it concerns."""
     try:
         await work
     except TransferError as exc:
-        failures[destination] = exc.failures.get(destination, exc)
+        for destination in destinations:
+            cause = exc.failures.get(destination)
+            if cause is not None or not exc.failures:
+                failures[destination] = cause or exc
     except StreamDataError as exc:
-        failures[destination] = exc
+        for destination in destinations:
+            failures[destination] = exc

@@ -11,9 +11,11 @@ from conftest import ConnectorEnv
 from streamdata import (
     DataManager,
     DataType,
+    EventKind,
     ExecutionLocation,
     LocalConnector,
     TransferError,
+    TransferEvent,
 )
 
 SRC = ExecutionLocation("a", "site-a")
@@ -120,3 +122,21 @@ async def test_replicate_fails_on_a_changed_replica_and_keeps_it(tmp_path: Path)
         assert set(caught.value.failures) == {B}
         assert dm.get_data_locations(str(dst), deployment="site-b") == []
     assert dst.read_bytes() == b"edited by somebody, longer"
+
+
+async def test_replicate_reports_its_copy_as_transfer_events(tmp_path: Path) -> None:
+    """A replicate copy emits started, monotonic progress and finished, like transfer_data."""
+    src = _make(tmp_path / "a" / "data", "file", b"r" * 300_000)
+    dst = tmp_path / "b" / "copy"
+    seen: list[TransferEvent] = []
+    async with DataManager({"site-a": LocalConnector(), "site-b": LocalConnector()}) as dm:
+        dm.add_listener(lambda e: seen.append(e) if isinstance(e, TransferEvent) else None)
+        dm.register_path(SRC, str(src))
+        await dm.replicate(str(src), [B], str(dst))
+    assert [e.kind for e in seen][:1] == [EventKind.TRANSFER_STARTED]
+    assert seen[-1].kind is EventKind.TRANSFER_FINISHED
+    assert {(e.source, e.src_path, e.destinations, e.dst_path) for e in seen} == {
+        (SRC, str(src), (B,), str(dst))
+    }
+    assert len({e.transfer_id for e in seen}) == 1
+    assert seen[-1].bytes_done == seen[-1].bytes_total == 300_000

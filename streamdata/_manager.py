@@ -215,7 +215,8 @@ class DataManager:
     def invalidate_location(self, location: ExecutionLocation, path: str) -> None:
         """Mark ``location``'s replica at ``path``, its subtree and links to them INVALID.
 
-        An unknown path is a no-op.
+        Replicas there that a check invalidated are given up as well: ``check(repair=True)``
+        no longer copies them back. An unknown path is a no-op.
 
         Raises:
             TypeError: If ``location`` is not an :class:`ExecutionLocation`.
@@ -226,6 +227,7 @@ class DataManager:
             raise TypeError(f"expected an ExecutionLocation, got {location!r}")
         self._deployments.ensure_open()
         self._catalog.invalidate(location, path)
+        self._catalog.forget_lost(location, path)
 
     def get_data_locations(
         self,
@@ -328,14 +330,22 @@ class DataManager:
         repair: bool = False,
         max_missing: int | None = None,
         verify_content: bool = False,
+        dry_run: bool = False,
     ) -> CheckReport:
         """Compare the catalog with what is really under ``path`` on ``location``.
 
-        Missing or changed replicas are invalidated; with ``repair``, each one that has
-        another valid replica in its set is copied back from the best of them. With
+        Missing or changed replicas are invalidated; the catalog remembers what each was
+        a copy of. With ``repair``, each one that has another valid replica in its set is
+        copied back from the best of them, and so is each replica an earlier check
+        invalidated there, while a valid replica of its former set is left (and no other
+        valid replica has taken its place). A repair replaces only what the check found
+        in a replica's place, never an entry of another type or one that appeared since;
+        such a repair fails (``errors``) and is tried again by the next one. With
         ``verify_content``, every file is also read and its XXH3-128 digest compared with
         the one recorded when it was transferred (a flipped byte counts as changed);
-        files with no recorded digest get one.
+        files with no recorded digest get one. With ``dry_run``, nothing is changed,
+        neither the catalog nor storage: the report says what would be invalidated
+        (``missing``) and, with ``repair``, copied back (``repaired``).
 
         Returns:
             The report: ``missing``, ``orphans`` and ``repaired`` paths, sorted.
@@ -349,7 +359,8 @@ class DataManager:
         """
         check_location(location)
         path = normalize_path(path)
-        await remove_stale_temporaries(self._context, [location])
+        if not dry_run:
+            await remove_stale_temporaries(self._context, [location])
         return await run_check(
             self._replicator,
             self._catalog,
@@ -359,6 +370,7 @@ class DataManager:
             repair=repair,
             max_missing=max_missing,
             verify_content=verify_content,
+            dry_run=dry_run,
         )
 
     async def replicate(

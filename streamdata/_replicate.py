@@ -7,7 +7,9 @@ source, and the source is the one the policy picks among the set's PRIMARY repli
 Before a copy, the target is looked at on storage: a replica of the data that is really
 there is left alone (one that is gone or changed is invalidated); an empty target gets
 the copy; any other entry is never removed or overwritten, and that destination fails,
-except that a repair replaces an entry of the data's own type (a changed copy).
+except that a repair replaces the broken copy its check found there, if it is still
+what the check saw and of the data's own type (a file never replaces a tree, nor the
+other way round).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from ._check import entry_changed, entry_signature
 from ._deployments import Deployments
 from ._errors import DataNotFoundError, StreamDataError, TransferError
 from ._events import EventBus
+from ._lineage import Signature
 from ._models import DataLocation, DataType, ExecutionLocation
 from ._plan import TransferContext, transfer_error
 from ._policy import SourcePolicy
@@ -63,14 +66,15 @@ class Replicator:
         destinations: Iterable[ExecutionLocation],
         target: str,
         *,
-        overwrite: bool = False,
+        replaceable: Signature | None = None,
     ) -> tuple[dict[ExecutionLocation, DataLocation], dict[ExecutionLocation, BaseException]]:
         """Copy the data of ``replicas`` to ``target`` on each destination lacking it.
 
         A destination whose entry at ``target`` is confirmed (on storage) to be one of
         ``replicas`` is left alone; one where nothing is at ``target`` gets a copy. Any
-        other entry there is never touched and fails that destination, unless
-        ``overwrite`` (a repair) allows replacing an entry of the data's own type. The
+        other entry there is never touched and fails that destination, except one whose
+        signature is ``replaceable`` (the broken copy a check found) and whose type is the
+        data's own. The
         copies are transfers like ``transfer_data``'s (:func:`~._run.run_transfer`, with
         its events), one per source read.
 
@@ -83,7 +87,7 @@ class Replicator:
         sources: dict[ExecutionLocation, DataLocation] = {}
         async with asyncio.TaskGroup() as group:
             for destination in dict.fromkeys(destinations):
-                vet = self._vet(replicas, destination, target, overwrite, results, sources)
+                vet = self._vet(replicas, destination, target, replaceable, results, sources)
                 group.create_task(_capture(vet, [destination], failures))
         async with asyncio.TaskGroup() as group:
             for source, todo in _by_source(sources).items():
@@ -96,7 +100,7 @@ class Replicator:
         replicas: Sequence[DataLocation],
         destination: ExecutionLocation,
         target: str,
-        overwrite: bool,
+        replaceable: Signature | None,
         results: dict[ExecutionLocation, DataLocation],
         sources: dict[ExecutionLocation, DataLocation],
     ) -> None:
@@ -115,7 +119,7 @@ class Replicator:
         source = self.pick_source(replicas, destination.deployment)
         if source is None:
             raise DataNotFoundError(f"no valid replica to copy to {target!r} on {destination}")
-        if entry is not None and not (overwrite and await self._same_kind(source, entry)):
+        if entry is not None and not await self._may_replace(source, entry, replaceable):
             raise _refusal(source, destination, target)
         sources[destination] = source
 
@@ -172,8 +176,12 @@ class Replicator:
         catalog.invalidate(destination, target)
         return None
 
-    async def _same_kind(self, source: DataLocation, entry: Entry) -> bool:
-        """True when ``entry`` is of the type of the data at ``source`` (file or tree)."""
+    async def _may_replace(
+        self, source: DataLocation, entry: Entry, replaceable: Signature | None
+    ) -> bool:
+        """True when ``entry`` is ``replaceable`` and of the type of the data at ``source``."""
+        if replaceable is None or entry_changed(replaceable, entry_signature(entry)):
+            return False
         connector = self.deployments.connector(source.location)
         data = await connector.stat(source.location, source.path)
         return data is None or data.kind is entry.kind  # gone: the copy will say so

@@ -52,6 +52,9 @@ CREATE TABLE IF NOT EXISTS entries (
     id INTEGER PRIMARY KEY, kind TEXT NOT NULL, size INTEGER NOT NULL, mtime REAL NOT NULL,
     digest TEXT
 );
+CREATE TABLE IF NOT EXISTS anchors (
+    id INTEGER PRIMARY KEY, anchor INTEGER, kind TEXT, size INTEGER, mtime REAL
+);
 """
 
 _NEIGHBOURS = "SELECT b FROM relations WHERE a = ?1 UNION SELECT a FROM relations WHERE b = ?1"
@@ -65,6 +68,7 @@ ON CONFLICT (id) DO UPDATE SET relpath = excluded.relpath,
 _ADD_RELATION = "INSERT OR IGNORE INTO relations VALUES (?, ?)"
 _SET_LINK = "INSERT OR REPLACE INTO links VALUES (?, ?)"
 _SET_ENTRY = "INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?)"
+_SET_ANCHOR = "INSERT OR REPLACE INTO anchors VALUES (?, ?, ?, ?, ?)"  # anchor NULL: forgotten
 # data types as numbers while loading: position in _TYPE_NUMBERS, computed by SQLite
 _TYPE_NUMBERS = tuple(DataType)
 _TYPE_CASE = " ".join(
@@ -198,7 +202,7 @@ class SQLiteStore:
         return by_id, interrupted
 
     def _load_links(self, catalog: RemotePathMapper, by_id: dict[int, DataLocation]) -> None:
-        """Restore relations, link targets and recorded entries."""
+        """Restore relations, link targets, recorded entries and lost replicas' anchors."""
         edges = self._db.execute("SELECT a, b FROM relations")
         catalog._restore_edges((by_id[a], by_id[b]) for a, b in edges if a in by_id and b in by_id)
         for link, target in self._db.execute("SELECT link, target FROM links"):
@@ -207,6 +211,12 @@ class SQLiteStore:
         catalog._restore_entries(
             (by_id[rid], (kind, size, mtime), digest) for rid, kind, size, mtime, digest in rows
         )
+        self._db.execute("DELETE FROM anchors WHERE anchor IS NULL")
+        rows = self._db.execute("SELECT id, anchor, kind, size, mtime FROM anchors")
+        for rid, anchor, kind, size, mtime in rows:
+            if rid in by_id and anchor in by_id:
+                seen = None if kind is None else (kind, size, mtime)
+                catalog.lineage.restore(by_id[rid], by_id[anchor], seen)
 
     # -- changes ---------------------------------------------------------------------------
 
@@ -289,6 +299,16 @@ class SQLiteStore:
     ) -> None:
         """Queue the insert or replacement of the (kind, size, mtime, digest) row."""
         self._queue(_SET_ENTRY, (self._id(replica), *entry, digest))
+
+    def set_anchor(
+        self,
+        lost: DataLocation,
+        anchor: DataLocation | None,
+        seen: tuple[str, int, float] | None,
+    ) -> None:
+        """Queue what an INVALID replica was a copy of (None: forgotten)."""
+        row = (self._id(lost), None if anchor is None else self._id(anchor))
+        self._queue(_SET_ANCHOR, (*row, *(seen or (None, None, None))))
 
     def note_temporary(self, replica: DataLocation, tmp_path: str | None) -> None:
         """Journal (or clear) the temporary path of a replica being written.

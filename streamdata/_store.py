@@ -68,7 +68,8 @@ ON CONFLICT (id) DO UPDATE SET relpath = excluded.relpath,
 _ADD_RELATION = "INSERT OR IGNORE INTO relations VALUES (?, ?)"
 _SET_LINK = "INSERT OR REPLACE INTO links VALUES (?, ?)"
 _SET_ENTRY = "INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?)"
-_SET_ANCHOR = "INSERT OR REPLACE INTO anchors VALUES (?, ?, ?, ?, ?)"  # anchor NULL: forgotten
+# one row per replica ever remembered; anchor NULL: forgotten
+_SET_ANCHOR = "INSERT OR REPLACE INTO anchors VALUES (?, ?, ?, ?, ?)"
 # data types as numbers while loading: position in _TYPE_NUMBERS, computed by SQLite
 _TYPE_NUMBERS = tuple(DataType)
 _TYPE_CASE = " ".join(
@@ -211,8 +212,9 @@ class SQLiteStore:
         catalog._restore_entries(
             (by_id[rid], (kind, size, mtime), digest) for rid, kind, size, mtime, digest in rows
         )
-        self._db.execute("DELETE FROM anchors WHERE anchor IS NULL")
-        rows = self._db.execute("SELECT id, anchor, kind, size, mtime FROM anchors")
+        rows = self._db.execute(
+            "SELECT id, anchor, kind, size, mtime FROM anchors WHERE anchor IS NOT NULL"
+        )
         for rid, anchor, kind, size, mtime in rows:
             if rid in by_id and anchor in by_id:
                 seen = None if kind is None else (kind, size, mtime)

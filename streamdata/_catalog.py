@@ -15,7 +15,9 @@
   is still there, built on demand by :meth:`RemotePathMapper.graph`. No all-pairs
   aliasing, and reuse survives invalidation;
 * for each SYMBOLIC_LINK replica, the PRIMARY replica it points at, so invalidating data
-  also invalidates the links to it.
+  also invalidates the links to it;
+* for each replica a check invalidated, a valid replica of the set it left
+  (:class:`~._lineage.Lineage`), so that a later repair can restore it.
 
 Every change is reported to a :class:`~streamdata._store.CatalogStore`, which makes it
 durable when the store is backed by a file.
@@ -30,6 +32,7 @@ from typing import TYPE_CHECKING
 import networkx as nx
 
 from ._errors import DataNotFoundError, TransferError
+from ._lineage import Lineage, Signature
 from ._models import DataLocation, DataType, ExecutionLocation, normalize_path
 
 if TYPE_CHECKING:
@@ -71,6 +74,9 @@ class RemotePathMapper:
         self._links_to: dict[DataLocation, list[DataLocation]] = {}
         self._entries: dict[DataLocation, tuple[str, int, float]] = {}
         self._digests: dict[DataLocation, str] = {}
+        #: What the replicas a check invalidated held (read it; change it through the
+        #: methods below, which commit).
+        self.lineage = Lineage(store)
         self._store = store
 
     # -- queries ---------------------------------------------------------------------------
@@ -275,6 +281,8 @@ class RemotePathMapper:
             replica._relpath = relpath
         if available:
             replica._set_available()
+            if self.lineage.anchored:
+                self.lineage.forget(replica)  # valid again: nothing to restore
         else:
             replica._start_pending()
         return replica
@@ -377,6 +385,8 @@ class RemotePathMapper:
             del members[replica]
             if len(members) == 1:
                 next(iter(members))._set = None  # alone again: no set to keep
+        if self.lineage.anchored and replica in self.lineage.anchored:
+            self.lineage.dropped(replica, next(iter(members)) if members else None)
         if self._link_target:
             target = self._link_target.pop(replica, None)
             links = self._links_to.get(target) if target is not None else None
@@ -436,6 +446,8 @@ class RemotePathMapper:
         """
         if error is None:
             replica._set_available()
+            if self.lineage.anchored:
+                self.lineage.forget(replica)
             if self._store is not None:
                 self._store.put_replica(replica)
                 self._store.commit()
@@ -443,6 +455,29 @@ class RemotePathMapper:
         if replica.data_type is not DataType.INVALID:
             self.invalidate(replica.location, replica.path)
         replica._finish(error)
+
+    # -- lost replicas (for repairs after the check that invalidated them) -----------------
+
+    def remember_lost(
+        self, lost: DataLocation, candidates: Iterable[DataLocation], seen: Signature | None
+    ) -> None:
+        """Remember what the INVALID ``lost`` was a copy of: the set of ``candidates``.
+
+        ``seen`` is the entry a check found at its path (None: nothing). See
+        :mod:`._lineage`.
+        """
+        self.lineage.remember(lost, candidates, seen)
+        if self._store is not None:
+            self._store.commit()
+
+    def forget_lost(self, location: ExecutionLocation, path: str) -> None:
+        """Forget what the lost replicas of ``location`` at and below ``path`` held."""
+        if not self.lineage.anchored:
+            return
+        for lost in self.lineage.lost_below(location, normalize_path(path), pending=True):
+            self.lineage.forget(lost)
+        if self._store is not None:
+            self._store.commit()
 
     # -- recorded entries (for the consistency audit) --------------------------------------
 

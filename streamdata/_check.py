@@ -6,24 +6,30 @@ replica is *seen* (and compared: size and mtime for files, type for the rest); a
 inside an explicit directory replica is covered; anything else is an orphan, and an
 orphan directory is reported once with its subtree skipped. Only the set of seen replica
 paths is kept, never a second full listing.
+
+Each missing replica is invalidated and the catalog remembers what it was a copy of and
+what the check found in its place (:mod:`._lineage`); a repair copies back the missing
+replicas and those earlier checks invalidated, replacing only what was found there. A
+dry run stops after the classification: it changes nothing.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from ._catalog import RemotePathMapper
+from ._catalog import RemotePathMapper, parent_of
 from ._errors import ConsistencyError, StreamDataError
 from ._integrity import digest_of
+from ._lineage import Signature
 from ._models import DataLocation, DataType, ExecutionLocation
 from .connectors._base import Connector, Entry, EntryKind, entry_from_stat
 
 if TYPE_CHECKING:
     from ._replicate import Replicator
 
-__all__ = ["CheckReport", "record_local_entry", "run_check"]
+__all__ = ["CheckReport", "entry_changed", "entry_signature", "record_local_entry", "run_check"]
 
 
 @dataclass(frozen=True)
@@ -35,10 +41,12 @@ class CheckReport:
         path: The path that was checked.
         missing: Replica paths the catalog held as valid that are absent or changed
             (size or modification time for files, type for other entries); they are now
-            INVALID.
+            INVALID (in a dry run: they would be).
         orphans: Entries under ``path`` that no valid replica covered.
-        repaired: Missing replicas copied back from another replica of their set.
+        repaired: Replicas copied back from another replica of their set: missing ones,
+            and those an earlier check invalidated (in a dry run: those that would be).
         errors: Repairs that failed, as ``(path, reason)``.
+        dry_run: True when nothing was changed (see :meth:`DataManager.check`).
     """
 
     location: ExecutionLocation
@@ -47,6 +55,7 @@ class CheckReport:
     orphans: list[str] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
     errors: list[tuple[str, str]] = field(default_factory=list)
+    dry_run: bool = False
 
 
 def entry_signature(entry: Entry) -> tuple[str, int, float]:
@@ -66,7 +75,8 @@ def record_local_entry(catalog: RemotePathMapper, replica: DataLocation) -> None
     catalog.record_entry(replica, entry_signature(entry))
 
 
-def _changed(recorded: tuple[str, int, float], seen: tuple[str, int, float]) -> bool:
+def entry_changed(recorded: tuple[str, int, float], seen: tuple[str, int, float]) -> bool:
+    """True when ``seen`` differs from the ``recorded`` signature (see :func:`entry_signature`)."""
     if recorded[0] != seen[0] or recorded[1] != seen[1]:
         return True
     # Some transports keep whole seconds only: a truncated copy of the same time is equal.
@@ -93,7 +103,7 @@ class _Audit:
     ) -> None:
         self.catalog, self.location, self.path = catalog, location, path
         self.seen: set[str] = set()
-        self.missing: list[DataLocation] = []
+        self.missing: dict[DataLocation, Signature] = {}  # changed, with what is there now
         self.orphans: list[str] = []
         self.covered: set[str] = set()
         self.skipped: set[str] = set()
@@ -149,8 +159,8 @@ class _Audit:
         if recorded is None:
             if replica.is_available:
                 self.updates.append((replica, signature))
-        elif recorded != signature and _changed(recorded, signature):
-            self.missing.append(replica)
+        elif recorded != signature and entry_changed(recorded, signature):
+            self.missing[replica] = signature
             return
         if kind is _FILE:
             if self.files is not None and replica._data_type is _PRIMARY:
@@ -193,6 +203,7 @@ async def run_check(
     repair: bool,
     max_missing: int | None,
     verify_content: bool = False,
+    dry_run: bool = False,
 ) -> CheckReport:
     """Audit ``path`` on ``location`` (see :meth:`DataManager.check`)."""
     audit = _Audit(catalog, location, path, collect_files=verify_content)
@@ -203,29 +214,70 @@ async def run_check(
     }
     async for entry in connector.walk(location, path):
         audit.visit(entry)
-    corrupt: list[DataLocation] = []
+    corrupt: dict[DataLocation, Signature] = {}
     digests: dict[DataLocation, str] = {}
     if audit.files is not None:
         corrupt, digests = await _verify_contents(catalog, connector, location, audit.files)
-    lost = set(audit.missing) | set(audit.unseen()) | set(corrupt)
+    lost: dict[DataLocation, Signature | None] = dict.fromkeys(audit.unseen())
+    lost.update(audit.missing)
+    lost.update(corrupt)
     missing = sorted(lost, key=lambda r: r.path)
     if max_missing is not None and len(missing) > max_missing:
         raise ConsistencyError(
             f"{len(missing)} replicas under {path!r} on {location} look missing, more than "
             f"max_missing={max_missing}; nothing was changed"
         )
-    sources = {replica: _other_sources(catalog, replica, missing) for replica in missing}
+    repairs = _repairs(catalog, location, path, missing, lost)
+    report = CheckReport(location, path, [r.path for r in missing], sorted(audit.orphans))
+    if dry_run:
+        would = [r.path for r, (candidates, _) in repairs.items() if _repairable(candidates)]
+        return replace(report, repaired=sorted(would) if repair else [], dry_run=True)
     for replica in missing:
         catalog.invalidate(location, replica.path)
+        catalog.remember_lost(replica, *repairs[replica])
     for replica, signature in audit.updates:
         catalog.record_entry(replica, signature, digests.pop(replica, None))
     for replica, digest in digests.items():
         if replica not in lost:
             catalog.record_entry(replica, catalog.entry_of(replica) or ("file", 0, 0.0), digest)
-    report = CheckReport(location, path, [r.path for r in missing], sorted(audit.orphans))
     if repair:
-        await _repair(replicator, location, sources, report)
+        await _repair(replicator, location, repairs, report)
     return report
+
+
+#: For each replica to restore: the replicas it may be copied from, and the entry the
+#: check found at its path (which the copy may replace; None: it must find nothing there).
+_Repairs = dict[DataLocation, tuple[list[DataLocation], Signature | None]]
+
+
+def _repairs(
+    catalog: RemotePathMapper,
+    location: ExecutionLocation,
+    path: str,
+    missing: list[DataLocation],
+    lost: dict[DataLocation, Signature | None],
+) -> _Repairs:
+    """What a repair would restore: the missing replicas, then those lost to earlier checks.
+
+    A replica lost earlier is left alone while a valid replica (not missing now) covers
+    its path: other data lives there now.
+    """
+    repairs: _Repairs = {}
+    for replica in missing:
+        others = [r for r in catalog.replica_set(replica) if r not in lost and r is not replica]
+        repairs[replica] = (others, lost[replica])
+    lineage = catalog.lineage
+    for replica in lineage.lost_below(location, path) if lineage.anchored else ():
+        above = catalog.covering(location, parent_of(replica.path))
+        anchor = lineage.anchor_of(replica)
+        if anchor is not None and (above is None or above in lost):
+            candidates = [r for r in catalog.replica_set(anchor) if r not in lost]
+            repairs[replica] = (candidates, lineage.seen_at(replica))
+    return repairs
+
+
+def _repairable(candidates: list[DataLocation]) -> bool:
+    return any(r.data_type is _PRIMARY and not r._implied for r in candidates)
 
 
 async def _verify_contents(
@@ -233,44 +285,56 @@ async def _verify_contents(
     connector: Connector,
     location: ExecutionLocation,
     files: list[tuple[DataLocation, tuple[str, int, float]]],
-) -> tuple[list[DataLocation], dict[DataLocation, str]]:
+) -> tuple[dict[DataLocation, Signature], dict[DataLocation, str]]:
     """Hash every file replica; those whose digest differs from the recorded one are lost.
 
-    Returns the corrupt replicas and the digests of files that had none recorded yet.
+    Returns the corrupt replicas (with their entries) and the digests of files that had
+    none recorded yet.
     """
-    corrupt: list[DataLocation] = []
+    corrupt: dict[DataLocation, Signature] = {}
     fresh: dict[DataLocation, str] = {}
-    for replica, _ in files:
+    for replica, signature in files:
         digest = await digest_of(connector, location, replica.path)
         recorded = catalog.digest_of(replica)
         if recorded is None:
             fresh[replica] = digest
         elif recorded != digest:
-            corrupt.append(replica)
+            corrupt[replica] = signature
     return corrupt, fresh
 
 
-def _other_sources(
-    catalog: RemotePathMapper, replica: DataLocation, missing: list[DataLocation]
-) -> list[DataLocation]:
-    lost = set(missing)
-    return [r for r in catalog.replica_set(replica) if r not in lost and r is not replica]
-
-
 async def _repair(
-    replicator: Replicator,
-    location: ExecutionLocation,
-    sources: dict[DataLocation, list[DataLocation]],
-    report: CheckReport,
+    replicator: Replicator, location: ExecutionLocation, repairs: _Repairs, report: CheckReport
 ) -> None:
-    for replica, candidates in sources.items():
-        source = replicator.pick_source(candidates, location.deployment)
-        if source is None:
+    """Copy back each repairable replica, in path order (a tree before what is inside)."""
+    restored: set[str] = set()
+    for replica in sorted(repairs, key=lambda r: r.path):
+        candidates, seen = repairs[replica]
+        if not _repairable(candidates):
             continue
-        try:
-            await replicator.copy_exact(source, location, replica.path)
-        except StreamDataError as exc:
-            report.errors.append((replica.path, str(exc)))
+        if _inside(replica.path, restored):  # the tree restored a moment ago holds it
+            seen = await _now_at(replicator, location, replica.path)
+        _, failures = await replicator.fill(candidates, [location], replica.path, replaceable=seen)
+        if failures:
+            report.errors.append((replica.path, str(failures[location])))
         else:
             report.repaired.append(replica.path)
-    report.repaired.sort()
+            restored.add(replica.path)
+
+
+def _inside(path: str, trees: set[str]) -> bool:
+    while trees and path != "/":
+        path = parent_of(path)
+        if path in trees:
+            return True
+    return False
+
+
+async def _now_at(
+    replicator: Replicator, location: ExecutionLocation, path: str
+) -> Signature | None:
+    try:
+        entry = await replicator.deployments.connector(location).stat(location, path)
+    except StreamDataError:
+        return None  # the copy will meet the same trouble and report it
+    return None if entry is None else entry_signature(entry)

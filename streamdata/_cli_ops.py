@@ -200,8 +200,9 @@ async def check(
     *,
     repair: bool,
     max_missing: int | None,
+    dry_run: bool = False,
 ) -> CheckReport:
-    """``streamdata check``: audit ``path`` on ``location`` (and repair).
+    """``streamdata check``: audit ``path`` on ``location`` (and repair; or only report).
 
     Raises:
         SitesError: If ``path`` is relative.
@@ -213,7 +214,9 @@ async def check(
         with session.progress() as progress:
             remove = manager.add_listener(progress)
             try:
-                return await manager.check(location, path, repair=repair, max_missing=max_missing)
+                return await manager.check(
+                    location, path, repair=repair, max_missing=max_missing, dry_run=dry_run
+                )
             finally:
                 remove()
 

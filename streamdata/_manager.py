@@ -88,7 +88,7 @@ class DataManager:
         connectors = self._deployments.connectors
         self._context = TransferContext(self._catalog, connectors, self._inflight, self._store)
         self._replicator = Replicator(
-            self._context, self._deployments, source_policy, self._rng, verify
+            self._context, self._events, self._deployments, source_policy, self._rng, verify
         )
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -224,7 +224,8 @@ class DataManager:
     def invalidate_location(self, location: ExecutionLocation, path: str) -> None:
         """Mark ``location``'s replica at ``path``, its subtree and links to them INVALID.
 
-        An unknown path is a no-op.
+        Replicas there that a check invalidated are given up as well: ``check(repair=True)``
+        no longer copies them back. An unknown path is a no-op.
 
         Raises:
             TypeError: If ``location`` is not an :class:`ExecutionLocation`.
@@ -236,6 +237,7 @@ class DataManager:
         self._deployments.ensure_open()
         self._refresh(now=True)
         self._catalog.invalidate(location, path)
+        self._catalog.forget_lost(location, path)
 
     def get_data_locations(
         self,
@@ -374,14 +376,22 @@ class DataManager:
         repair: bool = False,
         max_missing: int | None = None,
         verify_content: bool = False,
+        dry_run: bool = False,
     ) -> CheckReport:
         """Compare the catalog with what is really under ``path`` on ``location``.
 
-        Missing or changed replicas are invalidated; with ``repair``, each one that has
-        another valid replica in its set is copied back from the best of them. With
+        Missing or changed replicas are invalidated; the catalog remembers what each was
+        a copy of. With ``repair``, each one that has another valid replica in its set is
+        copied back from the best of them, and so is each replica an earlier check
+        invalidated there, while a valid replica of its former set is left (and no other
+        valid replica has taken its place). A repair replaces only what the check found
+        in a replica's place, never an entry of another type or one that appeared since;
+        such a repair fails (``errors``) and is tried again by the next one. With
         ``verify_content``, every file is also read and its XXH3-128 digest compared with
         the one recorded when it was transferred (a flipped byte counts as changed);
-        files with no recorded digest get one.
+        files with no recorded digest get one. With ``dry_run``, nothing is changed,
+        neither the catalog nor storage: the report says what would be invalidated
+        (``missing``) and, with ``repair``, copied back (``repaired``).
 
         Returns:
             The report: ``missing``, ``orphans`` and ``repaired`` paths, sorted.
@@ -396,7 +406,8 @@ class DataManager:
         check_location(location)
         path = normalize_path(path)
         self._refresh(now=True, watch=True)
-        await remove_stale_temporaries(self._context, [location])
+        if not dry_run:
+            await remove_stale_temporaries(self._context, [location])
         return await run_check(
             self._replicator,
             self._catalog,
@@ -406,6 +417,7 @@ class DataManager:
             repair=repair,
             max_missing=max_missing,
             verify_content=verify_content,
+            dry_run=dry_run,
         )
 
     async def replicate(
@@ -416,9 +428,11 @@ class DataManager:
     ) -> list[DataLocation]:
         """Make sure every destination holds a valid replica of the data known at ``path``.
 
-        Each missing destination is filled with a real copy from the source the policy
-        picks for its deployment; destinations already holding a valid replica are left
-        alone.
+        ``dst_path`` (default: ``path``) is the exact destination path (no cp rules). Each
+        destination with nothing there is filled with a real copy from the source the
+        policy picks for its deployment; destinations whose entry at ``dst_path`` is a
+        valid replica of the data (confirmed on storage) are left alone. Any other entry
+        there is never removed or overwritten: that destination fails.
 
         Returns:
             The destination replicas, in the order of ``dst_locations``.
@@ -427,7 +441,9 @@ class DataManager:
             ValueError: If a path is relative.
             ConfigurationError: If a deployment is unknown.
             DataNotFoundError: If no valid replica of ``path`` is known.
-            TransferError: If some destinations failed (the others stay valid).
+            TransferError: If some destinations failed, e.g. because ``dst_path`` holds
+                an entry that is not a replica of the data (``.failures`` maps each to its
+                cause; the others stay valid).
         """
         path = normalize_path(path)
         target = normalize_path(dst_path) if dst_path is not None else path
@@ -438,8 +454,10 @@ class DataManager:
         destinations = self._deployments.destinations(dst_locations)
         results, failures = await self._replicator.fill(replicas, destinations, target)
         if failures:
+            details = "; ".join(f"{where}: {cause}" for where, cause in failures.items())
             raise TransferError(
-                f"replication of {path!r} failed for {len(failures)} location(s)", failures
+                f"replication of {path!r} failed for {len(failures)} location(s): {details}",
+                failures,
             )
         return [results[d] for d in dict.fromkeys(dst_locations)]
 

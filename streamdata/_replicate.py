@@ -3,22 +3,34 @@
 Unlike ``transfer_data``, an exact copy applies no cp rules: the destination path is the
 target itself, the destination is always a real copy (never a link), related to its
 source, and the source is the one the policy picks among the set's PRIMARY replicas.
+
+Before a copy, the target is looked at on storage: a replica of the data that is really
+there is left alone (one that is gone or changed is invalidated); an empty target gets
+the copy; any other entry is never removed or overwritten, and that destination fails,
+except that a repair replaces the broken copy its check found there, if it is still
+what the check saw and of the data's own type (a file never replaces a tree, nor the
+other way round).
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 
+from ._catalog import RemotePathMapper
+from ._check import entry_changed, entry_signature
 from ._deployments import Deployments
-from ._errors import StreamDataError, TransferError
+from ._errors import DataNotFoundError, StreamDataError, TransferError
+from ._events import EventBus
+from ._lineage import Signature
 from ._models import DataLocation, DataType, ExecutionLocation
-from ._plan import TransferContext, TransferPlan, transfer_error
+from ._plan import TransferContext, transfer_error
 from ._policy import SourcePolicy
-from ._run import stat_source
+from ._run import run_transfer
 from ._transfer import Endpoint
+from .connectors._base import Entry, EntryKind
 
 __all__ = ["Replicator"]
 
@@ -30,6 +42,7 @@ class Replicator:
     """Picks sources and makes exact copies, with its manager's state (passed in)."""
 
     context: TransferContext
+    events: EventBus
     deployments: Deployments
     policy: SourcePolicy
     rng: random.Random
@@ -47,36 +60,23 @@ class Replicator:
             rng=self.rng,
         )
 
-    async def copy_exact(
-        self, source: DataLocation, destination: ExecutionLocation, target: str
-    ) -> None:
-        """Copy ``source`` to exactly ``target`` on ``destination`` (no cp rules), related.
-
-        Raises:
-            ConfigurationError: If the manager is closed or a deployment is unknown.
-            DataNotFoundError: If the source's data is gone.
-            TransferError: If the copy failed.
-        """
-        connector = self.deployments.connector(source.location)
-        entry = await stat_source(self.context.catalog, connector, source, [destination])
-        endpoint = Endpoint(connector, source.location, source.path)
-        transfer = TransferPlan(
-            self.context, endpoint, source, entry, exact=True, verify=self.verify
-        )
-        failures = await transfer.run([destination], target)
-        if failures:
-            raise transfer_error(source.location, source.path, failures)
-
     async def fill(
         self,
         replicas: Sequence[DataLocation],
         destinations: Iterable[ExecutionLocation],
         target: str,
+        *,
+        replaceable: Signature | None = None,
     ) -> tuple[dict[ExecutionLocation, DataLocation], dict[ExecutionLocation, BaseException]]:
         """Copy the data of ``replicas`` to ``target`` on each destination lacking it.
 
-        Destinations already holding one of ``replicas`` at ``target`` are left alone; the
-        others are copied to concurrently.
+        A destination whose entry at ``target`` is confirmed (on storage) to be one of
+        ``replicas`` is left alone; one where nothing is at ``target`` gets a copy. Any
+        other entry there is never touched and fails that destination, except one whose
+        signature is ``replaceable`` (the broken copy a check found) and whose type is the
+        data's own. The
+        copies are transfers like ``transfer_data``'s (:func:`~._run.run_transfer`, with
+        its events), one per source read.
 
         Returns:
             The replica of each destination holding the data, and the cause of each
@@ -84,36 +84,153 @@ class Replicator:
         """
         results: dict[ExecutionLocation, DataLocation] = {}
         failures: dict[ExecutionLocation, BaseException] = {}
-        todo: list[ExecutionLocation] = []
-        for destination in destinations:
-            held = self.context.catalog.lookup(destination, target)
-            if held is not None and held in replicas and not held._implied:
-                results[destination] = held
-            else:
-                todo.append(destination)
+        sources: dict[ExecutionLocation, DataLocation] = {}
         async with asyncio.TaskGroup() as group:
-            for destination in todo:
-                group.create_task(self._fill_one(replicas, destination, target, results, failures))
+            for destination in dict.fromkeys(destinations):
+                vet = self._vet(replicas, destination, target, replaceable, results, sources)
+                group.create_task(_capture(vet, [destination], failures))
+        async with asyncio.TaskGroup() as group:
+            for source, todo in _by_source(sources).items():
+                copy = self._copy(source, todo, target, results)
+                group.create_task(_capture(copy, todo, failures))
         return results, failures
 
-    async def _fill_one(
+    async def _vet(
         self,
         replicas: Sequence[DataLocation],
         destination: ExecutionLocation,
         target: str,
+        replaceable: Signature | None,
         results: dict[ExecutionLocation, DataLocation],
-        failures: dict[ExecutionLocation, BaseException],
+        sources: dict[ExecutionLocation, DataLocation],
     ) -> None:
+        """Find ``destination`` holding the data, or the source to copy it from.
+
+        Raises:
+            ConnectorError: If a location cannot be reached.
+            DataNotFoundError: If no PRIMARY replica is left to copy from.
+            TransferError: If ``target`` holds an entry the copy must not replace.
+        """
+        entry = await self.deployments.connector(destination).stat(destination, target)
+        held = self._confirmed(replicas, destination, target, entry)
+        if held is not None:
+            results[destination] = held
+            return
         source = self.pick_source(replicas, destination.deployment)
-        assert source is not None
+        if source is None:
+            raise DataNotFoundError(f"no valid replica to copy to {target!r} on {destination}")
+        if entry is not None and not await self._may_replace(source, entry, replaceable):
+            raise _refusal(source, destination, target)
+        sources[destination] = source
+
+    async def _copy(
+        self,
+        source: DataLocation,
+        destinations: Sequence[ExecutionLocation],
+        target: str,
+        results: dict[ExecutionLocation, DataLocation],
+    ) -> None:
+        """Copy ``source`` to exactly ``target`` on each destination, related (a transfer).
+
+        Raises:
+            ConfigurationError: If the manager is closed or a deployment is unknown.
+            DataNotFoundError: If the source's data is gone.
+            TransferError: If some copies failed (the others are in ``results``).
+        """
+        connector = self.deployments.connector(source.location)
+        endpoint = Endpoint(connector, source.location, source.path)
         try:
-            await self.copy_exact(source, destination, target)
-        except TransferError as exc:
-            failures[destination] = exc.failures.get(destination, exc)
-            return
-        except StreamDataError as exc:
+            await run_transfer(
+                self.context,
+                self.events,
+                endpoint,
+                destinations,
+                target,
+                writable=False,
+                exact=True,
+                verify=self.verify,
+            )
+        finally:
+            for destination in destinations:
+                replica = self.context.catalog.lookup(destination, target)
+                if replica is not None and replica.is_available:
+                    results[destination] = replica
+
+    def _confirmed(
+        self,
+        replicas: Sequence[DataLocation],
+        destination: ExecutionLocation,
+        target: str,
+        entry: Entry | None,
+    ) -> DataLocation | None:
+        """The replica of ``replicas`` at ``target`` if storage confirms it, else None.
+
+        One that storage does not confirm (gone, or changed) is invalidated.
+        """
+        catalog = self.context.catalog
+        held = catalog.lookup(destination, target)
+        if held is None or held._implied or held not in replicas:
+            return None
+        if entry is not None and _holds(catalog, held, entry):
+            return held
+        catalog.invalidate(destination, target)
+        return None
+
+    async def _may_replace(
+        self, source: DataLocation, entry: Entry, replaceable: Signature | None
+    ) -> bool:
+        """True when ``entry`` is ``replaceable`` and of the type of the data at ``source``."""
+        if replaceable is None or entry_changed(replaceable, entry_signature(entry)):
+            return False
+        connector = self.deployments.connector(source.location)
+        data = await connector.stat(source.location, source.path)
+        return data is None or data.kind is entry.kind  # gone: the copy will say so
+
+
+def _refusal(source: DataLocation, destination: ExecutionLocation, target: str) -> TransferError:
+    """The error of a destination whose ``target`` holds an entry a copy must not replace."""
+    cause = TransferError(
+        f"{target!r} on {destination} holds an entry that is not a replica of "
+        f"{source.path!r}; it was left untouched"
+    )
+    return transfer_error(source.location, source.path, {destination: cause})
+
+
+def _holds(catalog: RemotePathMapper, replica: DataLocation, entry: Entry) -> bool:
+    """True when ``entry`` (followed if a link) is what the catalog recorded for ``replica``."""
+    if entry.kind is EntryKind.SYMLINK:
+        return False  # a dangling link, or a link where data should be
+    if replica.data_type is DataType.SYMBOLIC_LINK:
+        return True  # the link resolves; its target is checked as a replica of its own
+    recorded = catalog.entry_of(replica)
+    if recorded is None:
+        return True  # registered without a recorded entry: existence is all we know
+    return not entry_changed(recorded, entry_signature(entry))
+
+
+def _by_source(
+    sources: dict[ExecutionLocation, DataLocation],
+) -> dict[DataLocation, list[ExecutionLocation]]:
+    """The destinations to copy from each source (one read for all of them)."""
+    grouped: dict[DataLocation, list[ExecutionLocation]] = {}
+    for destination, source in sources.items():
+        grouped.setdefault(source, []).append(destination)
+    return grouped
+
+
+async def _capture(
+    work: Awaitable[None],
+    destinations: Sequence[ExecutionLocation],
+    failures: dict[ExecutionLocation, BaseException],
+) -> None:
+    """Run the work of ``destinations``; a failure is recorded for those it concerns."""
+    try:
+        await work
+    except TransferError as exc:
+        for destination in destinations:
+            cause = exc.failures.get(destination)
+            if cause is not None or not exc.failures:
+                failures[destination] = cause or exc
+    except StreamDataError as exc:
+        for destination in destinations:
             failures[destination] = exc
-            return
-        replica = self.context.catalog.lookup(destination, target)
-        assert replica is not None
-        results[destination] = replica

@@ -2,9 +2,9 @@
 
 Before anything moves, the destinations are cleared of temporary files left by an earlier
 process, the source replica is resolved in the catalog (waiting for the transfer still
-producing it) and its data is looked at on storage. ``transfer_data`` then runs the plan
-with cp rules and progress events. Module-level functions: the manager passes in its
-transfer context and event bus.
+producing it) and its data is looked at on storage. The plan then runs with progress
+events: with cp rules for ``transfer_data``, exact for ``replicate`` and repairs.
+Module-level functions: the manager passes in its transfer context and event bus.
 """
 
 from __future__ import annotations
@@ -42,8 +42,12 @@ async def run_transfer(
     *,
     writable: bool,
     verify: bool,
+    exact: bool = False,
 ) -> dict[ExecutionLocation, str]:
     """Copy ``endpoint``'s data to ``dst_path`` on each destination (checked, distinct).
+
+    The one way data is copied: ``transfer_data``, and with ``exact`` (``dst_path`` is
+    the destination itself, no cp rules, always a real copy) ``replicate`` and repairs.
 
     Returns:
         The path where the data is on each destination.
@@ -61,7 +65,9 @@ async def run_transfer(
     for attempt in range(TAKEOVERS + 1):
         if not destinations:
             break
-        transfer = TransferPlan(context, endpoint, source, entry, writable=writable, verify=verify)
+        transfer = TransferPlan(
+            context, endpoint, source, entry, writable=writable, exact=exact, verify=verify
+        )
         report = Progress(events, src_location, src_path, destinations, dst_path, entry)
         failed = await report.around(transfer.run(destinations, dst_path, report.advance))
         finals.update(transfer.finals)

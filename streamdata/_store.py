@@ -75,6 +75,10 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS links (link INTEGER PRIMARY KEY, target INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS entries (id INTEGER PRIMARY KEY, kind TEXT NOT NULL, "
     "size INTEGER NOT NULL, mtime REAL NOT NULL, digest TEXT)",
+    # what an INVALID replica was a copy of (_lineage): one row per replica remembered,
+    # anchor NULL once forgotten
+    "CREATE TABLE IF NOT EXISTS anchors (id INTEGER PRIMARY KEY, anchor INTEGER, kind TEXT, "
+    "size INTEGER, mtime REAL)",
     "CREATE INDEX IF NOT EXISTS replicas_tmp ON replicas (tmp) WHERE tmp IS NOT NULL",
     "CREATE INDEX IF NOT EXISTS replicas_pending ON replicas (id) WHERE pending",
     *feed.SCHEMA,
@@ -98,6 +102,10 @@ _ADD_RELATION = f"INSERT OR IGNORE INTO relations SELECT x.id, y.id {_BOTH}"
 _CHAIN_RELATION = "INSERT OR IGNORE INTO relations VALUES (?, ?)"
 _SET_LINK = f"INSERT OR REPLACE INTO links SELECT x.id, y.id {_BOTH}"
 _SET_ENTRY = f"INSERT OR REPLACE INTO entries SELECT id, ?, ?, ?, ? FROM replicas WHERE {_KEY}"
+_SET_ANCHOR = f"INSERT OR REPLACE INTO anchors SELECT x.id, y.id, ?, ?, ? {_BOTH}"
+_FORGET_ANCHOR = (
+    f"INSERT OR REPLACE INTO anchors SELECT id, NULL, NULL, NULL, NULL FROM replicas WHERE {_KEY}"
+)
 _LAST_CHANGE = "SELECT coalesce(max(seq), 0) FROM changes"
 _UNFINISHED = "SELECT id, owner FROM replicas WHERE pending ORDER BY id"
 # data types as numbers while loading: position in _TYPE_NUMBERS, computed by SQLite
@@ -309,7 +317,7 @@ class SQLiteStore:
         return by_id
 
     def _load_links(self, catalog: RemotePathMapper, by_id: dict[int, DataLocation]) -> None:
-        """Restore relations, link targets and recorded entries."""
+        """Restore relations, link targets, recorded entries and lost replicas' anchors."""
         edges = self._db.execute("SELECT a, b FROM relations")
         catalog._restore_edges((by_id[a], by_id[b]) for a, b in edges if a in by_id and b in by_id)
         for link, target in self._db.execute("SELECT link, target FROM links"):
@@ -318,6 +326,13 @@ class SQLiteStore:
         catalog._restore_entries(
             (by_id[rid], (kind, size, mtime), digest) for rid, kind, size, mtime, digest in rows
         )
+        rows = self._db.execute(
+            "SELECT id, anchor, kind, size, mtime FROM anchors WHERE anchor IS NOT NULL"
+        )
+        for rid, anchor, kind, size, mtime in rows:
+            if rid in by_id and anchor in by_id:
+                seen = None if kind is None else (kind, size, mtime)
+                catalog.lineage.restore(by_id[rid], by_id[anchor], seen)
 
     # -- other processes' changes ------------------------------------------------------------
 
@@ -461,6 +476,18 @@ class SQLiteStore:
     ) -> None:
         """Queue the insert or replacement of the (kind, size, mtime, digest) row."""
         self._queue(_SET_ENTRY, (*entry, digest, *_key(replica)))
+
+    def set_anchor(
+        self,
+        lost: DataLocation,
+        anchor: DataLocation | None,
+        seen: tuple[str, int, float] | None,
+    ) -> None:
+        """Queue what an INVALID replica was a copy of (None: forgotten)."""
+        if anchor is None:
+            self._queue(_FORGET_ANCHOR, _key(lost))
+        else:
+            self._queue(_SET_ANCHOR, (*(seen or (None, None, None)), *_key(lost), *_key(anchor)))
 
     def note_temporary(self, replica: DataLocation, tmp_path: str | None) -> None:
         """Journal (or clear) the temporary path of a replica this process is writing.

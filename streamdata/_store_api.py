@@ -69,6 +69,14 @@ class CatalogStore(Protocol):
     ) -> None:
         """Record (kind, size, mtime) and the content digest seen for a replica."""
 
+    def set_anchor(
+        self,
+        lost: DataLocation,
+        anchor: DataLocation | None,
+        seen: tuple[str, int, float] | None,
+    ) -> None:
+        """Record what an INVALID replica was a copy of (None: forget it; see ``_lineage``)."""
+
     def note_temporary(self, replica: DataLocation, tmp_path: str | None) -> None:
         """Journal the temporary path a pending replica is being written to."""
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from ._catalog import RemotePathMapper, parent_of
-from ._check import _changed, entry_signature
+from ._check import entry_changed, entry_signature
 from ._errors import TransferError
 from ._models import DataLocation, DataType, ExecutionLocation
 from .connectors._base import Connector, Entry, EntryKind
@@ -66,7 +66,7 @@ def holds(catalog: RemotePathMapper, replica: DataLocation, found: Entry | None)
     if found is None or found.kind not in (EntryKind.FILE, EntryKind.DIRECTORY):
         return False
     recorded = recorded_entry(catalog, replica)
-    return recorded is None or not _changed(recorded, entry_signature(found))
+    return recorded is None or not entry_changed(recorded, entry_signature(found))
 
 
 def note_source(catalog: RemotePathMapper, source: DataLocation, found: Entry) -> None:
@@ -87,7 +87,7 @@ def note_source(catalog: RemotePathMapper, source: DataLocation, found: Entry) -
         if catalog.entry_of(holder) is None:
             catalog.record_entry(holder, seen)
         return
-    if _changed(recorded, seen):
+    if entry_changed(recorded, seen):
         catalog.split_off(holder)
         catalog.record_entry(holder, seen)
 

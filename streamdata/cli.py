@@ -6,6 +6,7 @@ Subcommands::
     streamdata cp SRC... DST                          copy (DST may name several locations)
     streamdata ls PATH                                the replicas of PATH
     streamdata check LOCATION PATH [--repair]         audit a location against the catalog
+    streamdata check LOCATION PATH --dry-run          what check would change, changing nothing
     streamdata replicate PATH LOCATION...             make every LOCATION hold PATH
     streamdata demo                                   everything above, on a throw-away setup
 
@@ -277,6 +278,11 @@ def _row_record(row: ReplicaRow) -> dict[str, Any]:
 @click.argument("path")
 @click.option("--repair", is_flag=True, help="Copy missing replicas back from another replica.")
 @click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Report what would be invalidated (and repaired); change nothing.",
+)
+@click.option(
     "--max-missing",
     type=click.IntRange(min=0),
     default=None,
@@ -284,18 +290,26 @@ def _row_record(row: ReplicaRow) -> dict[str, Any]:
 )
 @click.pass_context
 def check(
-    ctx: click.Context, location: str, path: str, repair: bool, max_missing: int | None
+    ctx: click.Context,
+    location: str,
+    path: str,
+    repair: bool,
+    dry_run: bool,
+    max_missing: int | None,
 ) -> None:
     """Compare the catalog with what is really under PATH on LOCATION.
 
-    Missing or changed replicas are invalidated (and copied back with --repair).
-    Exits 1 when missing replicas remain unrepaired.
+    Missing or changed replicas are invalidated (and copied back with --repair, as are
+    those an earlier check invalidated). With --dry-run, nothing is changed, neither the
+    catalog nor the files: the report says what would be. Exits 1 when missing replicas
+    remain (or would remain) unrepaired.
     """
     settings = Settings.of(ctx)
     known = settings.load_sites()
     where = known.resolve(location)
+    session = settings.session(known)
     report = _run(
-        ops.check(settings.session(known), where, path, repair=repair, max_missing=max_missing)
+        ops.check(session, where, path, repair=repair, max_missing=max_missing, dry_run=dry_run)
     )
     if settings.json:
         emit_json(_stdout(), ops.report_record(report))
@@ -309,6 +323,8 @@ def check(
 def _print_report(report: CheckReport) -> None:
     out = _stdout()
     out.print(f"checked {report.path} on {report.location}", highlight=False)
+    if report.dry_run:
+        out.print("  dry run: nothing was changed; the lists say what would be", highlight=False)
     sections = (
         ("missing", report.missing),
         ("orphans", report.orphans),

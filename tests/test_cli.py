@@ -261,6 +261,50 @@ async def test_check_replicate_and_repair_over_ssh(env: Env) -> None:
     assert Path(target).read_bytes() == b"x" * 5000
 
 
+async def test_replicate_onto_an_unrelated_directory_fails_and_keeps_it(env: Env) -> None:
+    """replicate --dst-path onto a directory it does not own: exit 1, one line, tree intact."""
+    source = env.file("src/f.bin", b"replicated")
+    assert (await env.run("cp", source, f"site:{env.root}/seed.bin")).code == 0
+    env.file("precious/a.txt", b"keep me")
+    env.file("precious/sub/b.txt", b"keep me too")
+    target = str(env.root / "precious")
+    result = await env.run("replicate", source, "site", "remote:box", "--dst-path", target)
+    _one_line_error(result, 1)
+    assert sorted(p.name for p in (env.root / "precious").iterdir()) == ["a.txt", "sub"]
+    assert (env.root / "precious" / "a.txt").read_bytes() == b"keep me"
+    assert (env.root / "precious" / "sub" / "b.txt").read_bytes() == b"keep me too"
+
+
+async def test_check_dry_run_then_check_then_check_repair(env: Env) -> None:
+    """--dry-run changes nothing; a plain check invalidates; a later --repair restores."""
+    source = env.file("src/f.bin", b"y" * 4000)
+    folder = str(env.root / "remote")
+    target = f"{folder}/f.bin"
+    assert (await env.run("cp", source, f"remote:{target}")).code == 0
+    Path(target).unlink()
+    before = env.dump()
+    dry = await env.run("check", "--json", "--dry-run", "remote", folder)
+    assert dry.code == 1, dry
+    document = dry.json()
+    assert isinstance(document, dict)
+    assert (document["dry_run"], document["missing"]) == (True, [target])
+    assert env.dump() == before
+    assert (await env.run("check", "remote", folder)).code == 1
+    checked = env.dump()
+    assert checked != before
+    would = await env.run("check", "--dry-run", "--repair", "remote:box", folder)
+    assert would.code == 0, would
+    assert "dry run" in would.out and "repaired: 1" in would.out
+    assert env.dump() == checked
+    assert not Path(target).exists()
+    repaired = await env.run("check", "--json", "--repair", "remote:box", folder)
+    assert repaired.code == 0, repaired
+    document = repaired.json()
+    assert isinstance(document, dict)
+    assert (document["missing"], document["repaired"]) == ([], [target])
+    assert Path(target).read_bytes() == b"y" * 4000
+
+
 async def test_defaults_sites_in_cwd_and_catalog_in_xdg_data_home(env: Env) -> None:
     """Without options: ./streamdata.toml is the sites file and the catalog is in XDG_DATA_HOME."""
     (env.root / "work" / "streamdata.toml").write_text(env.sites.read_text())

@@ -103,3 +103,29 @@ async def test_cp_of_a_tree_shows_its_files_in_the_bar(
     assert status == 0, raw[-2000:]
     assert "30/30 files" in _ANSI.sub("", raw)
     assert len(list((tmp_path / "copy").rglob("f*"))) == 30
+
+
+def test_replicate_and_repair_draw_progress_bars(tmp_path: Path) -> None:
+    """In a terminal, the copies of replicate and check --repair draw bars reaching 100%."""
+    source = tmp_path / "src" / "blob.bin"
+    source.parent.mkdir()
+    source.write_bytes(os.urandom(4 << 20))
+    sites = tmp_path / "sites.toml"
+    sites.write_text('[deployments.site]\ntype = "local"\n')
+    env = {**os.environ, "HOME": str(tmp_path), "TERM": "xterm-256color", "COLUMNS": "160"}
+    for variable in ("NO_COLOR", "CI", "TERM_PROGRAM"):
+        env.pop(variable, None)
+    argv = [sys.executable, "-m", "streamdata", "--catalog", str(tmp_path / "catalog.sqlite")]
+    argv += ["--sites", str(sites)]
+    seeded = subprocess.run([*argv, "cp", str(source), f"site:{tmp_path}/seed.bin"], env=env)
+    assert seeded.returncode == 0
+    replica = tmp_path / "out" / "blob.bin"
+    replicate = [*argv, "replicate", str(source), "site", "--dst-path", str(replica)]
+    status, raw = _run_in_pty(replicate, env, 60)
+    assert status == 0, raw[-2000:]
+    assert re.search(r"\.bin: site:localhost -> site:localhost .*100%", _ANSI.sub("", raw))
+    replica.unlink()
+    status, raw = _run_in_pty([*argv, "check", "site", str(replica.parent), "--repair"], env, 60)
+    assert status == 0, raw[-2000:]
+    assert re.search(r"\.bin: site:localhost -> site:localhost .*100%", _ANSI.sub("", raw))
+    assert replica.read_bytes() == source.read_bytes()

@@ -24,6 +24,7 @@ from ._errors import ConsistencyError, StreamDataError
 from ._integrity import digest_of
 from ._lineage import Signature
 from ._models import DataLocation, DataType, ExecutionLocation
+from ._treeprint import TreeAudit
 from .connectors._base import Connector, Entry, EntryKind, entry_from_stat
 
 if TYPE_CHECKING:
@@ -112,6 +113,7 @@ class _Audit:
             [] if collect_files else None
         )
         self.in_flight: set[str] = set()
+        self.trees = TreeAudit(path, with_content=collect_files)
         self._index = catalog._replicas  # path -> {location -> replica}, read only
         self._entries = catalog._entries
 
@@ -126,6 +128,7 @@ class _Audit:
                 if entry.kind is _DIRECTORY:
                     self.skipped.add(path)
                 return
+        self.trees.visit(entry)
         by_location = self._index.get(path)
         replica = by_location.get(self.location) if by_location is not None else None
         if replica is not None and replica._data_type is not _INVALID:
@@ -167,6 +170,8 @@ class _Audit:
                 self.files.append((replica, signature))
         elif kind is _DIRECTORY and not replica._implied:
             self.covered.add(entry.path)
+            if replica.is_available:
+                self.trees.start(replica)
 
     def unseen(self) -> list[DataLocation]:
         """Valid, available replicas under the checked path that the listing did not show.
@@ -218,9 +223,12 @@ async def run_check(
     digests: dict[DataLocation, str] = {}
     if audit.files is not None:
         corrupt, digests = await _verify_contents(catalog, connector, location, audit.files)
+    damaged, prints = await audit.trees.judge(catalog, connector, location)
+    digests.update(prints)
     lost: dict[DataLocation, Signature | None] = dict.fromkeys(audit.unseen())
     lost.update(audit.missing)
     lost.update(corrupt)
+    lost.update((tree, ("directory", 0, 0.0)) for tree in damaged if tree not in lost)
     missing = sorted(lost, key=lambda r: r.path)
     if max_missing is not None and len(missing) > max_missing:
         raise ConsistencyError(

@@ -34,6 +34,7 @@ from ._integrity import HASH_NAME, digest_of, listing_of
 from ._models import DataLocation, DataType, ExecutionLocation, normalize_path
 from ._store_api import CatalogStore
 from ._transfer import Endpoint, copy_to_all, remove_quietly, temporary_path
+from ._treeprint import print_of_tree
 from ._truth import Lookout, followed, inside, into_itself, other_kind
 from .connectors._base import Connector, Entry, EntryKind
 
@@ -322,7 +323,13 @@ class TransferPlan:
 
     async def _copy(self, jobs: Sequence[Job]) -> None:
         targets = [Endpoint(job.connector, job.location, job.tmp or "") for job in jobs]
-        results, digest = await copy_to_all(self._endpoint, self._entry, targets, self._on_progress)
+        source, tree = self._endpoint, None
+        async with asyncio.TaskGroup() as group:
+            if self._entry.kind is EntryKind.DIRECTORY:  # what the copies must hold
+                tree = group.create_task(
+                    print_of_tree(source.connector, source.location, source.path)
+                )
+            results, digest = await copy_to_all(source, self._entry, targets, self._on_progress)
         retry = [i for i, error in enumerate(results) if _transient(error)]
         if retry:  # e.g. a connection dropped mid-stream: once more, from a clean state
             logger.info("retrying %d destination(s) of %r", len(retry), self._endpoint.path)
@@ -337,6 +344,8 @@ class TransferPlan:
             digest = digest or second
         if self._options.verify:
             digest = await self._verify(jobs, results, digest)
+        if tree is not None:
+            digest = tree.result()  # a tree's digest is its print (see _treeprint)
         async with asyncio.TaskGroup() as group:
             for job, error in zip(jobs, results, strict=True):
                 group.create_task(self._settle(job, error, digest))

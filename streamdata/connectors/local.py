@@ -33,6 +33,7 @@ from ._base import Connector, Entry, EntryKind, entry_from_stat
 from ._diskio import WritePacing, in_thread
 from ._listing import ListingParser, find_command
 from ._process import feed_process, read_process, run_process
+from ._tarfilter import filter_tree, inside_root
 
 __all__ = ["LocalConnector"]
 
@@ -107,11 +108,23 @@ class LocalConnector(Connector):
     async def copy(self, location: ExecutionLocation, src_path: str, dst_path: str) -> None:
         """Copy a file (in-kernel) or a tree (``cp -a``) to the new path ``dst_path``.
 
+        A tree holding a special file or an absolute link into itself is copied as a tar
+        stream instead, through the filter every tree stream goes through
+        (:mod:`._tarfilter`), so that a copy is the same whichever way it is made.
+
         Raises:
             ConnectorError: If the copy fails.
         """
         source = os.path.realpath(src_path)
         if os.path.isdir(source):
+            try:
+                filtered = await asyncio.to_thread(_needs_filter, src_path)
+            except OSError as exc:
+                _fail("copy", src_path, location, exc)
+            if filtered:
+                async with self.read(location, src_path, EntryKind.DIRECTORY) as chunks:
+                    await self.write(location, dst_path, EntryKind.DIRECTORY, chunks)
+                return
             await run_process(["cp", "-a", "--", source, dst_path], what=f"copy {source!r}")
             return
         try:
@@ -123,7 +136,7 @@ class LocalConnector(Connector):
     async def read(
         self, location: ExecutionLocation, path: str, kind: EntryKind
     ) -> AsyncIterator[AsyncIterator[bytes]]:
-        """Stream a file's bytes or a directory's tar stream.
+        """Stream a file's bytes or a directory's tar stream (filtered: :mod:`._tarfilter`).
 
         Raises:
             ConnectorError: If the source cannot be read.
@@ -131,7 +144,7 @@ class LocalConnector(Connector):
         if kind is EntryKind.DIRECTORY:
             command = ["tar", "-C", path, "-cf", "-", "."]
             async with read_process(command, what=f"archive {path!r}") as chunks:
-                yield chunks
+                yield filter_tree(chunks, _roots(path))
             return
         try:
             handle = await aiofiles.open(path, "rb")
@@ -297,6 +310,32 @@ def _walk(root: str) -> Iterator[Entry]:
                 yield entry_from_stat(item.path, info)
                 if stat_module.S_ISDIR(info.st_mode):
                     stack.append(item.path)
+
+
+def _roots(path: str) -> tuple[bytes, bytes]:
+    """The paths a tree is known by: as given, and with every link resolved."""
+    return os.fsencode(path), os.fsencode(os.path.realpath(path))
+
+
+def _needs_filter(root: str) -> bool:
+    """Whether the tree holds a special file or an absolute link into itself.
+
+    Raises:
+        OSError: If a directory cannot be listed.
+    """
+    roots = _roots(root)
+    stack = [root]
+    while stack:
+        with os.scandir(stack.pop()) as listing:
+            for item in listing:  # the entry types come with the listing: no stat
+                if item.is_dir(follow_symlinks=False):
+                    stack.append(item.path)
+                elif item.is_symlink():
+                    if inside_root(roots, os.fsencode(os.readlink(item.path))) is not None:
+                        return True
+                elif not item.is_file(follow_symlinks=False):
+                    return True
+    return False
 
 
 def _sibling(path: str, tag: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import stat
 import subprocess
 from pathlib import Path
 
@@ -50,6 +51,8 @@ def _tree(root: Path) -> Path:
     (tree / LONG / "file").write_bytes(b"deep")
     os.mkfifo(tree / "fifo")
     os.mkfifo(tree / LONG / "fifo")
+    if os.geteuid() == 0:  # a device only root can make
+        os.mknod(tree / "null", stat.S_IFCHR | 0o666, os.makedev(1, 3))
     os.symlink(tree / "sub" / "data.bin", tree / "abs")
     os.symlink(tree / LONG / "file", tree / LONG / "abs-long")
     os.symlink(tree, tree / "sub" / "root")
@@ -68,6 +71,7 @@ def test_specials_are_left_out_and_links_made_relative(tmp_path: Path, fmt: str,
     _unpack(_filtered(_archive(tree, fmt), [os.fsencode(tree)], size), out)
     assert not (out / "fifo").exists()
     assert not (out / LONG / "fifo").exists()
+    assert not (out / "null").exists()
     assert os.readlink(out / "abs") == "sub/data.bin"
     assert os.readlink(out / LONG / "abs-long") == "file"
     assert os.readlink(out / "sub" / "root") == ".."

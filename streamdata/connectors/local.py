@@ -4,9 +4,12 @@ Metadata calls (stat, mkdir, rename, symlink) are single system calls made direc
 bulk work runs off the event loop: single files are copied in a worker thread with
 ``os.copy_file_range`` (in-kernel, reflinks where the filesystem offers them), falling
 back to ``os.sendfile``; trees are copied by ``cp -a`` (measured fastest for trees of
-small files, and it preserves hard links), run without a shell. Streams use ``tar`` for
-trees; a streamed file is written from the event loop while the page cache takes it and
-from a worker thread otherwise (:mod:`._diskio`, measured). Listings are one GNU ``find``.
+small files, and it preserves hard links), run without a shell, unless a scan of the tree
+finds a special file or an absolute link into it: then by ``tar`` through the tree filter
+(:mod:`._tarfilter`), which skips the special files and makes those links relative, as
+for every tree stream. Streams use ``tar`` for trees; a streamed file is written from the
+event loop while the page cache takes it and from a worker thread otherwise
+(:mod:`._diskio`, measured). Listings are one GNU ``find``.
 """
 
 from __future__ import annotations

@@ -10,7 +10,11 @@ How each operation travels, chosen by measurement on loopback OpenSSH:
   transfers in asyncssh); mode and mtime are set by the same remote command line;
 * listings are one ``find -printf`` with NUL separators; same-host copies are ``cp -a``;
 * between two hosts joined by a route (``SSHHost.routes``) the source host pipes the data
-  to the destination itself (:mod:`._ssh_direct`).
+  to the destination itself (:mod:`._ssh_direct`);
+* every tree read passes through the tree filter (:mod:`._tarfilter`: special files
+  skipped, absolute links into the tree made relative); a same-host ``cp -a`` or a
+  route is used only for a tree it would not change, others are streamed through this
+  process (:mod:`._ssh_trees`).
 
 Every remote command line is built by :mod:`._ssh_commands`, which quotes each argument.
 Connections are made lazily (:mod:`._ssh_connect`) and pooled per host, with a cap on

@@ -7,10 +7,12 @@ again by ``tar``.
 
 from __future__ import annotations
 
+import io
 import os
 import random
 import stat
 import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -100,6 +102,20 @@ def test_long_relative_targets_and_odd_names_survive(tmp_path: Path, fmt: str) -
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
+def test_a_short_target_can_become_a_long_one(tmp_path: Path, fmt: str) -> None:
+    """A link made relative deep in the tree may outgrow the header's 100 bytes."""
+    tree = tmp_path / "tree"
+    deep = tree.joinpath(*["a"] * 40)
+    deep.mkdir(parents=True)
+    (tree / "x").write_bytes(b"x")
+    os.symlink(tree / "x", deep / "up")
+    assert len(os.fsencode(tree / "x")) < 100
+    out = tmp_path / "out"
+    _unpack(_filtered(_archive(tree, fmt), [os.fsencode(tree)], 1000), out)
+    assert os.readlink(out / deep.relative_to(tree) / "up") == "../" * 40 + "x"
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
 def test_a_clean_stream_passes_unchanged(tmp_path: Path, fmt: str) -> None:
     """A stream with nothing to change comes out byte for byte; whole chunks as they are."""
     tree = tmp_path / "tree"
@@ -115,6 +131,23 @@ def test_a_clean_stream_passes_unchanged(tmp_path: Path, fmt: str) -> None:
         tree_filter = TreeFilter([os.fsencode(tree)])
         for piece in _pieces(data, 512):
             assert tree_filter.feed(piece) is piece
+
+
+def test_a_hard_link_to_a_left_out_fifo_is_left_out(tmp_path: Path) -> None:
+    """A second name of a fifo stored as a hard link (as bsdtar may): both are left out."""
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w", format=tarfile.GNU_FORMAT) as writer:
+        for name, kind, target in [
+            ("./fifo", tarfile.FIFOTYPE, ""),
+            ("./again", tarfile.LNKTYPE, "./fifo"),
+            ("./kept", tarfile.SYMTYPE, "elsewhere"),
+        ]:
+            member = tarfile.TarInfo(name)
+            member.type, member.linkname = kind, target
+            writer.addfile(member)
+    out = tmp_path / "out"
+    _unpack(_filtered(archive.getvalue(), [b"/tree"], 700), out)
+    assert sorted(os.listdir(out)) == ["kept"]
 
 
 def test_a_stream_that_is_not_tar_passes_unchanged() -> None:

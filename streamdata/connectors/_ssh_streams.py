@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import posixpath
 from collections.abc import AsyncIterable, AsyncIterator
 
 from . import _ssh_commands as commands
@@ -70,7 +71,7 @@ async def tree_roots(pool: HostPool, path: str) -> tuple[bytes, bytes]:
     Raises:
         ConnectorError: If ``path`` cannot be resolved (e.g. it does not exist).
     """
-    given = os.fsencode(path)
+    given = os.fsencode(posixpath.normpath(path))
     try:
         real = await pool.sftp(lambda c: c.realpath(given), what=f"resolve {path!r}")
     except asyncssh.SFTPError as exc:

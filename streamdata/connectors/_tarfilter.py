@@ -24,12 +24,16 @@ stream that is not a tar archive is passed on untouched (the unpacking ``tar`` f
 
 from __future__ import annotations
 
+import logging
+import os
 import posixpath
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 
 from .._tarcount import BLOCK, checksum_ok, header_number, pax_size
 
 __all__ = ["TreeFilter", "filter_tree", "inside_root", "relative_target"]
+
+logger = logging.getLogger("streamdata")
 
 _EXTENSIONS = frozenset(b"LKx")
 _SPECIAL = frozenset(b"346")  # character device, block device, fifo
@@ -44,6 +48,10 @@ _Record = tuple[bytes, bytes]
 
 def inside_root(roots: Iterable[bytes], target: bytes) -> bytes | None:
     """Where the absolute ``target`` lies below one of ``roots``, judged on its text.
+
+    Args:
+        roots: The tree's root paths, normalised.
+        target: A link's target.
 
     Returns:
         The normalised path below the root (``b""`` for the root itself), or None if
@@ -103,8 +111,6 @@ class TreeFilter:
         self._member_at = 0
         #: Special files left out so far.
         self.skipped = 0
-        #: Links made relative so far.
-        self.relinked = 0
 
     def feed(self, chunk: bytes) -> bytes:
         """Take the next piece of the stream; return what to pass on for it."""
@@ -213,12 +219,15 @@ class TreeFilter:
         target = relative_target(self._roots, _name(records), _link_name(records))
         if target is None:
             return None
-        self.relinked += 1
         return _relinked(records, target)
 
 
 async def filter_tree(chunks: AsyncIterable[bytes], roots: Iterable[bytes]) -> AsyncIterator[bytes]:
-    """Pass the tar stream ``chunks`` of a tree read by ``roots`` through a :class:`TreeFilter`."""
+    """Pass the tar stream ``chunks`` of the tree ``roots`` through a :class:`TreeFilter`.
+
+    How many special files were left out is logged (``streamdata`` logger, INFO).
+    """
+    roots = tuple(roots)
     tree_filter = TreeFilter(roots)
     async for chunk in chunks:
         cleaned = tree_filter.feed(chunk)
@@ -227,6 +236,9 @@ async def filter_tree(chunks: AsyncIterable[bytes], roots: Iterable[bytes]) -> A
     rest = tree_filter.close()
     if rest:
         yield rest
+    if tree_filter.skipped:
+        tree = os.fsdecode(roots[0]) if roots else "a tree"
+        logger.info("left %d special file(s) of %r out of its copy", tree_filter.skipped, tree)
 
 
 # -- members --------------------------------------------------------------------------------

@@ -317,7 +317,7 @@ def _walk(root: str) -> Iterator[Entry]:
 
 def _roots(path: str) -> tuple[bytes, bytes]:
     """The paths a tree is known by: as given, and with every link resolved."""
-    return os.fsencode(path), os.fsencode(os.path.realpath(path))
+    return os.fsencode(posixpath.normpath(path)), os.fsencode(os.path.realpath(path))
 
 
 def _needs_filter(root: str) -> bool:

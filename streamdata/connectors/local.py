@@ -121,7 +121,7 @@ class LocalConnector(Connector):
         source = os.path.realpath(src_path)
         if os.path.isdir(source):
             try:
-                filtered = await asyncio.to_thread(_needs_filter, src_path)
+                filtered = await in_thread(lambda cancelled: _needs_filter(src_path, cancelled))
             except OSError as exc:
                 _fail("copy", src_path, location, exc)
             if filtered:
@@ -320,15 +320,18 @@ def _roots(path: str) -> tuple[bytes, bytes]:
     return os.fsencode(posixpath.normpath(path)), os.fsencode(os.path.realpath(path))
 
 
-def _needs_filter(root: str) -> bool:
+def _needs_filter(root: str, cancelled: threading.Event) -> bool:
     """Whether the tree holds a special file or an absolute link into itself.
 
     Raises:
         OSError: If a directory cannot be listed.
+        InterruptedError: If ``cancelled`` is set before the scan ends.
     """
     roots = _roots(root)
     stack = [root]
     while stack:
+        if cancelled.is_set():
+            raise InterruptedError("scan cancelled")
         with os.scandir(stack.pop()) as listing:
             for item in listing:  # the entry types come with the listing: no stat
                 if item.is_dir(follow_symlinks=False):

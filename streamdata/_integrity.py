@@ -53,13 +53,15 @@ async def digest_of(connector: Connector, location: ExecutionLocation, path: str
 async def listing_of(
     connector: Connector, location: ExecutionLocation, root: str
 ) -> list[tuple[str, str, int]]:
-    """``(relative path, kind, size)`` of everything below ``root``, sorted.
+    """``(relative path, kind, size)`` of everything below ``root`` that a copy keeps, sorted.
+
+    Special files (:attr:`EntryKind.OTHER`) are left out: no copy holds them.
 
     Raises:
         ConnectorError: If the tree cannot be listed.
     """
     found = []
     async for entry in connector.walk(location, root):
-        if entry.path != root:
+        if entry.path != root and entry.kind is not EntryKind.OTHER:
             found.append((posixpath.relpath(entry.path, root), entry.kind.value, entry.size))
     return sorted(found)

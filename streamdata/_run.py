@@ -136,7 +136,8 @@ async def stat_source(
 
     Raises:
         TransferError: If the source cannot be looked at, or is neither a file nor a
-            directory; every destination fails with that cause.
+            directory (a special file: its replica is then invalidated); every
+            destination fails with that cause.
         DataNotFoundError: If the data is gone (the replica is then invalidated).
     """
     try:
@@ -151,8 +152,12 @@ async def stat_source(
             f"{source.path!r} is registered on {source.location} but no longer exists "
             "there; its replica has been invalidated"
         )
-    if entry.kind is EntryKind.OTHER:
-        cause = ConnectorError(f"{source.path!r} is neither a regular file nor a directory")
+    if entry.kind is EntryKind.OTHER:  # a fifo, a socket or a device: never data to copy
+        catalog.invalidate(source.location, source.path)
+        cause = ConnectorError(
+            f"{source.path!r} is a special file (neither a regular file nor a directory), "
+            "which is never copied; its replica has been invalidated"
+        )
         raise transfer_error(source.location, source.path, dict.fromkeys(destinations, cause))
     note_source(catalog, source, entry)
     return entry

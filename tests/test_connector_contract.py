@@ -221,6 +221,54 @@ async def test_copy_a_tree_keeps_everything(connector_env: ConnectorEnv) -> None
     assert_same_tree(source, Path(target))
 
 
+def make_absolute_links(root: Path) -> None:
+    """A tree holding absolute links into itself, and one out of it."""
+    (root / "sub").mkdir(parents=True)
+    (root / "sub" / "data.txt").write_text("data")
+    os.symlink(root / "sub" / "data.txt", root / "abs-file")
+    os.symlink(root, root / "sub" / "abs-root")
+    os.symlink("/etc/hostname", root / "sub" / "outside")
+
+
+def assert_links_made_relative(copy: Path) -> None:
+    """In-tree absolute links of :func:`make_absolute_links` point into ``copy``."""
+    assert os.readlink(copy / "abs-file") == "sub/data.txt"
+    assert os.readlink(copy / "sub" / "abs-root") == ".."
+    assert os.readlink(copy / "sub" / "outside") == "/etc/hostname"
+
+
+async def test_copy_makes_in_tree_absolute_links_relative(connector_env: ConnectorEnv) -> None:
+    """copy of a tree turns absolute links into it relative, keeps the others verbatim."""
+    source = connector_env.root / "tree"
+    make_absolute_links(source)
+    target = connector_env.path("copy")
+    await connector_env.connector.copy(connector_env.location, str(source), target)
+    assert_links_made_relative(Path(target))
+
+
+async def test_copy_keeps_absolute_links_out_of_the_tree(connector_env: ConnectorEnv) -> None:
+    """copy of a tree whose absolute links all point out of it keeps them verbatim."""
+    source = connector_env.root / "tree"
+    source.mkdir()
+    os.symlink("/etc/hostname", source / "outside")
+    os.symlink(connector_env.root, source / "parent")
+    target = connector_env.path("copy")
+    await connector_env.connector.copy(connector_env.location, str(source), target)
+    assert os.readlink(Path(target) / "outside") == "/etc/hostname"
+    assert os.readlink(Path(target) / "parent") == str(connector_env.root)
+
+
+async def test_tree_stream_makes_in_tree_absolute_links_relative(
+    connector_env: ConnectorEnv,
+) -> None:
+    """A tree read as a stream carries absolute links into it as relative links."""
+    source = connector_env.root / "tree"
+    make_absolute_links(source)
+    target = connector_env.path("unpacked")
+    await stream_copy(connector_env, str(source), target, EntryKind.DIRECTORY)
+    assert_links_made_relative(Path(target))
+
+
 async def test_copy_of_a_missing_source_fails(connector_env: ConnectorEnv) -> None:
     """copy of a missing source raises ConnectorError."""
     with pytest.raises(ConnectorError):

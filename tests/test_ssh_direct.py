@@ -156,6 +156,37 @@ async def test_tree_goes_host_to_host_with_its_links_and_modes(site: Site) -> No
     assert os.readlink(target / "link") == "sub/data.bin"
 
 
+async def test_in_tree_absolute_links_point_into_the_copy_over_a_route(site: Site) -> None:
+    """Over a route too, an absolute link into the tree becomes relative; others verbatim."""
+    tree = site.root / "tree"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "sub" / "data.txt").write_text("source data")
+    (tree / "abs").symlink_to(tree / "sub" / "data.txt")
+    (tree / "sub" / "up").symlink_to(tree)
+    (tree / "outside").symlink_to(site.root / "known_hosts")
+    site.manager.register_path(FIRST, str(tree))
+    target = site.root / "copy"
+    await asyncio.wait_for(site.manager.transfer_data(FIRST, str(tree), [SECOND], str(target)), 60)
+    assert os.readlink(target / "abs") == "sub/data.txt"
+    assert os.readlink(target / "sub" / "up") == ".."
+    assert os.readlink(target / "outside") == str(site.root / "known_hosts")
+    (target / "abs").write_text("changed in the copy")
+    assert (tree / "sub" / "data.txt").read_text() == "source data"
+    assert site.connector.reads == 1  # relayed through this process, filtered
+
+
+async def test_tree_with_links_out_of_it_goes_direct(site: Site) -> None:
+    """A tree whose absolute links all point out of it still goes straight over the route."""
+    tree = site.root / "tree"
+    tree.mkdir()
+    (tree / "outside").symlink_to(site.root / "known_hosts")
+    site.manager.register_path(FIRST, str(tree))
+    target = site.root / "copy"
+    await asyncio.wait_for(site.manager.transfer_data(FIRST, str(tree), [SECOND], str(target)), 60)
+    assert site.connector.reads == 0
+    assert os.readlink(target / "outside") == str(site.root / "known_hosts")
+
+
 async def test_broken_route_fails_with_nothing_left_and_no_replica(
     openssh_server: SSHTestServer, tmp_path: Path, unused_tcp_port: int
 ) -> None:

@@ -9,6 +9,12 @@ writing are removed by the engine.
 Streams: a regular file travels as its raw bytes; a directory travels as a POSIX tar stream
 of its *contents* (member names relative to the directory, e.g. ``./sub/file``), which keeps
 permission bits, modification times, empty directories, symbolic links and hard links.
+
+Every copy of a tree, however it is made (:meth:`Connector.copy`, :meth:`Connector.read`
+then :meth:`Connector.write`, :meth:`Connector.send`), follows two rules
+(:mod:`._tarfilter`): special files (fifos, sockets, devices) are left out, and a
+symbolic link whose absolute target lies inside the tree becomes the equivalent
+relative link, so that it points into the copy; other links are kept verbatim.
 """
 
 from __future__ import annotations
@@ -75,7 +81,10 @@ class Connector(abc.ABC):
     """Access to the storage of every location of one deployment.
 
     Subclasses implement the abstract methods; the transfer engine composes them into
-    atomic transfers (write to a temporary path, then :meth:`commit`).
+    atomic transfers (write to a temporary path, then :meth:`commit`). Every copy of a
+    tree leaves special files (fifos, sockets, devices) out and turns a symbolic link
+    whose absolute target lies inside the tree into the equivalent relative link; other
+    links are kept verbatim, as ``cp -a`` keeps them.
     """
 
     #: True when every location of this connector sees this process's filesystem.
@@ -126,7 +135,8 @@ class Connector(abc.ABC):
         """Copy a file or tree to ``dst_path`` (which must not exist) on the same filesystem.
 
         Permission bits, modification times, empty directories, symbolic links and hard
-        links inside a tree are preserved.
+        links inside a tree are preserved; special files are left out and absolute links
+        into the tree made relative (see the module docstring).
 
         Raises:
             ConnectorError: On failure.
@@ -168,8 +178,10 @@ class Connector(abc.ABC):
     ) -> AbstractAsyncContextManager[AsyncIterator[bytes]]:
         """Open a byte stream of ``path``: raw bytes for a file, a tar stream for a directory.
 
-        The iterator raises :class:`~streamdata.ConnectorError` if the source cannot be
-        read completely; leaving the context early stops the producer.
+        A directory's stream holds no special file, and its absolute links into the tree
+        are relative (see the module docstring). The iterator raises
+        :class:`~streamdata.ConnectorError` if the source cannot be read completely;
+        leaving the context early stops the producer.
         """
 
     @abc.abstractmethod

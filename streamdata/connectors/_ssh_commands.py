@@ -21,6 +21,7 @@ __all__ = [
     "read_file",
     "remove_tree",
     "replace",
+    "unless_filtered",
     "unpack",
     "walk",
     "write_file",
@@ -68,6 +69,27 @@ def copy_tree(source: str, target: str) -> str:
     A symbolic link at ``source`` itself is followed (``-H``), links inside are kept.
     """
     return f"cp -a -H -T -- {quote(source)} {quote(target)}"
+
+
+#: ``find`` tests for what makes a tree need the tree filter: a special file, an absolute link.
+_FILTERED = r"\( -type b -o -type c -o -type p -o -type s -o -type l -lname '/*' \)"
+
+
+def unless_filtered(path: str, then: str) -> str:
+    """Run ``then``, unless the tree ``path`` holds what the tree filter changes.
+
+    If an entry below ``path`` is a special file or an absolute symbolic link, ``then`` is
+    not run; instead standard output gets ``h``, then ``s`` for each special file and
+    ``l`` and the target for each such link, each record NUL-terminated. ``then`` must
+    write nothing on standard output. A link at ``path`` itself is followed.
+    """
+    tree = quote(path)
+    found = f"find -H {tree} -mindepth 1 {_FILTERED}"
+    listing = rf"{found} \( -type l -printf 'l%l\0' -o -printf 's\0' \)"
+    return (
+        f'if [ -z "$({found} -printf x -quit)" ]; then {then}; '
+        rf"else printf 'h\0' && exec {listing}; fi"
+    )
 
 
 def remove_tree(path: str) -> str:

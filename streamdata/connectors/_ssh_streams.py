@@ -11,7 +11,8 @@ the host's open SFTP session in a few round trips. Bulk data is faster through `
   goes over SFTP, unless its mtime has a fractional part (SFTP v3 carries whole seconds
   only), the rest is piped into ``cat`` with mode and mtime set by the same command line;
 * directories always travel as ``tar`` streams (unpacked by several ``tar`` at once when
-  they hold many files: :mod:`._ssh_unpack`).
+  they hold many files: :mod:`._ssh_unpack`), read through the tree filter
+  (:mod:`._tarfilter`), which needs the tree's real path (one SFTP request).
 
 Small SFTP transfers are few at a time (:meth:`HostPool.sftp_transfer_slot`), so a
 metadata request on the same SFTP session never waits long behind file data.
@@ -20,6 +21,8 @@ metadata request on the same SFTP session never waits long behind file data.
 from __future__ import annotations
 
 import contextlib
+import os
+import posixpath
 from collections.abc import AsyncIterable, AsyncIterator
 
 from . import _ssh_commands as commands
@@ -28,8 +31,9 @@ from ._base import EntryKind
 from ._ssh_channel import RemoteCommand
 from ._ssh_pool import HostPool
 from ._ssh_unpack import peek, pipe, unpack_tree
+from ._tarfilter import filter_tree
 
-__all__ = ["SMALL_FILE", "open_read", "write_stream"]
+__all__ = ["SMALL_FILE", "open_read", "tree_roots", "write_stream"]
 
 #: Files up to this size travel over SFTP (measured: below it, a command's start-up costs
 #: more than SFTP's lower throughput).
@@ -51,11 +55,28 @@ async def open_read(
             yield _once(small)
             return
         command, what = commands.read_file(path), f"read {path!r}"
-    else:
-        command, what = commands.archive(path), f"archive {path!r}"
-    async with pool.command(command, what=what, bulk=True) as remote:
+        async with pool.command(command, what=what, bulk=True) as remote:
+            remote.write_eof()
+            yield _output(remote)
+        return
+    roots = await tree_roots(pool, path)
+    async with pool.command(commands.archive(path), what=f"archive {path!r}", bulk=True) as remote:
         remote.write_eof()
-        yield _output(remote)
+        yield filter_tree(_output(remote), roots)
+
+
+async def tree_roots(pool: HostPool, path: str) -> tuple[bytes, bytes]:
+    """The paths a tree is known by: as given, and its real path (one SFTP request).
+
+    Raises:
+        ConnectorError: If ``path`` cannot be resolved (e.g. it does not exist).
+    """
+    given = os.fsencode(posixpath.normpath(path))
+    try:
+        real = await pool.sftp(lambda c: c.realpath(given), what=f"resolve {path!r}")
+    except asyncssh.SFTPError as exc:
+        raise pool.error(f"cannot read {path!r}", exc) from exc
+    return given, bytes(real)
 
 
 async def write_stream(

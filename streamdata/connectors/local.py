@@ -4,9 +4,12 @@ Metadata calls (stat, mkdir, rename, symlink) are single system calls made direc
 bulk work runs off the event loop: single files are copied in a worker thread with
 ``os.copy_file_range`` (in-kernel, reflinks where the filesystem offers them), falling
 back to ``os.sendfile``; trees are copied by ``cp -a`` (measured fastest for trees of
-small files, and it preserves hard links), run without a shell. Streams use ``tar`` for
-trees; a streamed file is written from the event loop while the page cache takes it and
-from a worker thread otherwise (:mod:`._diskio`, measured). Listings are one GNU ``find``.
+small files, and it preserves hard links), run without a shell, unless a scan of the tree
+finds a special file or an absolute link into it: then by ``tar`` through the tree filter
+(:mod:`._tarfilter`), which skips the special files and makes those links relative, as
+for every tree stream. Streams use ``tar`` for trees; a streamed file is written from the
+event loop while the page cache takes it and from a worker thread otherwise
+(:mod:`._diskio`, measured). Listings are one GNU ``find``.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from ._base import Connector, Entry, EntryKind, entry_from_stat
 from ._diskio import WritePacing, in_thread
 from ._listing import ListingParser, find_command
 from ._process import feed_process, read_process, run_process
+from ._tarfilter import filter_tree, inside_root
 
 __all__ = ["LocalConnector"]
 
@@ -107,11 +111,23 @@ class LocalConnector(Connector):
     async def copy(self, location: ExecutionLocation, src_path: str, dst_path: str) -> None:
         """Copy a file (in-kernel) or a tree (``cp -a``) to the new path ``dst_path``.
 
+        A tree holding a special file or an absolute link into itself is copied as a tar
+        stream instead, through the filter every tree stream goes through
+        (:mod:`._tarfilter`), so that a copy is the same whichever way it is made.
+
         Raises:
             ConnectorError: If the copy fails.
         """
         source = os.path.realpath(src_path)
         if os.path.isdir(source):
+            try:
+                filtered = await in_thread(lambda cancelled: _needs_filter(src_path, cancelled))
+            except OSError as exc:
+                _fail("copy", src_path, location, exc)
+            if filtered:
+                async with self.read(location, src_path, EntryKind.DIRECTORY) as chunks:
+                    await self.write(location, dst_path, EntryKind.DIRECTORY, chunks)
+                return
             await run_process(["cp", "-a", "--", source, dst_path], what=f"copy {source!r}")
             return
         try:
@@ -123,7 +139,7 @@ class LocalConnector(Connector):
     async def read(
         self, location: ExecutionLocation, path: str, kind: EntryKind
     ) -> AsyncIterator[AsyncIterator[bytes]]:
-        """Stream a file's bytes or a directory's tar stream.
+        """Stream a file's bytes or a directory's tar stream (filtered: :mod:`._tarfilter`).
 
         Raises:
             ConnectorError: If the source cannot be read.
@@ -131,7 +147,7 @@ class LocalConnector(Connector):
         if kind is EntryKind.DIRECTORY:
             command = ["tar", "-C", path, "-cf", "-", "."]
             async with read_process(command, what=f"archive {path!r}") as chunks:
-                yield chunks
+                yield filter_tree(chunks, _roots(path))
             return
         try:
             handle = await aiofiles.open(path, "rb")
@@ -297,6 +313,35 @@ def _walk(root: str) -> Iterator[Entry]:
                 yield entry_from_stat(item.path, info)
                 if stat_module.S_ISDIR(info.st_mode):
                     stack.append(item.path)
+
+
+def _roots(path: str) -> tuple[bytes, bytes]:
+    """The paths a tree is known by: as given, and with every link resolved."""
+    return os.fsencode(posixpath.normpath(path)), os.fsencode(os.path.realpath(path))
+
+
+def _needs_filter(root: str, cancelled: threading.Event) -> bool:
+    """Whether the tree holds a special file or an absolute link into itself.
+
+    Raises:
+        OSError: If a directory cannot be listed.
+        InterruptedError: If ``cancelled`` is set before the scan ends.
+    """
+    roots = _roots(root)
+    stack = [root]
+    while stack:
+        if cancelled.is_set():
+            raise InterruptedError("scan cancelled")
+        with os.scandir(stack.pop()) as listing:
+            for item in listing:  # the entry types come with the listing: no stat
+                if item.is_dir(follow_symlinks=False):
+                    stack.append(item.path)
+                elif item.is_symlink():
+                    if inside_root(roots, os.fsencode(os.readlink(item.path))) is not None:
+                        return True
+                elif not item.is_file(follow_symlinks=False):
+                    return True
+    return False
 
 
 def _sibling(path: str, tag: str) -> str:

@@ -10,7 +10,11 @@ How each operation travels, chosen by measurement on loopback OpenSSH:
   transfers in asyncssh); mode and mtime are set by the same remote command line;
 * listings are one ``find -printf`` with NUL separators; same-host copies are ``cp -a``;
 * between two hosts joined by a route (``SSHHost.routes``) the source host pipes the data
-  to the destination itself (:mod:`._ssh_direct`).
+  to the destination itself (:mod:`._ssh_direct`);
+* every tree read passes through the tree filter (:mod:`._tarfilter`: special files
+  skipped, absolute links into the tree made relative); a same-host ``cp -a`` or a
+  route is used only for a tree it would not change, others are streamed through this
+  process (:mod:`._ssh_trees`).
 
 Every remote command line is built by :mod:`._ssh_commands`, which quotes each argument.
 Connections are made lazily (:mod:`._ssh_connect`) and pooled per host, with a cap on
@@ -38,6 +42,7 @@ from ._listing import ListingParser
 from ._ssh_direct import relay
 from ._ssh_pool import HostPool, PoolSettings
 from ._ssh_streams import open_read, write_stream
+from ._ssh_trees import copy_through_spool, run_unless_filtered
 
 __all__ = ["SSHConnector", "SSHHost"]
 
@@ -207,13 +212,15 @@ class SSHConnector(Connector):
             _fail(pool, "link", link_path, exc)
 
     async def copy(self, location: ExecutionLocation, src_path: str, dst_path: str) -> None:
-        """Copy on the host with ``cp -a``.
+        """Copy on the host with ``cp -a``, or filtered through here (:mod:`._ssh_trees`).
 
         Raises:
             ConnectorError: If the copy fails.
         """
         pool = self._pool(location)
-        await pool.run(commands.copy_tree(src_path, dst_path), what=f"copy {src_path!r}", bulk=True)
+        command, what = commands.copy_tree(src_path, dst_path), f"copy {src_path!r}"
+        if not await run_unless_filtered(pool, src_path, command, what):
+            await copy_through_spool(pool, src_path, dst_path)
 
     def can_send(self, location: ExecutionLocation, target: ExecutionLocation) -> bool:
         """True when ``location``'s host has a route to ``target`` (see ``SSHHost.routes``)."""
@@ -232,16 +239,22 @@ class SSHConnector(Connector):
     ) -> None:
         """Copy host to host over the configured route: one command on the source host.
 
+        A tree the tree filter would change is relayed through this process instead
+        (:mod:`._ssh_trees`).
+
         Raises:
             ConnectorError: If either side fails (the message says which).
         """
         route = self._host(location).routes[target.name]
-        if kind is EntryKind.DIRECTORY:
-            read, write = commands.archive(path), commands.unpack(target_path)
-        else:
+        pool, what = self._pool(location), f"send {path!r} to {target}"
+        if kind is not EntryKind.DIRECTORY:
             read, write = commands.read_file(path), commands.write_file(target_path, mode, mtime)
-        what = f"send {path!r} to {target}"
-        await self._pool(location).run(relay(read, route, write), what=what, bulk=True)
+            await pool.run(relay(read, route, write), what=what, bulk=True)
+            return
+        command = relay(commands.archive(path), route, commands.unpack(target_path))
+        if not await run_unless_filtered(pool, path, command, what):
+            async with self.read(location, path, kind) as chunks:
+                await self.write(target, target_path, kind, chunks)
 
     def read(
         self, location: ExecutionLocation, path: str, kind: EntryKind

@@ -230,11 +230,28 @@ class TransferPlan:
             link_to = self._link_target(job.location, job.final)
             if link_to is not None and not self._lookout.confirmed(link_to):
                 return link_to
+        held = self._held_elsewhere(job)
+        if held is not None:
+            job.kind, job.replica = JobKind.WAIT, held
+            return None
         replaced = self._catalog.lookup(job.location, job.final)
         if replaced is not None and replaced.data_type is not DataType.INVALID:
             self._catalog.invalidate(job.location, job.final)  # about to be replaced
         self._register(job, link_to)
         return None
+
+    def _held_elsewhere(self, job: Job) -> DataLocation | None:
+        """Claim ``job``'s destination in a shared catalog; another process's copy of the
+        same data that holds the claim is returned, to wait for (it may die: then the
+        wait fails with ``WriterGone`` and the transfer takes the copy over)."""
+        store = self._context.store
+        if store is None or store.claim(job.location, job.final):
+            return None
+        store.refresh(self._catalog)
+        held = self._catalog.lookup(job.location, job.final)
+        if held is None or held.is_available:
+            return None
+        return held if held in self._catalog.replica_set(self._source) else None
 
     def _refuse(self, job: Job) -> None:
         """Fail a destination inside the data itself, or holding data of the other kind.

@@ -94,6 +94,11 @@ ON CONFLICT (deployment, name, path) DO UPDATE SET local = excluded.local,
     relpath = excluded.relpath, data_type = excluded.data_type, implied = excluded.implied,
     pending = excluded.pending, owner = excluded.owner
 """
+_CLAIM = """
+INSERT INTO replicas (deployment, name, local, path, relpath, data_type, implied, pending, owner)
+VALUES (?, ?, ?, ?, ?, 'primary', 0, 1, ?)
+ON CONFLICT (deployment, name, path) DO UPDATE SET pending = 1, owner = excluded.owner
+"""
 _BOTH = (
     "FROM replicas x, replicas y WHERE x.deployment = ? AND x.name = ? AND x.path = ? "
     "AND y.deployment = ? AND y.name = ? AND y.path = ?"
@@ -503,6 +508,33 @@ class SQLiteStore:
                 "AND path = ?",
                 (tmp, self.owners.token, *_key(replica)),
             )
+
+    def claim(self, location: ExecutionLocation, path: str) -> bool:
+        """Take the destination ``path`` for a copy by this process, atomically.
+
+        The row of the destination is stamped pending with this process's token in one
+        write transaction, unless another live process holds it pending already.
+
+        Returns:
+            False if another live process is writing that destination.
+
+        Raises:
+            ConfigurationError: If the file cannot be written.
+        """
+        key = (location.deployment, location.name, to_db(path))
+        token = self.owners.token
+        try:
+            self._flush()
+            with self._write():
+                row = self._db.execute(f"SELECT pending, owner FROM replicas WHERE {_KEY}", key)
+                found = row.fetchone()
+                if found and found[0] and found[1] != token and self.owners.alive(found[1]):
+                    return False
+                basename = path[path.rfind("/") + 1 :] or "/"
+                self._db.execute(_CLAIM, (*key[:2], location.local, key[2], to_db(basename), token))
+        except sqlite3.Error as exc:
+            raise ConfigurationError(f"cannot write the catalog {self.path!r}: {exc}") from exc
+        return True
 
     def leave_temporary(self, replica: DataLocation) -> None:
         """Give up a temporary this process could not remove: owned by nobody, it is stale."""

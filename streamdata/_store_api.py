@@ -52,6 +52,9 @@ class CatalogStore(Protocol):
     def reap(self, catalog: RemotePathMapper) -> None:
         """Invalidate replicas that other processes were writing when they died."""
 
+    def claim(self, location: ExecutionLocation, path: str) -> bool:
+        """Take the destination ``path`` for a copy; False if another live process has it."""
+
     def put_replica(self, replica: DataLocation) -> None:
         """Record a new or changed replica (type, implied, pending)."""
 

@@ -1,12 +1,13 @@
 """A process that uses a shared catalog file, started by tests/test_shared_catalog.py.
 
 python tests/catalog_worker.py CATALOG register NAME COUNT
-    registers COUNT paths /NAME/<i> on location NAME (deployment "site"), relates
-    each to the one before, invalidates every third, then prints "done"
-python tests/catalog_worker.py CATALOG copy SRC DST [BYTES_PER_SECOND]
-    registers SRC on the local location and copies it to DST on location "slow"
-    (through the stream path, at that bandwidth when given); prints "copying"
-    before and "done" after
+    opens the catalog, prints "ready", waits for the file CATALOG.go, then registers
+    COUNT paths /NAME/<i> on location NAME (deployment "site"), relates each to the one
+    before, invalidates every third, and prints "done"
+python tests/catalog_worker.py CATALOG copy SRC DST [BYTES_PER_SECOND [go]]
+    registers SRC on the local location, prints "ready" (with "go", then waits for the
+    file CATALOG.go) and copies it to DST on location "slow" (through the stream path, at
+    that bandwidth when given); prints "copying" before and "done" after
 """
 
 from __future__ import annotations
@@ -41,11 +42,14 @@ def register(catalog: str, name: str, count: int) -> None:
     print("done", flush=True)
 
 
-async def copy(catalog: str, src: str, dst: str, bandwidth: float | None) -> None:
+async def copy(catalog: str, src: str, dst: str, bandwidth: float | None, go: bool) -> None:
     """Copy one local file through the streaming path, slowly if asked."""
     slow = FaultyConnector(LocalConnector(), bandwidth=bandwidth, own_filesystem=True)
     async with DataManager({"local": LocalConnector(), "slow": slow}, catalog=catalog) as dm:
         dm.register_path(LOCAL, src)
+        print("ready", flush=True)
+        while go and not os.path.exists(catalog + ".go"):  # noqa: ASYNC110 -- another process makes it
+            await asyncio.sleep(0.002)
         print("copying", flush=True)
         await dm.transfer_data(LOCAL, src, [SLOW], dst)
     print("done", flush=True)
@@ -58,7 +62,7 @@ def main(argv: list[str]) -> None:
         register(catalog, args[0], int(args[1]))
     elif command == "copy":
         bandwidth = float(args[2]) if len(args) > 2 else None
-        asyncio.run(copy(catalog, args[0], args[1], bandwidth))
+        asyncio.run(copy(catalog, args[0], args[1], bandwidth, args[3:4] == ["go"]))
     else:
         raise SystemExit(f"unknown command {command!r}")
 

@@ -335,3 +335,41 @@ def test_another_managers_invalidation_and_new_registration_are_applied(tmp_path
     assert _refreshed(reader, "/y") == {"/y"}
     asyncio.run(reader.close())
     asyncio.run(writer.close())
+
+
+def test_identical_transfers_started_at_once_copy_once(tmp_path: Path) -> None:
+    """3 processes start the same transfer at the same instant: one copies, two wait."""
+    db = str(tmp_path / "catalog.sqlite")
+    DataManager(catalog=db)
+    (tmp_path / "dst").mkdir()
+    source = tmp_path / "data"
+    source.write_bytes(os.urandom(1_200_000))
+    processes = [
+        _start(db, "copy", str(source), str(tmp_path / "dst"), "1000000", "go") for _ in range(3)
+    ]
+    for process in processes:
+        assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+    Path(db + ".go").touch()
+    temporaries: set[str] = set()
+    while any(process.poll() is None for process in processes):
+        temporaries.update(_temporaries(tmp_path / "dst"))
+        time.sleep(0.005)
+    for process in processes:
+        assert _finish(process).splitlines()[-1] == "done"
+    assert len(temporaries) == 1  # one copy was written
+    assert (tmp_path / "dst" / "data").read_bytes() == source.read_bytes()
+
+
+def test_a_destination_is_claimed_by_one_live_process_at_a_time(tmp_path: Path) -> None:
+    """Two stores on one file: the second cannot claim what the first holds until it closes."""
+    from streamdata._store import SQLiteStore
+
+    db = str(tmp_path / "catalog.sqlite")
+    first, second = SQLiteStore(db), SQLiteStore(db)
+    assert first.claim(SLOW, "/data/out")
+    assert first.claim(SLOW, "/data/out")  # its own claim, again
+    assert not second.claim(SLOW, "/data/out")
+    assert second.claim(SLOW, "/data/other")
+    first.close()  # as if its process died: the claim lapses
+    assert second.claim(SLOW, "/data/out")
+    second.close()

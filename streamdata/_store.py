@@ -126,8 +126,8 @@ def check_integrity(db: sqlite3.Connection, budget: float = CHECK_SECONDS) -> No
     """Run ``PRAGMA quick_check`` on an opened file, for at most ``budget`` seconds.
 
     A damaged b-tree page would otherwise be read as missing rows, silently. The check
-    reads every page once (about 0.3 s for 10^6 replicas); past the budget it stops and
-    the file is used as it is (loading still fails on a page it cannot read).
+    reads every page once (0.18 s for 2x10^5 replicas, 27 MiB, here); past the budget it
+    stops and the file is used as it is (loading still fails on a page it cannot read).
 
     Raises:
         sqlite3.DatabaseError: If the file is damaged (with the first faults found).

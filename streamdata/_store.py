@@ -120,6 +120,7 @@ _TYPE_CASE = " ".join(
 )
 _LOAD_ROWS = 50_000  # replica rows fetched and restored at a time
 _FLUSH_ROWS = 10_000  # queued rows written at once; bounds the memory of a long batch
+_PRUNE_EVERY = 1_000  # write transactions between prunings of the change feed
 
 
 def check_integrity(db: sqlite3.Connection, budget: float = CHECK_SECONDS) -> None:
@@ -176,6 +177,7 @@ class SQLiteStore:
         self._batches = 0
         self._closed = False
         self._seen = 0  # the last change applied to the in-memory catalog
+        self._writes = 0
         self._data_version: int | None = None
         self._locations: dict[tuple[str, str, int], ExecutionLocation] = {}
         # replicas other live processes are writing, with their owner tokens
@@ -227,10 +229,17 @@ class SQLiteStore:
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[None]:
-        """One short write transaction (BEGIN IMMEDIATE: never a stale snapshot to upgrade)."""
+        """One short write transaction (BEGIN IMMEDIATE: never a stale snapshot to upgrade).
+
+        Every :data:`_PRUNE_EVERY` writes, it also drops old changes from the feed, so a
+        catalog that stays open for months keeps a bounded feed.
+        """
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield
+            self._writes += 1
+            if self._writes % _PRUNE_EVERY == 0:
+                feed.prune(self._db)
         except BaseException:
             self._db.execute("ROLLBACK")
             raise

@@ -373,3 +373,27 @@ def test_a_destination_is_claimed_by_one_live_process_at_a_time(tmp_path: Path) 
     first.close()  # as if its process died: the claim lapses
     assert second.claim(SLOW, "/data/out")
     second.close()
+
+
+def test_a_manager_behind_the_kept_changes_reads_everything_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the feed was pruned past what a manager has seen, it re-reads every row."""
+    from streamdata import _store_feed
+
+    monkeypatch.setattr(_store_feed, "KEEP_CHANGES", 2)
+    db = tmp_path / "catalog.sqlite"
+    reader, writer = DataManager(catalog=db), DataManager(catalog=db)
+    location = ExecutionLocation("a", "site")
+    for index in range(20):
+        writer.register_path(location, f"/data/f{index}")
+    writer.invalidate_location(location, "/data/f3")
+    with sqlite3.connect(db) as connection:
+        _store_feed.prune(connection)
+        first = connection.execute("SELECT min(seq) FROM changes").fetchone()[0]
+    connection.close()
+    assert first > 10  # the reader's changes are gone from the feed
+    assert _refreshed(reader, "/data/f19") == {"/data/f19"}
+    assert _refreshed(reader, "/data/f3") == set()
+    asyncio.run(reader.close())
+    asyncio.run(writer.close())

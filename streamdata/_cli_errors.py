@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 
 import click
 
+from ._cli_output import printable
 from ._cli_sites import SitesError
 from ._errors import ConfigurationError, StreamDataError
 
@@ -39,6 +40,7 @@ def exit_code(error: BaseException) -> int:
 
 
 def message(error: BaseException) -> str:
+    """The one-line text of ``error``, names escaped (:func:`~._cli_output.printable`)."""
     error = first_leaf(error)
     if isinstance(error, click.UsageError):
         text = error.format_message()
@@ -52,7 +54,7 @@ def message(error: BaseException) -> str:
         text = f"{error.strerror or error}" + (f": {error.filename}" if error.filename else "")
     else:
         text = f"internal error: {type(error).__name__}: {error}"
-    return " ".join(text.split())
+    return printable(text.strip(), backslashes=False)
 
 
 def wants_debug(args: Sequence[str]) -> bool:

@@ -18,6 +18,14 @@ Options valid everywhere: ``--sites FILE`` (default ``./streamdata.toml``, else
 ``--catalog FILE`` (default ``$XDG_DATA_HOME/streamdata/catalog.sqlite``), ``--json``,
 ``--debug``. Exit codes: 0 success, 1 the operation failed, 2 usage or configuration
 error. Errors are one line on standard error (a traceback too with ``--debug``).
+
+Names are data. In tables, lines and errors, control characters and bytes that are not
+UTF-8 are shown escaped as ``ls -b`` shows them (``\\033``, ``\\n``, ``\\377``, a
+backslash as ``\\\\``; see :func:`streamdata._cli_output.printable`), so no file name
+can drive the terminal. ``--json`` keeps every name exact: a path is its
+:func:`os.fsdecode` form, so an undecodable byte is a lone surrogate, which JSON writes as
+its escape (``\\udcff`` for the byte ``0xff``); ``os.fsencode(json.loads(...))`` gives
+the original bytes back.
 """
 
 from __future__ import annotations
@@ -46,7 +54,7 @@ from ._cli_errors import (
     message,
     wants_debug,
 )
-from ._cli_output import ReplicaRow, emit_json, replica_table
+from ._cli_output import ReplicaRow, emit_json, plain, printable, replica_table
 from ._cli_sites import Sites, default_sites_path, load_sites, parse_address
 
 __all__ = ["cli", "default_catalog_path", "main"]
@@ -185,17 +193,20 @@ def sites(ctx: click.Context) -> None:
 
 def _print_sites(rows: Sequence[dict[str, Any]], source: str | None) -> None:
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=f"sites from {source or '(built-in defaults)'}", title_justify="left")
+    title = plain(f"sites from {source or '(built-in defaults)'}")
+    table = Table(title=title, title_justify="left")
     for column in ("deployment", "type", "location", "address", "host key"):
         table.add_column(column)
     for row in rows:
-        address, key = "this machine", "-"
+        address, key = "this machine", Text("-")
         if row["host"] is not None:
             user = f"{row['username']}@" if row["username"] else ""
             address = f"{user}{row['host']}:{row['port']}"
-            key = "checked" if row["check_host_key"] else "[red]NOT checked[/red]"
-        table.add_row(row["deployment"], row["type"], row["location"], address, key)
+            key = Text("checked") if row["check_host_key"] else Text("NOT checked", "red")
+        cells = (row["deployment"], row["type"], row["location"], address)
+        table.add_row(*(plain(cell) for cell in cells), key)
     _stdout().print(table)
 
 
@@ -232,8 +243,10 @@ def cp(ctx: click.Context, paths: tuple[str, ...], writable: bool) -> None:
         for destination in record["destinations"]:
             verb = "linked" if destination["type"] == "SYMBOLIC_LINK" else "copied"
             _stdout().print(
-                f"{verb} {source['location']}:{source['path']} -> "
-                f"{destination['location']}:{destination['path']}",
+                printable(
+                    f"{verb} {source['location']}:{source['path']} -> "
+                    f"{destination['location']}:{destination['path']}"
+                ),
                 highlight=False,
                 markup=False,
             )
@@ -308,7 +321,9 @@ def check(
 
 def _print_report(report: CheckReport) -> None:
     out = _stdout()
-    out.print(f"checked {report.path} on {report.location}", highlight=False)
+    out.print(
+        printable(f"checked {report.path} on {report.location}"), highlight=False, markup=False
+    )
     sections = (
         ("missing", report.missing),
         ("orphans", report.orphans),
@@ -318,7 +333,7 @@ def _print_report(report: CheckReport) -> None:
     for title, items in sections:
         out.print(f"  {title}: {len(items)}", highlight=False)
         for item in items:
-            out.print(f"    {item}", highlight=False, markup=False)
+            out.print(f"    {printable(item)}", highlight=False, markup=False)
 
 
 @cli.command()

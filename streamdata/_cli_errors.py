@@ -15,7 +15,7 @@ import click
 
 from ._cli_output import printable
 from ._cli_sites import SitesError
-from ._errors import ConfigurationError, StreamDataError
+from ._errors import ConfigurationError, ConnectorError, StreamDataError, TransferError
 
 __all__ = [
     "EXIT_FAILED",
@@ -25,6 +25,7 @@ __all__ = [
     "first_leaf",
     "logging_to_stderr",
     "message",
+    "tool_output",
     "wants_debug",
 ]
 
@@ -55,6 +56,32 @@ def message(error: BaseException) -> str:
     else:
         text = f"internal error: {type(error).__name__}: {error}"
     return printable(text.strip(), backslashes=False)
+
+
+def tool_output(error: BaseException) -> list[str]:
+    """The whole standard error of every failed tool behind ``error``, for ``--debug``.
+
+    One-line messages quote only the most telling line of it
+    (:attr:`~streamdata.ConnectorError.details`); this looks through exception groups,
+    the causes of a :class:`~streamdata.TransferError` and chained exceptions.
+    """
+    found: list[str] = []
+    pending: list[BaseException] = [error]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ConnectorError) and current.details:
+            where = f" ({current.host})" if current.host else ""
+            found.append(f"standard error of the failed command{where}:\n{current.details}")
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+        if isinstance(current, TransferError):
+            pending.extend(current.failures.values())
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+    return found
 
 
 def wants_debug(args: Sequence[str]) -> bool:

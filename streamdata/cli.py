@@ -17,7 +17,9 @@ Options valid everywhere: ``--sites FILE`` (default ``./streamdata.toml``, else
 ``~/.config/streamdata/sites.toml``; see :mod:`streamdata._cli_sites` for its schema),
 ``--catalog FILE`` (default ``$XDG_DATA_HOME/streamdata/catalog.sqlite``), ``--json``,
 ``--debug``. Exit codes: 0 success, 1 the operation failed, 2 usage or configuration
-error. Errors are one line on standard error (a traceback too with ``--debug``).
+error. Errors are one line on standard error; a failed tool (``cp``, ``tar``, a remote
+shell) is quoted by its most telling line, and ``--debug`` adds the traceback and all it
+said.
 
 Names are data. In tables, lines and errors, control characters and bytes that are not
 UTF-8 are shown escaped as ``ls -b`` shows them (``\\033``, ``\\n``, ``\\377``, a
@@ -52,6 +54,7 @@ from ._cli_errors import (
     first_leaf,
     logging_to_stderr,
     message,
+    tool_output,
     wants_debug,
 )
 from ._cli_output import ReplicaRow, emit_json, plain, printable, replica_table
@@ -404,6 +407,8 @@ def _main(argv: list[str], debug: bool) -> int:
     except Exception as error:
         if debug:
             traceback.print_exc()
+            for text in tool_output(error):
+                click.echo(f"streamdata: {text}", err=True)
         click.echo(f"streamdata: error: {message(error)}", err=True)
         return exit_code(first_leaf(error))
     return status if isinstance(status, int) else EXIT_OK

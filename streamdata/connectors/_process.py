@@ -12,11 +12,11 @@ import signal
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 
 from .._errors import ConnectorError
+from ._stderr import StderrBuffer, summarize
 
 __all__ = ["feed_process", "read_process", "run_process"]
 
 _READ_SIZE = 1 << 20
-_STDERR_LIMIT = 4096
 
 
 async def _spawn(
@@ -50,7 +50,12 @@ async def _drain_and_wait(process: asyncio.subprocess.Process) -> None:
     await process.wait()
 
 
-def _check(process: asyncio.subprocess.Process, stderr: bytes, what: str) -> None:
+def _check(process: asyncio.subprocess.Process, stderr: str, what: str) -> None:
+    """Raise if ``process`` failed, quoting the most telling line of ``stderr``.
+
+    Raises:
+        ConnectorError: If it exited non-zero or was killed; ``details`` holds ``stderr``.
+    """
     code = process.returncode
     if code is None or code == 0:
         return
@@ -62,8 +67,17 @@ def _check(process: asyncio.subprocess.Process, stderr: bytes, what: str) -> Non
             status = f"killed by signal {-code}"
     else:
         status = f"exit status {code}"
-    message = stderr.decode(errors="replace").strip()[-_STDERR_LIMIT:]
-    raise ConnectorError(f"cannot {what}: {status}" + (f": {message}" if message else ""))
+    summary = summarize(stderr)
+    raise ConnectorError(
+        f"cannot {what}: {status}" + (f": {summary}" if summary else ""), details=stderr or None
+    )
+
+
+def _kept(stderr: bytes) -> str:
+    """The start and end of ``stderr`` (see :class:`StderrBuffer`), decoded."""
+    buffer = StderrBuffer()
+    buffer.feed(stderr)
+    return buffer.text()
 
 
 async def run_process(command: Sequence[str], *, what: str) -> None:
@@ -79,14 +93,14 @@ async def run_process(command: Sequence[str], *, what: str) -> None:
         _, stderr = await process.communicate()
     finally:
         await _reap(process)
-    _check(process, stderr, what)
+    _check(process, _kept(stderr), what)
 
 
 @contextlib.asynccontextmanager
 async def read_process(command: Sequence[str], *, what: str) -> AsyncIterator[AsyncIterator[bytes]]:
     """Run ``command`` and expose its standard output as chunks.
 
-    Its standard error is read at the same time (its tail kept for the error message), so
+    Its standard error is read at the same time (its start and end kept for the error), so
     a command that complains a lot cannot stall on a full pipe. Leaving the context early
     kills the command and waits for it.
 
@@ -114,16 +128,16 @@ async def read_process(command: Sequence[str], *, what: str) -> AsyncIterator[As
                 stderr_task.exception()  # retrieved: a failure shows in the exit status
 
 
-async def _tail(stream: asyncio.StreamReader) -> bytes:
-    """Everything ``stream`` says, only the last few KiB kept."""
-    kept = b""
+async def _tail(stream: asyncio.StreamReader) -> str:
+    """Everything ``stream`` says, its first and last few KiB kept."""
+    kept = StderrBuffer()
     while chunk := await stream.read(_READ_SIZE):
-        kept = (kept + chunk)[-_STDERR_LIMIT:]
-    return kept
+        kept.feed(chunk)
+    return kept.text()
 
 
 async def _stdout_chunks(
-    process: asyncio.subprocess.Process, stderr_task: asyncio.Future[bytes], what: str
+    process: asyncio.subprocess.Process, stderr_task: asyncio.Future[str], what: str
 ) -> AsyncIterator[bytes]:
     assert process.stdout is not None
     while chunk := await process.stdout.read(_READ_SIZE):
@@ -145,7 +159,7 @@ async def feed_process(command: Sequence[str], chunks: AsyncIterable[bytes], *, 
     assert process.stdin is not None
     assert process.stderr is not None
     try:
-        stderr_task = asyncio.ensure_future(process.stderr.read())
+        stderr_task = asyncio.ensure_future(_tail(process.stderr))
         try:
             async for chunk in chunks:
                 process.stdin.write(chunk)
@@ -161,7 +175,7 @@ async def feed_process(command: Sequence[str], chunks: AsyncIterable[bytes], *, 
     _check(process, stderr, what)
 
 
-async def _finish(stderr_task: asyncio.Future[bytes], process: asyncio.subprocess.Process) -> bytes:
+async def _finish(stderr_task: asyncio.Future[str], process: asyncio.subprocess.Process) -> str:
     if process.returncode is None:
         with contextlib.suppress(ProcessLookupError):
             process.kill()

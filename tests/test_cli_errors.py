@@ -18,6 +18,7 @@ import sys
 import uuid
 from pathlib import Path
 
+import asyncssh
 import pytest
 from test_cli import Env, Result, _closed_port, _one_line_error, _sites_text
 
@@ -129,3 +130,52 @@ async def test_parents_that_cannot_be_made_report_the_real_cause(
     assert "No such file" not in result.err and "not a directory" not in result.err
     assert "Permission denied" in result.err or "not permitted" in result.err, result.err
     assert blocked in result.err
+
+
+def _with_known_hosts(env: Env, server: AsyncSSHTestServer, known_hosts: Path) -> None:
+    """Point the sites file's SSH deployments at another known_hosts file."""
+    text = _sites_text(server, _closed_port())
+    env.sites.write_text(text.replace(str(server.known_hosts), str(known_hosts)))
+
+
+async def test_changed_and_unknown_host_keys_are_told_apart(
+    env: Env, ssh_server: AsyncSSHTestServer
+) -> None:
+    """A key other than the recorded one is called a change and a possible attack; a host
+    the file does not know, or a missing file, is called unknown; each names the file."""
+    source = env.file("src/f.txt")
+    target = f"remote:{env.root}/copy.txt"
+    other = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode().strip()
+    changed = env.root / "changed_known_hosts"
+    changed.write_text(f"[127.0.0.1]:{ssh_server.port} {other}\n")
+    _with_known_hosts(env, ssh_server, changed)
+    result = await env.run("cp", source, target)
+    _one_line_error(result, 1)
+    assert "CHANGED" in result.err and "man-in-the-middle" in result.err
+    assert str(changed) in result.err and "is unknown" not in result.err
+    unknown = env.root / "unknown_known_hosts"
+    unknown.write_text(f"[192.0.2.1]:22 {other}\n")
+    _with_known_hosts(env, ssh_server, unknown)
+    result = await env.run("cp", source, target)
+    _one_line_error(result, 1)
+    assert "is unknown" in result.err and str(unknown) in result.err
+    assert "CHANGED" not in result.err and "attack" not in result.err
+    missing = env.root / "missing_known_hosts"
+    _with_known_hosts(env, ssh_server, missing)
+    result = await env.run("cp", source, target)
+    _one_line_error(result, 1)
+    assert "is unknown" in result.err and str(missing) in result.err
+    assert "does not exist" in result.err
+    assert not (env.root / "copy.txt").exists()
+
+
+async def test_a_missing_client_key_is_a_configuration_error(
+    env: Env, ssh_server: AsyncSSHTestServer
+) -> None:
+    """A client key file that does not exist: exit 2, one line naming it, no raw errno."""
+    missing = env.root / "no_such_key"
+    env.sites.write_text(env.sites.read_text().replace(str(ssh_server.client_key), str(missing)))
+    result = await env.run("cp", env.file("src/f.txt"), f"remote:{env.root}/copy.txt")
+    _one_line_error(result, 2)
+    assert str(missing) in result.err and "client key" in result.err
+    assert "Errno" not in result.err

@@ -1,6 +1,7 @@
 """Errors and logging of the ``streamdata`` command: one line per error, exit codes.
 
-Exit codes: 0 success, 1 the operation failed, 2 usage or configuration error.
+Exit codes: 0 success, 1 the operation failed, 2 usage or configuration error (also when
+a destination failed because of the configuration, e.g. a missing client key file).
 """
 
 from __future__ import annotations
@@ -33,10 +34,15 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def exit_code(error: BaseException) -> int:
+    """2 for usage and configuration errors, also when they made destinations fail; else 1."""
     if isinstance(error, click.ClickException):
         return EXIT_USAGE if isinstance(error, click.UsageError) else error.exit_code
     if isinstance(error, SitesError | ConfigurationError | ValueError | TypeError):
         return EXIT_USAGE
+    if isinstance(error, TransferError) and any(
+        isinstance(cause, ConfigurationError) for cause in error.failures.values()
+    ):
+        return EXIT_USAGE  # e.g. a missing client key made a destination fail
     return EXIT_FAILED
 
 

@@ -36,7 +36,7 @@ import asyncio
 import os
 import sys
 import traceback
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -59,6 +59,7 @@ from ._cli_errors import (
 )
 from ._cli_output import ReplicaRow, emit_json, plain, printable, replica_table
 from ._cli_sites import Sites, default_sites_path, load_sites, parse_address
+from ._models import ExecutionLocation
 
 __all__ = ["cli", "default_catalog_path", "main"]
 
@@ -229,7 +230,9 @@ def cp(ctx: click.Context, paths: tuple[str, ...], writable: bool) -> None:
     locations for one path: DEP1:LOC1,DEP2:/path. A source unknown to the catalog is
     registered first. With several sources, DST is a directory receiving each of them.
     On the source's own location, or where a replica of the data already is, a symbolic
-    link is made instead of a second copy (unless --writable).
+    link is made instead of a second copy (unless --writable). A destination that fails
+    does not stop the others: they are copied, and the command exits 1 naming the failed
+    ones (--json gives the outcome of every destination).
     """
     if len(paths) < 2:
         raise click.UsageError("cp needs at least one SRC and a DST", ctx)
@@ -237,13 +240,36 @@ def cp(ctx: click.Context, paths: tuple[str, ...], writable: bool) -> None:
     known = settings.load_sites()
     sources = [parse_address(known, text) for text in paths[:-1]]
     target = parse_address(known, paths[-1])
-    records = _run(ops.copy(settings.session(known), sources, target, writable=writable))
+    copying = ops.copy(settings.session(known), sources, target, writable=writable)
+    _run_then_print(copying, lambda records, _: _print_copies(settings, records))
+
+
+def _run_then_print(
+    coroutine: Coroutine[Any, Any, _T],
+    show: Callable[[_T, Mapping[ExecutionLocation, BaseException]], None],
+) -> None:
+    """Run an operation and show its result and failures, also when some destinations failed.
+
+    Raises:
+        PartlyFailed: After showing what was done, if some destinations failed.
+    """
+    try:
+        result = _run(coroutine)
+    except ops.PartlyFailed as failed:
+        show(failed.result, failed.failures)
+        raise
+    show(result, {})
+
+
+def _print_copies(settings: Settings, records: list[dict[str, Any]]) -> None:
     if settings.json:
         emit_json(_stdout(), {"copies": records})
         return
     for record in records:
         source = record["source"]
         for destination in record["destinations"]:
+            if not destination["ok"]:
+                continue  # named by the error line
             verb = "linked" if destination["type"] == "SYMBOLIC_LINK" else "copied"
             _stdout().print(
                 printable(
@@ -348,12 +374,30 @@ def _print_report(report: CheckReport) -> None:
 def replicate(
     ctx: click.Context, path: str, locations: tuple[str, ...], dst_path: str | None
 ) -> None:
-    """Make sure every LOCATION (DEPLOYMENT[:LOCATION]) holds a replica of PATH."""
+    """Make sure every LOCATION (DEPLOYMENT[:LOCATION]) holds a replica of PATH.
+
+    A location that fails does not stop the others; the command then exits 1 naming it.
+    """
     settings = Settings.of(ctx)
     known = settings.load_sites()
     targets = list(dict.fromkeys(known.resolve(spec) for spec in locations))
-    rows = _run(ops.replicate(settings.session(known), path, targets, dst_path))
-    _print_rows(settings, rows, f"replicas of {path}")
+    replicating = ops.replicate(settings.session(known), path, targets, dst_path)
+    _run_then_print(
+        replicating, lambda rows, failed: _print_replicated(settings, path, rows, failed)
+    )
+
+
+def _print_replicated(
+    settings: Settings,
+    path: str,
+    rows: Sequence[ReplicaRow],
+    failures: Mapping[ExecutionLocation, BaseException],
+) -> None:
+    if not settings.json:
+        _print_rows(settings, rows, f"replicas of {path}")
+        return
+    failed = [{"location": str(where), "error": str(cause)} for where, cause in failures.items()]
+    emit_json(_stdout(), {"replicas": [_row_record(row) for row in rows], "failures": failed})
 
 
 @cli.command()

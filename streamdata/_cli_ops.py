@@ -100,11 +100,21 @@ async def _landing(
     path: str,
     basename: str,
     broken: dict[ExecutionLocation, BaseException],
+    *,
+    into: str | None = None,
 ) -> tuple[dict[ExecutionLocation, str], dict[ExecutionLocation, BaseException]]:
     """Where the data will land on each destination (cp rules), or why it cannot.
 
     A destination that fails to answer is left out (and added to ``broken``, so that it
     is not asked again for the next source); the others go on without it.
+
+    Args:
+        session: The session.
+        locations: The destinations.
+        path: The destination path given to ``transfer_data``.
+        basename: The source's name.
+        broken: Destinations that failed already, with their errors.
+        into: A directory to create first on each destination (``DST/``).
 
     Returns:
         The destinations that answered, with their final paths; those that did not, with
@@ -114,7 +124,10 @@ async def _landing(
     async def one(location: ExecutionLocation) -> str:
         if location in broken:
             raise broken[location]
-        entry = await session.connectors[location.deployment].stat(location, path)
+        connector = session.connectors[location.deployment]
+        if into is not None:  # creates the parents of into/basename: into itself
+            await connector.prepare_destination(location, posixpath.join(into, basename), basename)
+        entry = await connector.stat(location, path)
         is_directory = entry is not None and entry.kind is EntryKind.DIRECTORY
         return posixpath.join(path, basename) if is_directory else path
 
@@ -159,9 +172,11 @@ async def copy(
 
     With several sources, ``target.path`` is a directory that receives each of them.
     ``writable`` asks for independent copies (never links, not related to the source).
-    A destination that fails (unreachable, a path that cannot be made) does not stop the
-    others, as in :meth:`DataManager.transfer_data`; a source none of whose destinations
-    answers is not registered.
+    A target path ending in ``/`` is a directory, made on each destination if missing,
+    that receives the source (links included). A destination that fails (unreachable, a
+    path that cannot be made) does not stop the others, as in
+    :meth:`DataManager.transfer_data`; a source none of whose destinations answers is not
+    registered.
 
     Returns:
         One record per source: the source, and per destination its location, final path,
@@ -178,6 +193,7 @@ async def copy(
             raise SitesError(f"the source {source} must name exactly one location")
         _require_absolute(source.path)
     dst_path = _require_absolute(target.path)
+    into = _directory_meant(target.path)
     async with session.manager() as manager:
         entries = [
             await _existing(session, s.locations[0], normalize_path(s.path)) for s in sources
@@ -188,7 +204,7 @@ async def copy(
             path = normalize_path(source.path)
             basename = posixpath.basename(path)
             land = posixpath.join(dst_path, basename) if len(sources) > 1 else dst_path
-            landing = await _landing(session, target.locations, land, basename, broken)
+            landing = await _landing(session, target.locations, land, basename, broken, into=into)
             plans.append(_Plan(source.locations[0], path, entry, land, *landing))
         records = await _run_copies(session, manager, plans, writable)
     failures = {where: cause for plan in plans for where, cause in plan.failures.items()}
@@ -196,6 +212,16 @@ async def copy(
         total = len(plans) * len(target.locations)
         raise PartlyFailed("cp", total, _first_per_location(plans), records)
     return records
+
+
+def _directory_meant(path: str) -> str | None:
+    """``DST/`` means "into the directory DST" (made if missing), as in rsync and scp.
+
+    The library normalises paths, so the slash is read here. Returns the normalised
+    directory, or None when ``path`` has no trailing slash (or is ``/``).
+    """
+    directory = normalize_path(path)
+    return directory if path.endswith("/") and directory != "/" else None
 
 
 def _first_per_location(plans: Sequence[_Plan]) -> dict[ExecutionLocation, BaseException]:
@@ -328,6 +354,8 @@ async def replicate(
     """
     path = _require_absolute(path)
     target = _require_absolute(dst_path) if dst_path is not None else path
+    if dst_path is not None and _directory_meant(dst_path) is not None:
+        target = posixpath.join(target, posixpath.basename(path))  # DST/: into DST
     async with session.manager() as manager:
         known = manager.get_data_locations(path, location_type=DataType.PRIMARY)
         if not known:

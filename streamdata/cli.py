@@ -11,7 +11,9 @@ Subcommands::
 
 Addresses are ``/path`` (the built-in ``local`` deployment), ``DEPLOYMENT:/path`` (a
 deployment with one location), ``DEPLOYMENT:LOCATION:/path``, or several locations for one
-path: ``cluster:login1,cloud:/data``. Locations are ``DEPLOYMENT[:LOCATION]``.
+path: ``cluster:login1,cloud:/data``. Locations are ``DEPLOYMENT[:LOCATION]``. A
+destination path ending in ``/`` means "into this directory" (made if missing), as in
+rsync and scp: ``streamdata cp /x/file site:/y/out/`` makes ``/y/out/file``.
 
 Options valid everywhere: ``--sites FILE`` (default ``./streamdata.toml``, else
 ``~/.config/streamdata/sites.toml``; see :mod:`streamdata._cli_sites` for its schema),
@@ -228,7 +230,8 @@ def cp(ctx: click.Context, paths: tuple[str, ...], writable: bool) -> None:
 
     Addresses: /path, DEPLOYMENT:/path, DEPLOYMENT:LOCATION:/path, or several
     locations for one path: DEP1:LOC1,DEP2:/path. A source unknown to the catalog is
-    registered first. With several sources, DST is a directory receiving each of them.
+    registered first. With several sources, or a DST ending in /, DST is a directory
+    receiving each of them (made if missing).
     On the source's own location, or where a replica of the data already is, a symbolic
     link is made instead of a second copy (unless --writable). A destination that fails
     does not stop the others: they are copied, and the command exits 1 naming the failed
@@ -369,7 +372,11 @@ def _print_report(report: CheckReport) -> None:
 @_global_options
 @click.argument("path")
 @click.argument("locations", nargs=-1, required=True)
-@click.option("--dst-path", default=None, help="Destination path (default: PATH).")
+@click.option(
+    "--dst-path",
+    default=None,
+    help="Destination path (default: PATH); ending in /, a directory receiving PATH.",
+)
 @click.pass_context
 def replicate(
     ctx: click.Context, path: str, locations: tuple[str, ...], dst_path: str | None

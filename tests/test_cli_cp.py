@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -80,3 +81,25 @@ async def test_replicate_serves_the_locations_that_answer(env: Env) -> None:
     assert [(r["location"], r["path"]) for r in document["replicas"]] == [("remote:box", target)]
     assert [f["location"] for f in document["failures"]] == ["down:127.0.0.1"]
     assert Path(target).read_bytes() == b"r"
+
+
+async def test_a_trailing_slash_means_into_that_directory(env: Env) -> None:
+    """DST/ is a directory, made if missing, that receives the source, as with rsync and
+    scp: over SSH, to another local site, as a link on the source's own location, for a
+    tree, and for replicate --dst-path."""
+    source = env.file("src/f.txt", b"f")
+    result = await env.run("cp", source, f"remote:box,site:{env.root}/out/")
+    assert result.code == 0, result
+    assert (env.root / "out" / "f.txt").read_bytes() == b"f"
+    assert not (env.root / "out" / "f.txt").is_symlink()
+    linked = await env.run("cp", source, f"{env.root}/links/deeper/")
+    assert linked.code == 0, linked
+    assert linked.out.startswith("linked ")
+    assert os.readlink(env.root / "links" / "deeper" / "f.txt") == source
+    env.file("tree/sub/t.txt", b"t")
+    tree = await env.run("cp", str(env.root / "tree"), f"remote:box:{env.root}/trees/")
+    assert tree.code == 0, tree
+    assert (env.root / "trees" / "tree" / "sub" / "t.txt").read_bytes() == b"t"
+    placed = await env.run("replicate", source, "remote", "--dst-path", f"{env.root}/rep/")
+    assert placed.code == 0, placed
+    assert (env.root / "rep" / "f.txt").read_bytes() == b"f"

@@ -1,16 +1,22 @@
-"""Errors and logging of the ``streamdata`` command: one line per error, exit codes.
+"""Errors, signals and logging of the ``streamdata`` command: one line per error, exit codes.
 
 Exit codes: 0 success, 1 the operation failed, 2 usage or configuration error (also when
-a destination failed because of the configuration, e.g. a missing client key file).
+a destination failed because of the configuration, e.g. a missing client key file), 130
+interrupted (Ctrl-C, SIGINT), 143 terminated (SIGTERM). Both signals cancel the running
+operation, so its cleanup runs (temporaries are removed, helper processes killed) before
+the command exits; a second SIGTERM during that cleanup ends the command at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
+import signal
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
+from typing import Any, TypeVar
 
 import click
 
@@ -20,17 +26,64 @@ from ._errors import ConfigurationError, ConnectorError, StreamDataError, Transf
 
 __all__ = [
     "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
     "EXIT_OK",
+    "EXIT_TERMINATED",
     "EXIT_USAGE",
+    "Terminated",
     "exit_code",
     "first_leaf",
     "logging_to_stderr",
     "message",
+    "run",
     "tool_output",
     "wants_debug",
 ]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED, EXIT_TERMINATED = 128 + signal.SIGINT, 128 + signal.SIGTERM
+
+_T = TypeVar("_T")
+
+
+class Terminated(Exception):
+    """SIGTERM stopped the operation; it was cancelled and its cleanup has run."""
+
+
+def run(coroutine: Coroutine[Any, Any, _T]) -> _T:
+    """Run an operation to completion; SIGTERM cancels it as Ctrl-C does.
+
+    Raises:
+        Terminated: If SIGTERM arrived (after the operation's cleanup ran).
+        KeyboardInterrupt: If Ctrl-C arrived (likewise, by :func:`asyncio.run`).
+    """
+    return asyncio.run(_cancelled_on_sigterm(coroutine))
+
+
+async def _cancelled_on_sigterm(coroutine: Coroutine[Any, Any, _T]) -> _T:
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    received: list[bool] = []
+
+    def on_sigterm() -> None:
+        received.append(True)
+        loop.remove_signal_handler(signal.SIGTERM)  # a second one ends the process at once
+        if task is not None:
+            task.cancel()
+
+    try:
+        loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    except (NotImplementedError, RuntimeError, ValueError):  # no signals here (not main thread)
+        return await coroutine
+    try:
+        return await coroutine
+    except asyncio.CancelledError:
+        if not received or task is None:
+            raise
+        task.uncancel()
+        raise Terminated from None
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 def exit_code(error: BaseException) -> int:

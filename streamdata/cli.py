@@ -19,9 +19,10 @@ Options valid everywhere: ``--sites FILE`` (default ``./streamdata.toml``, else
 ``~/.config/streamdata/sites.toml``; see :mod:`streamdata._cli_sites` for its schema),
 ``--catalog FILE`` (default ``$XDG_DATA_HOME/streamdata/catalog.sqlite``), ``--json``,
 ``--debug``. Exit codes: 0 success, 1 the operation failed, 2 usage or configuration
-error. Errors are one line on standard error; a failed tool (``cp``, ``tar``, a remote
-shell) is quoted by its most telling line, and ``--debug`` adds the traceback and all it
-said.
+error, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM): either signal cancels the
+running operation, whose cleanup (temporaries, helper processes) runs before the exit.
+Errors are one line on standard error; a failed tool (``cp``, ``tar``, a remote shell)
+is quoted by its most telling line, and ``--debug`` adds the traceback and all it said.
 
 Names are data. In tables, lines and errors, control characters and bytes that are not
 UTF-8 are shown escaped as ``ls -b`` shows them (``\\033``, ``\\n``, ``\\377``, a
@@ -34,7 +35,6 @@ the original bytes back.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 import traceback
@@ -50,12 +50,16 @@ from . import _cli_ops as ops
 from ._check import CheckReport
 from ._cli_errors import (
     EXIT_FAILED,
+    EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_TERMINATED,
     EXIT_USAGE,
+    Terminated,
     exit_code,
     first_leaf,
     logging_to_stderr,
     message,
+    run,
     tool_output,
     wants_debug,
 )
@@ -157,7 +161,7 @@ def _global_options(function: _F) -> _F:
 
 
 def _run(coroutine: Coroutine[Any, Any, _T]) -> _T:
-    return asyncio.run(coroutine)
+    return run(coroutine)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -436,7 +440,8 @@ def main(args: Sequence[str] | None = None) -> int:
         args: The arguments (default: ``sys.argv[1:]``).
 
     Returns:
-        0 on success, 1 if the operation failed, 2 on a usage or configuration error.
+        0 on success, 1 if the operation failed, 2 on a usage or configuration error, 130
+        if interrupted (Ctrl-C), 143 if terminated (SIGTERM).
     """
     argv = list(sys.argv[1:] if args is None else args)
     debug = wants_debug(argv)
@@ -454,7 +459,10 @@ def _main(argv: list[str], debug: bool) -> int:
         return done.exit_code
     except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("streamdata: interrupted", err=True)
-        return 130
+        return EXIT_INTERRUPTED
+    except Terminated:
+        click.echo("streamdata: terminated", err=True)
+        return EXIT_TERMINATED
     except Exception as error:
         if debug:
             traceback.print_exc()

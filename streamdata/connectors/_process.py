@@ -2,14 +2,21 @@
 
 Arguments go to ``execve`` as a list, so no file name is ever interpreted. A process is
 killed and reaped when its caller is cancelled or leaves early: nothing outlives a call.
+Nor does it outlive this process: on Linux each one asks the kernel (``prctl`` with
+``PR_SET_PDEATHSIG``) for SIGKILL when its parent dies, so a ``cp -a`` does not go on
+writing, orphaned, after this process was killed with SIGKILL (or crashed).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import functools
+import os
 import signal
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+import sys
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 
 from .._errors import ConnectorError
 from ._stderr import StderrBuffer, summarize
@@ -17,6 +24,7 @@ from ._stderr import StderrBuffer, summarize
 __all__ = ["feed_process", "read_process", "run_process"]
 
 _READ_SIZE = 1 << 20
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 async def _spawn(
@@ -24,10 +32,48 @@ async def _spawn(
 ) -> asyncio.subprocess.Process:
     try:
         return await asyncio.create_subprocess_exec(
-            *command, stdin=stdin, stdout=stdout, stderr=asyncio.subprocess.PIPE
+            *command,
+            stdin=stdin,
+            stdout=stdout,
+            stderr=asyncio.subprocess.PIPE,
+            preexec_fn=_dying_with_parent(),
         )
     except OSError as exc:
         raise ConnectorError(f"cannot {what}: cannot run {command[0]!r}: {exc.strerror}") from exc
+
+
+def _dying_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child get SIGKILL when this process dies (Linux).
+
+    The kernel sends the signal when the *thread* that started the child ends: here the
+    event loop's, which outlives every child (each is reaped before its call returns).
+    If this process died between the fork and the ``prctl``, the child exits at once.
+    Elsewhere, None: nothing to do before ``exec``.
+    """
+    prctl = _prctl()
+    if prctl is None:
+        return None
+    parent = os.getpid()
+    arguments = [ctypes.c_ulong(value) for value in (signal.SIGKILL, 0, 0, 0)]
+
+    def arrange() -> None:  # in the child, between fork and exec: system calls only
+        prctl(_PR_SET_PDEATHSIG, *arguments)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return arrange
+
+
+@functools.cache
+def _prctl() -> Callable[..., int] | None:
+    """The C library's ``prctl``, on Linux; None elsewhere or when it cannot be found."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return function
 
 
 async def _reap(process: asyncio.subprocess.Process) -> None:

@@ -122,7 +122,8 @@ def tool_output(error: BaseException) -> list[str]:
 
     One-line messages quote only the most telling line of it
     (:attr:`~streamdata.ConnectorError.details`); this looks through exception groups,
-    the causes of a :class:`~streamdata.TransferError` and chained exceptions.
+    the causes of a :class:`~streamdata.TransferError` and chained exceptions. Each line
+    is escaped (:func:`~._cli_output.printable`): the tool may quote file names.
     """
     found: list[str] = []
     pending: list[BaseException] = [error]
@@ -134,7 +135,8 @@ def tool_output(error: BaseException) -> list[str]:
         seen.add(id(current))
         if isinstance(current, ConnectorError) and current.details:
             where = f" ({current.host})" if current.host else ""
-            found.append(f"standard error of the failed command{where}:\n{current.details}")
+            lines = (printable(line, backslashes=False) for line in current.details.splitlines())
+            found.append(f"standard error of the failed command{where}:\n" + "\n".join(lines))
         if isinstance(current, BaseExceptionGroup):
             pending.extend(current.exceptions)
         if isinstance(current, TransferError):

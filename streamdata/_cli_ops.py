@@ -207,10 +207,9 @@ async def copy(
             landing = await _landing(session, target.locations, land, basename, broken, into=into)
             plans.append(_Plan(source.locations[0], path, entry, land, *landing))
         records = await _run_copies(session, manager, plans, writable)
-    failures = {where: cause for plan in plans for where, cause in plan.failures.items()}
+    failures = _first_per_location(plans)
     if failures:
-        total = len(plans) * len(target.locations)
-        raise PartlyFailed("cp", total, _first_per_location(plans), records)
+        raise PartlyFailed("cp", len(target.locations), failures, records)
     return records
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import posixpath
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,12 +20,12 @@ from rich.console import Console
 from ._check import CheckReport
 from ._cli_output import ReplicaRow, TransferProgress, describe_replicas, tree_size
 from ._cli_sites import Address, Sites, SitesError
-from ._errors import DataNotFoundError
+from ._errors import DataNotFoundError, StreamDataError, TransferError
 from ._manager import DataManager
 from ._models import DataLocation, DataType, ExecutionLocation, normalize_path
 from .connectors._base import Connector, Entry, EntryKind
 
-__all__ = ["Session", "check", "copy", "list_replicas", "replicate"]
+__all__ = ["PartlyFailed", "Session", "check", "copy", "list_replicas", "replicate"]
 
 
 @dataclass
@@ -72,23 +72,97 @@ async def _existing(session: Session, location: ExecutionLocation, path: str) ->
     return entry
 
 
-async def _destination_paths(
-    session: Session, locations: Sequence[ExecutionLocation], path: str, basename: str
-) -> dict[ExecutionLocation, str]:
-    """Where the data will land on each destination (cp rules); checks they answer."""
+class PartlyFailed(TransferError):
+    """Some destinations failed; the others were served, as the library does.
+
+    Attributes:
+        result: What the operation returns, for every destination (``cp``) or for those
+            served (``replicate``): printed before the error line.
+    """
+
+    def __init__(
+        self,
+        command: str,
+        total: int,
+        failures: Mapping[ExecutionLocation, BaseException],
+        result: Any,
+    ) -> None:
+        causes = "; ".join(f"{where}: {cause}" for where, cause in failures.items())
+        super().__init__(
+            f"{command} failed for {len(failures)} of {total} destination(s): {causes}", failures
+        )
+        self.result = result
+
+
+async def _landing(
+    session: Session,
+    locations: Sequence[ExecutionLocation],
+    path: str,
+    basename: str,
+    broken: dict[ExecutionLocation, BaseException],
+    *,
+    into: str | None = None,
+) -> tuple[dict[ExecutionLocation, str], dict[ExecutionLocation, BaseException]]:
+    """Where the data will land on each destination (cp rules), or why it cannot.
+
+    A destination that fails to answer is left out (and added to ``broken``, so that it
+    is not asked again for the next source); the others go on without it.
+
+    Args:
+        session: The session.
+        locations: The destinations.
+        path: The destination path given to ``transfer_data``.
+        basename: The source's name.
+        broken: Destinations that failed already, with their errors.
+        into: A directory to create first on each destination (``DST/``).
+
+    Returns:
+        The destinations that answered, with their final paths; those that did not, with
+        the error.
+    """
 
     async def one(location: ExecutionLocation) -> str:
-        entry = await session.connectors[location.deployment].stat(location, path)
+        if location in broken:
+            raise broken[location]
+        connector = session.connectors[location.deployment]
+        if into is not None:  # creates the parents of into/basename: into itself
+            await connector.prepare_destination(location, posixpath.join(into, basename), basename)
+        entry = await connector.stat(location, path)
         is_directory = entry is not None and entry.kind is EntryKind.DIRECTORY
         return posixpath.join(path, basename) if is_directory else path
 
-    finals = await asyncio.gather(*(one(location) for location in locations))
-    return dict(zip(locations, finals, strict=True))
+    outcomes = await asyncio.gather(*(_outcome(one(where)) for where in locations))
+    finals = {where: o for where, o in zip(locations, outcomes, strict=True) if isinstance(o, str)}
+    failures: dict[ExecutionLocation, BaseException] = {
+        where: o for where, o in zip(locations, outcomes, strict=True) if not isinstance(o, str)
+    }
+    broken.update(failures)
+    return finals, failures
+
+
+async def _outcome(call: Awaitable[str]) -> str | StreamDataError:
+    """The result of ``call``, or the error the library raised on purpose."""
+    try:
+        return await call
+    except StreamDataError as exc:
+        return exc
 
 
 def _is_known(manager: DataManager, location: ExecutionLocation, path: str) -> bool:
     """True when a valid explicit replica on ``location`` holds ``path`` (or a parent)."""
     return manager._catalog.covering(location, path) is not None
+
+
+@dataclass
+class _Plan:
+    """One source of ``cp``, and where it goes."""
+
+    location: ExecutionLocation
+    path: str
+    entry: Entry
+    land: str  # the destination path given to transfer_data
+    finals: dict[ExecutionLocation, str]  # destinations that answered: where data lands
+    failures: dict[ExecutionLocation, BaseException]
 
 
 async def copy(
@@ -98,76 +172,125 @@ async def copy(
 
     With several sources, ``target.path`` is a directory that receives each of them.
     ``writable`` asks for independent copies (never links, not related to the source).
+    A target path ending in ``/`` is a directory, made on each destination if missing,
+    that receives the source (links included). A destination that fails (unreachable, a
+    path that cannot be made) does not stop the others, as in
+    :meth:`DataManager.transfer_data`; a source none of whose destinations answers is not
+    registered.
 
     Returns:
-        One record per source: source, bytes, and the destination paths.
+        One record per source: the source, and per destination its location, final path,
+        type, ``ok`` and ``error``.
 
     Raises:
         SitesError: If a source names several locations or a path is relative.
         DataNotFoundError: If a source does not exist.
-        ConnectorError: If a location cannot be reached.
-        TransferError: If a copy failed.
+        ConnectorError: If a source's location cannot be reached.
+        PartlyFailed: If some destinations failed; ``result`` holds the records.
     """
     for source in sources:
         if len(source.locations) != 1:
             raise SitesError(f"the source {source} must name exactly one location")
         _require_absolute(source.path)
     dst_path = _require_absolute(target.path)
+    into = _directory_meant(target.path)
     async with session.manager() as manager:
         entries = [
             await _existing(session, s.locations[0], normalize_path(s.path)) for s in sources
         ]
+        broken: dict[ExecutionLocation, BaseException] = {}
         plans = []
-        for source in sources:
+        for source, entry in zip(sources, entries, strict=True):
             path = normalize_path(source.path)
-            land = (
-                posixpath.join(dst_path, posixpath.basename(path)) if len(sources) > 1 else dst_path
-            )
-            finals = await _destination_paths(
-                session, target.locations, land, posixpath.basename(path)
-            )
-            plans.append((source.locations[0], path, land, finals))
-        return await _run_copies(session, manager, plans, entries, writable)
+            basename = posixpath.basename(path)
+            land = posixpath.join(dst_path, basename) if len(sources) > 1 else dst_path
+            landing = await _landing(session, target.locations, land, basename, broken, into=into)
+            plans.append(_Plan(source.locations[0], path, entry, land, *landing))
+        records = await _run_copies(session, manager, plans, writable)
+    failures = _first_per_location(plans)
+    if failures:
+        raise PartlyFailed("cp", len(target.locations), failures, records)
+    return records
+
+
+def _directory_meant(path: str) -> str | None:
+    """``DST/`` means "into the directory DST" (made if missing), as in rsync and scp.
+
+    The library normalises paths, so the slash is read here. Returns the normalised
+    directory, or None when ``path`` has no trailing slash (or is ``/``).
+    """
+    directory = normalize_path(path)
+    return directory if path.endswith("/") and directory != "/" else None
+
+
+def _first_per_location(plans: Sequence[_Plan]) -> dict[ExecutionLocation, BaseException]:
+    failures: dict[ExecutionLocation, BaseException] = {}
+    for plan in plans:
+        for where, cause in plan.failures.items():
+            failures.setdefault(where, cause)
+    return failures
 
 
 async def _run_copies(
-    session: Session,
-    manager: DataManager,
-    plans: Sequence[tuple[ExecutionLocation, str, str, dict[ExecutionLocation, str]]],
-    entries: Sequence[Entry],
-    writable: bool,
+    session: Session, manager: DataManager, plans: Sequence[_Plan], writable: bool
 ) -> list[dict[str, Any]]:
-    results: list[dict[str, Any]] = []
+    records: list[dict[str, Any]] = []
     with session.progress() as progress:
         remove = manager.add_listener(progress)
         try:
-            for (location, path, land, finals), entry in zip(plans, entries, strict=True):
-                if entry.kind is EntryKind.DIRECTORY:
-                    connector = session.connectors[location.deployment]
-                    progress.expect(location, path, *await tree_size(connector, location, path))
-                if not _is_known(manager, location, path):
-                    manager.register_path(location, path)
-                landed = await manager._transfer_data(location, path, list(finals), land, writable)
-                results.append(_copy_record(manager, location, path, {**finals, **landed}))
+            for plan in plans:
+                if plan.finals:
+                    await _copy_one(session, manager, progress, plan, writable)
+                records.append(_copy_record(manager, plan))
         finally:
             remove()
-    return results
+    return records
 
 
-def _copy_record(
+async def _copy_one(
+    session: Session,
     manager: DataManager,
-    location: ExecutionLocation,
-    path: str,
-    finals: dict[ExecutionLocation, str],
-) -> dict[str, Any]:
+    progress: TransferProgress,
+    plan: _Plan,
+    writable: bool,
+) -> None:
+    """Copy one source to the destinations that answered; failures go to ``plan``."""
+    location, path = plan.location, plan.path
+    if plan.entry.kind is EntryKind.DIRECTORY:
+        connector = session.connectors[location.deployment]
+        progress.expect(location, path, *await tree_size(connector, location, path))
+    if not _is_known(manager, location, path):
+        manager.register_path(location, path)
+    try:
+        landed = await manager._transfer_data(
+            location, path, list(plan.finals), plan.land, writable
+        )
+    except TransferError as exc:
+        if not exc.failures:
+            raise
+        plan.failures.update(exc.failures)
+    else:
+        plan.finals.update(landed)  # where each copy really is (e.g. the data was there)
+
+
+def _copy_record(manager: DataManager, plan: _Plan) -> dict[str, Any]:
     destinations = []
-    for where, final in finals.items():
+    for where in (*plan.finals, *(w for w in plan.failures if w not in plan.finals)):
+        final = plan.finals.get(where, plan.land)
+        cause = plan.failures.get(where)
         made = manager.get_data_locations(final, where.deployment, where.name)
         kinds = [r.data_type.name for r in made if r.path == final and r.location == where]
         destinations.append(
-            {"location": str(where), "path": final, "type": kinds[0] if kinds else "PRIMARY"}
+            {
+                "location": str(where),
+                "path": final,
+                "type": None if cause else (kinds[0] if kinds else "PRIMARY"),
+                "ok": cause is None,
+                "error": None if cause is None else str(cause),
+            }
         )
-    return {"source": {"location": str(location), "path": path}, "destinations": destinations}
+    source = {"location": str(plan.location), "path": plan.path}
+    return {"source": source, "destinations": destinations}
 
 
 async def list_replicas(session: Session, path: str) -> list[ReplicaRow]:
@@ -232,20 +355,45 @@ async def replicate(
     Raises:
         SitesError: If a path is relative.
         DataNotFoundError: If no valid replica of ``path`` is known.
-        ConnectorError: If a destination cannot be reached.
-        TransferError: If a copy failed.
+        PartlyFailed: If some locations failed (unreachable, or their copy failed); the
+            others are served, and ``result`` holds their rows.
     """
     path = _require_absolute(path)
     target = _require_absolute(dst_path) if dst_path is not None else path
+    if dst_path is not None and _directory_meant(dst_path) is not None:
+        target = posixpath.join(target, posixpath.basename(path))  # DST/: into DST
     async with session.manager() as manager:
         known = manager.get_data_locations(path, location_type=DataType.PRIMARY)
         if not known:
             raise DataNotFoundError(f"no valid replica of {path!r} is known")
-        await _destination_paths(session, locations, target, posixpath.basename(path))
+        finals, failures = await _landing(session, locations, target, posixpath.basename(path), {})
         with session.progress() as progress:
             remove = manager.add_listener(progress)
             try:
-                replicas: list[DataLocation] = await manager.replicate(path, locations, target)
+                replicas = await _replicate_to(manager, path, list(finals), target, failures)
             finally:
                 remove()
-        return await describe_replicas(session.connectors, replicas)
+        rows = await describe_replicas(session.connectors, replicas)
+    if failures:
+        raise PartlyFailed("replicate", len(locations), failures, rows)
+    return rows
+
+
+async def _replicate_to(
+    manager: DataManager,
+    path: str,
+    locations: Sequence[ExecutionLocation],
+    target: str,
+    failures: dict[ExecutionLocation, BaseException],
+) -> list[DataLocation]:
+    """Replicate to ``locations``; their failures go to ``failures``, the rest is returned."""
+    if not locations:
+        return []
+    try:
+        return await manager.replicate(path, locations, target)
+    except TransferError as exc:
+        if not exc.failures:
+            raise
+        failures.update(exc.failures)
+    served = [where for where in locations if where not in failures]
+    return [r for r in manager.get_data_locations(target) if r.location in served]

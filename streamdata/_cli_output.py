@@ -2,6 +2,10 @@
 
 Progress bars are drawn from the DataManager's events (one bar per transfer), on standard
 error so that standard output stays clean for pipes; they are only drawn on a terminal.
+
+Names are data: every name in a human-readable line, table or bar goes through
+:func:`printable`, and reaches rich as plain text (never as markup), so a file name can
+neither move the cursor nor change colours. JSON keeps names exact (:func:`emit_json`).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from types import TracebackType
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -25,6 +30,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from ._errors import StreamDataError
 from ._events import Event, EventKind, TransferEvent
@@ -37,11 +43,61 @@ __all__ = [
     "describe_replicas",
     "emit_json",
     "human_size",
+    "plain",
+    "printable",
     "replica_table",
     "tree_size",
 ]
 
 _STAT_TIMEOUT = 30.0
+_C_ESCAPES = {
+    "\\": "\\\\",
+    "\a": "\\a",
+    "\b": "\\b",
+    "\t": "\\t",
+    "\n": "\\n",
+    "\v": "\\v",
+    "\f": "\\f",
+    "\r": "\\r",
+}
+
+
+def printable(text: str, *, backslashes: bool = True) -> str:
+    """``text`` with what a terminal would interpret escaped, as ``ls -b`` shows names.
+
+    Control characters become C escapes (``\\n``, ``\\t``) or octal ones (``\\033``);
+    other characters Python does not call printable (DEL, C1 controls, bidi overrides,
+    zero-width and non-ASCII spaces) become the octal escapes of their UTF-8 bytes; an
+    undecodable byte, which :func:`os.fsdecode` turned into a lone surrogate, becomes the
+    octal escape of that byte (``\\377``). Unlike ``ls -b``, the ASCII space stays a space.
+
+    Args:
+        text: A name, or a line holding names.
+        backslashes: Double each backslash too, so the escaped form is unambiguous. False
+            for prose that already holds Python ``repr`` escapes (error messages).
+    """
+    if text.isprintable() and "\\" not in text:
+        return text
+    return "".join(_escape(char, backslashes) for char in text)
+
+
+def _escape(char: str, backslashes: bool) -> str:
+    if char == "\\" and not backslashes:
+        return char
+    if char in _C_ESCAPES:
+        return _C_ESCAPES[char]
+    if char.isprintable():
+        return char
+    try:
+        raw = char.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate os.fsdecode does not make
+        raw = char.encode("utf-8", "surrogatepass")
+    return "".join(f"\\{byte:03o}" for byte in raw)
+
+
+def plain(text: str) -> Text:
+    """``text`` made :func:`printable`, as rich text that is never read as markup."""
+    return Text(printable(text))
 
 
 class TransferProgress:
@@ -117,7 +173,7 @@ class TransferProgress:
         name = posixpath.basename(event.src_path) or event.src_path
         files = self._expected.get((event.source, event.src_path), (0, 1))[1]
         count = f" ({files} files)" if files != 1 else ""
-        description = f"{name}{count}: {event.source} -> {targets}"
+        description = escape(printable(f"{name}{count}: {event.source} -> {targets}"))
         return self._progress.add_task(description, total=self._total(event), files="")
 
     def _files(self, event: TransferEvent) -> str:
@@ -239,20 +295,27 @@ def replica_table(rows: Iterable[ReplicaRow], title: str, *, base: str | None = 
         title: The table's title.
         base: A directory whose prefix is left out of the paths shown.
     """
-    table = Table(title=title, title_justify="left")
+    table = Table(title=plain(title), title_justify="left")
     for column in ("location", "path", "type", "size", "available"):
         table.add_column(column, justify="right" if column == "size" else "left")
     for row in rows:
         size = human_size(row.size) if row.size is not None else f"? ({row.note})"
-        available = "[green]yes[/green]" if row.available else "[yellow]no[/yellow]"
+        available = Text("yes", "green") if row.available else Text("no", "yellow")
         path = row.path
         if base is not None and path.startswith(base.rstrip("/") + "/"):
             path = path[len(base.rstrip("/")) + 1 :]
-        table.add_row(f"{row.deployment}:{row.location}", path, row.type, size, available)
+        cells = (f"{row.deployment}:{row.location}", path, row.type, size)
+        table.add_row(*(plain(cell) for cell in cells), available)
     return table
 
 
 def emit_json(console: Console, document: object) -> None:
-    """Print ``document`` as JSON, with no markup or wrapping."""
+    """Print ``document`` as JSON, with no markup or wrapping.
+
+    Names are kept exact: JSON escapes control characters (``\\u001b``), and an
+    undecodable byte, a lone surrogate in the :func:`os.fsdecode` form of the name, is
+    written as that surrogate's escape (``\\udcff`` for the byte ``0xff``): Python's
+    ``os.fsencode(json.loads(...))`` gives the original bytes back.
+    """
     console.file.write(json.dumps(document, indent=2, sort_keys=True) + "\n")
     console.file.flush()

@@ -10,8 +10,8 @@ A sites file is TOML. Each table under ``deployments`` is one deployment::
     type = "ssh"
     connect_timeout = 15.0          # optional: seconds to connect and log in
     connect_retries = 3             # optional: attempts after the first
-    max_connections = 2             # optional: SSH connections per host
-    max_sessions = 8                # optional: channels open at once per host
+    max_connections = 2             # optional: SSH connections per host (at least 1)
+    max_sessions = 8                # optional: channels open at once per host (at least 2)
 
     [[deployments.cluster.hosts]]
     host = "login1.example.org"     # required
@@ -27,6 +27,8 @@ A sites file is TOML. Each table under ``deployments`` is one deployment::
 Relative key and ``known_hosts`` paths are relative to the sites file; ``~`` is expanded.
 A deployment named ``local`` (type local, location ``localhost``) always exists unless
 the file defines its own; bare paths on the command line (``/data/x``) refer to it.
+The whole file is checked when it is loaded, limits included (each SSH deployment's
+connector is built then, without connecting), so every subcommand refuses a bad file alike.
 """
 
 from __future__ import annotations
@@ -220,18 +222,28 @@ def _parse_deployment(name: str, table: Mapping[str, Any], base: Path, context: 
         if not isinstance(hosts, list) or not hosts:
             raise SitesError(f"{context}: an ssh deployment needs at least one [[hosts]] entry")
         parsed = [_parse_host(h, base, f"{context}.hosts[{i}]") for i, h in enumerate(hosts)]
-        names = [host.location_name for host in parsed]
-        if len(set(names)) != len(names):
-            raise SitesError(f"{context}: two hosts have the same location name")
-        for host in parsed:
-            for target in host.routes:
-                if target not in names or target == host.location_name:
-                    raise SitesError(
-                        f"{context}: host {host.location_name!r} has a route to {target!r}, "
-                        "which is not another host of this deployment"
-                    )
-        return Deployment(name, "ssh", tuple(names), tuple(parsed), options)
+        deployment = Deployment(
+            name, "ssh", tuple(host.location_name for host in parsed), tuple(parsed), options
+        )
+        _check_connector(deployment, context)
+        return deployment
     raise SitesError(f'{context}.type must be "local" or "ssh", not {kind!r}')
+
+
+def _check_connector(deployment: Deployment, context: str) -> None:
+    """Build the deployment's connector once, so that what it refuses is refused now.
+
+    Every subcommand then rejects the same file the same way, ``sites`` included. Building
+    a connector never connects.
+
+    Raises:
+        SitesError: If the connector refuses the hosts or the limits (e.g. two hosts with
+            one location name, a route to an unknown host, ``max_sessions = 0``).
+    """
+    try:
+        deployment.connector()
+    except (TypeError, ValueError) as exc:
+        raise SitesError(f"{context}: {exc}") from exc
 
 
 def _ssh_options(table: Mapping[str, Any], context: str) -> dict[str, Any]:

@@ -76,21 +76,36 @@ class ConnectorError(StreamDataError):
         host: The host or location the error is about, when known.
         transient: True when the cause is a lost or refused connection, a timeout or a
             broken stream: the same operation may succeed if tried again from scratch.
+        details: The whole standard error of the failed command (``cp``, ``tar``, a
+            remote shell), or None; the message quotes only its most telling line.
     """
 
-    def __init__(self, message: str, *, host: str | None = None, transient: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        host: str | None = None,
+        transient: bool = False,
+        details: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.host = host
         self.transient = transient
+        self.details = details
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (_rebuild_connector_error, (type(self), str(self), self.host, self.transient))
+        state = (type(self), str(self), self.host, self.transient, self.details)
+        return (_rebuild_connector_error, state)
 
 
 def _rebuild_connector_error(
-    cls: type[ConnectorError], message: str, host: str | None, transient: bool
+    cls: type[ConnectorError],
+    message: str,
+    host: str | None,
+    transient: bool,
+    details: str | None = None,
 ) -> ConnectorError:
-    return cls(message, host=host, transient=transient)
+    return cls(message, host=host, transient=transient, details=details)
 
 
 class ConsistencyError(StreamDataError):

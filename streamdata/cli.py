@@ -12,22 +12,34 @@ Subcommands::
 
 Addresses are ``/path`` (the built-in ``local`` deployment), ``DEPLOYMENT:/path`` (a
 deployment with one location), ``DEPLOYMENT:LOCATION:/path``, or several locations for one
-path: ``cluster:login1,cloud:/data``. Locations are ``DEPLOYMENT[:LOCATION]``.
+path: ``cluster:login1,cloud:/data``. Locations are ``DEPLOYMENT[:LOCATION]``. A
+destination path ending in ``/`` means "into this directory" (made if missing), as in
+rsync and scp: ``streamdata cp /x/file site:/y/out/`` makes ``/y/out/file``.
 
 Options valid everywhere: ``--sites FILE`` (default ``./streamdata.toml``, else
 ``~/.config/streamdata/sites.toml``; see :mod:`streamdata._cli_sites` for its schema),
 ``--catalog FILE`` (default ``$XDG_DATA_HOME/streamdata/catalog.sqlite``), ``--json``,
 ``--debug``. Exit codes: 0 success, 1 the operation failed, 2 usage or configuration
-error. Errors are one line on standard error (a traceback too with ``--debug``).
+error, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM): either signal cancels the
+running operation, whose cleanup (temporaries, helper processes) runs before the exit.
+Errors are one line on standard error; a failed tool (``cp``, ``tar``, a remote shell)
+is quoted by its most telling line, and ``--debug`` adds the traceback and all it said.
+
+Names are data. In tables, lines and errors, control characters and bytes that are not
+UTF-8 are shown escaped as ``ls -b`` shows them (``\\033``, ``\\n``, ``\\377``, a
+backslash as ``\\\\``; see :func:`streamdata._cli_output.printable`), so no file name
+can drive the terminal. ``--json`` keeps every name exact: a path is its
+:func:`os.fsdecode` form, so an undecodable byte is a lone surrogate, which JSON writes as
+its escape (``\\udcff`` for the byte ``0xff``); ``os.fsencode(json.loads(...))`` gives
+the original bytes back.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 import traceback
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -39,16 +51,22 @@ from . import _cli_ops as ops
 from ._check import CheckReport
 from ._cli_errors import (
     EXIT_FAILED,
+    EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_TERMINATED,
     EXIT_USAGE,
+    Terminated,
     exit_code,
     first_leaf,
     logging_to_stderr,
     message,
+    run,
+    tool_output,
     wants_debug,
 )
-from ._cli_output import ReplicaRow, emit_json, replica_table
+from ._cli_output import ReplicaRow, emit_json, plain, printable, replica_table
 from ._cli_sites import Sites, default_sites_path, load_sites, parse_address
+from ._models import ExecutionLocation
 
 __all__ = ["cli", "default_catalog_path", "main"]
 
@@ -144,7 +162,7 @@ def _global_options(function: _F) -> _F:
 
 
 def _run(coroutine: Coroutine[Any, Any, _T]) -> _T:
-    return asyncio.run(coroutine)
+    return run(coroutine)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -186,17 +204,20 @@ def sites(ctx: click.Context) -> None:
 
 def _print_sites(rows: Sequence[dict[str, Any]], source: str | None) -> None:
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=f"sites from {source or '(built-in defaults)'}", title_justify="left")
+    title = plain(f"sites from {source or '(built-in defaults)'}")
+    table = Table(title=title, title_justify="left")
     for column in ("deployment", "type", "location", "address", "host key"):
         table.add_column(column)
     for row in rows:
-        address, key = "this machine", "-"
+        address, key = "this machine", Text("-")
         if row["host"] is not None:
             user = f"{row['username']}@" if row["username"] else ""
             address = f"{user}{row['host']}:{row['port']}"
-            key = "checked" if row["check_host_key"] else "[red]NOT checked[/red]"
-        table.add_row(row["deployment"], row["type"], row["location"], address, key)
+            key = Text("checked") if row["check_host_key"] else Text("NOT checked", "red")
+        cells = (row["deployment"], row["type"], row["location"], address)
+        table.add_row(*(plain(cell) for cell in cells), key)
     _stdout().print(table)
 
 
@@ -214,9 +235,12 @@ def cp(ctx: click.Context, paths: tuple[str, ...], writable: bool) -> None:
 
     Addresses: /path, DEPLOYMENT:/path, DEPLOYMENT:LOCATION:/path, or several
     locations for one path: DEP1:LOC1,DEP2:/path. A source unknown to the catalog is
-    registered first. With several sources, DST is a directory receiving each of them.
+    registered first. With several sources, or a DST ending in /, DST is a directory
+    receiving each of them (made if missing).
     On the source's own location, or where a replica of the data already is, a symbolic
-    link is made instead of a second copy (unless --writable).
+    link is made instead of a second copy (unless --writable). A destination that fails
+    does not stop the others: they are copied, and the command exits 1 naming the failed
+    ones (--json gives the outcome of every destination).
     """
     if len(paths) < 2:
         raise click.UsageError("cp needs at least one SRC and a DST", ctx)
@@ -224,17 +248,42 @@ def cp(ctx: click.Context, paths: tuple[str, ...], writable: bool) -> None:
     known = settings.load_sites()
     sources = [parse_address(known, text) for text in paths[:-1]]
     target = parse_address(known, paths[-1])
-    records = _run(ops.copy(settings.session(known), sources, target, writable=writable))
+    copying = ops.copy(settings.session(known), sources, target, writable=writable)
+    _run_then_print(copying, lambda records, _: _print_copies(settings, records))
+
+
+def _run_then_print(
+    coroutine: Coroutine[Any, Any, _T],
+    show: Callable[[_T, Mapping[ExecutionLocation, BaseException]], None],
+) -> None:
+    """Run an operation and show its result and failures, also when some destinations failed.
+
+    Raises:
+        PartlyFailed: After showing what was done, if some destinations failed.
+    """
+    try:
+        result = _run(coroutine)
+    except ops.PartlyFailed as failed:
+        show(failed.result, failed.failures)
+        raise
+    show(result, {})
+
+
+def _print_copies(settings: Settings, records: list[dict[str, Any]]) -> None:
     if settings.json:
         emit_json(_stdout(), {"copies": records})
         return
     for record in records:
         source = record["source"]
         for destination in record["destinations"]:
+            if not destination["ok"]:
+                continue  # named by the error line
             verb = "linked" if destination["type"] == "SYMBOLIC_LINK" else "copied"
             _stdout().print(
-                f"{verb} {source['location']}:{source['path']} -> "
-                f"{destination['location']}:{destination['path']}",
+                printable(
+                    f"{verb} {source['location']}:{source['path']} -> "
+                    f"{destination['location']}:{destination['path']}"
+                ),
                 highlight=False,
                 markup=False,
             )
@@ -322,7 +371,9 @@ def check(
 
 def _print_report(report: CheckReport) -> None:
     out = _stdout()
-    out.print(f"checked {report.path} on {report.location}", highlight=False)
+    out.print(
+        printable(f"checked {report.path} on {report.location}"), highlight=False, markup=False
+    )
     if report.dry_run:
         out.print("  dry run: nothing was changed; the lists say what would be", highlight=False)
     sections = (
@@ -334,24 +385,46 @@ def _print_report(report: CheckReport) -> None:
     for title, items in sections:
         out.print(f"  {title}: {len(items)}", highlight=False)
         for item in items:
-            out.print(f"    {item}", highlight=False, markup=False)
+            out.print(f"    {printable(item)}", highlight=False, markup=False)
 
 
 @cli.command()
 @_global_options
 @click.argument("path")
 @click.argument("locations", nargs=-1, required=True)
-@click.option("--dst-path", default=None, help="Destination path (default: PATH).")
+@click.option(
+    "--dst-path",
+    default=None,
+    help="Destination path (default: PATH); ending in /, a directory receiving PATH.",
+)
 @click.pass_context
 def replicate(
     ctx: click.Context, path: str, locations: tuple[str, ...], dst_path: str | None
 ) -> None:
-    """Make sure every LOCATION (DEPLOYMENT[:LOCATION]) holds a replica of PATH."""
+    """Make sure every LOCATION (DEPLOYMENT[:LOCATION]) holds a replica of PATH.
+
+    A location that fails does not stop the others; the command then exits 1 naming it.
+    """
     settings = Settings.of(ctx)
     known = settings.load_sites()
     targets = list(dict.fromkeys(known.resolve(spec) for spec in locations))
-    rows = _run(ops.replicate(settings.session(known), path, targets, dst_path))
-    _print_rows(settings, rows, f"replicas of {path}")
+    replicating = ops.replicate(settings.session(known), path, targets, dst_path)
+    _run_then_print(
+        replicating, lambda rows, failed: _print_replicated(settings, path, rows, failed)
+    )
+
+
+def _print_replicated(
+    settings: Settings,
+    path: str,
+    rows: Sequence[ReplicaRow],
+    failures: Mapping[ExecutionLocation, BaseException],
+) -> None:
+    if not settings.json:
+        _print_rows(settings, rows, f"replicas of {path}")
+        return
+    failed = [{"location": str(where), "error": str(cause)} for where, cause in failures.items()]
+    emit_json(_stdout(), {"replicas": [_row_record(row) for row in rows], "failures": failed})
 
 
 @cli.command()
@@ -383,7 +456,8 @@ def main(args: Sequence[str] | None = None) -> int:
         args: The arguments (default: ``sys.argv[1:]``).
 
     Returns:
-        0 on success, 1 if the operation failed, 2 on a usage or configuration error.
+        0 on success, 1 if the operation failed, 2 on a usage or configuration error, 130
+        if interrupted (Ctrl-C), 143 if terminated (SIGTERM).
     """
     argv = list(sys.argv[1:] if args is None else args)
     debug = wants_debug(argv)
@@ -401,10 +475,15 @@ def _main(argv: list[str], debug: bool) -> int:
         return done.exit_code
     except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("streamdata: interrupted", err=True)
-        return 130
+        return EXIT_INTERRUPTED
+    except Terminated:
+        click.echo("streamdata: terminated", err=True)
+        return EXIT_TERMINATED
     except Exception as error:
         if debug:
             traceback.print_exc()
+            for text in tool_output(error):
+                click.echo(f"streamdata: {text}", err=True)
         click.echo(f"streamdata: error: {message(error)}", err=True)
         return exit_code(first_leaf(error))
     return status if isinstance(status, int) else EXIT_OK

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import pwd
 import shlex
 import shutil
 import socket
@@ -397,6 +398,13 @@ async def test_slow_reader_holds_bounded_memory(
 PROBE = 'echo "$0"'
 
 
+def _fresh_channel_shell(server_kind: str) -> bytes:
+    """``$0`` of a command on a channel of its own: what the server runs it with."""
+    if server_kind == "asyncssh":
+        return b"/bin/sh"  # the test server runs /bin/sh -c COMMAND
+    return os.path.basename(pwd.getpwuid(os.getuid()).pw_shell or "/bin/sh").encode()
+
+
 @pytest.mark.parametrize("server_kind", ["asyncssh", "openssh"])
 async def test_first_command_runs_on_the_standby_shell(
     server_kind: str, asyncssh_server: AsyncSSHTestServer, openssh_server: SSHTestServer
@@ -409,9 +417,9 @@ async def test_first_command_runs_on_the_standby_shell(
         pool = connector._pool(LOCATION)
         first = await pool.run(f"{PROBE}; printf %s {shlex.quote(hostile)}", what="probe")
         second = await pool.run(PROBE, what="probe")
-    assert first.startswith(b"streamdata-standby\n")  # run by the waiting launcher shell
+    assert first.startswith(b"sh\n")  # run by the waiting launcher shell, as sh
     assert first.endswith(hostile.encode())  # the command line arrived intact
-    assert b"streamdata-standby" not in second  # a channel of its own, as before
+    assert second == _fresh_channel_shell(server_kind) + b"\n"  # a channel of its own
 
 
 async def test_the_standby_starts_no_second_user_shell(
@@ -428,7 +436,7 @@ async def test_the_standby_starts_no_second_user_shell(
         await connector.stat(LOCATION, "/")  # starts the SFTP session and the standby
         pool = connector._pool(LOCATION)
         first = await pool.run(PROBE, what="probe")
-    assert first == b"streamdata-standby\n"  # the standby ran it
+    assert first == b"sh\n"  # the standby ran it (a channel of its own: /bin/sh)
     assert not starts.exists()  # and no bash started to run it
 
 

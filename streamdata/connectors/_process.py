@@ -2,21 +2,29 @@
 
 Arguments go to ``execve`` as a list, so no file name is ever interpreted. A process is
 killed and reaped when its caller is cancelled or leaves early: nothing outlives a call.
+Nor does it outlive this process: on Linux each one asks the kernel (``prctl`` with
+``PR_SET_PDEATHSIG``) for SIGKILL when its parent dies, so a ``cp -a`` does not go on
+writing, orphaned, after this process was killed with SIGKILL (or crashed).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import functools
+import os
 import signal
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+import sys
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 
 from .._errors import ConnectorError
+from ._stderr import StderrBuffer, summarize
 
 __all__ = ["feed_process", "read_process", "run_process"]
 
 _READ_SIZE = 1 << 20
-_STDERR_LIMIT = 4096
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 async def _spawn(
@@ -24,10 +32,48 @@ async def _spawn(
 ) -> asyncio.subprocess.Process:
     try:
         return await asyncio.create_subprocess_exec(
-            *command, stdin=stdin, stdout=stdout, stderr=asyncio.subprocess.PIPE
+            *command,
+            stdin=stdin,
+            stdout=stdout,
+            stderr=asyncio.subprocess.PIPE,
+            preexec_fn=_dying_with_parent(),
         )
     except OSError as exc:
         raise ConnectorError(f"cannot {what}: cannot run {command[0]!r}: {exc.strerror}") from exc
+
+
+def _dying_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child get SIGKILL when this process dies (Linux).
+
+    The kernel sends the signal when the *thread* that started the child ends: here the
+    event loop's, which outlives every child (each is reaped before its call returns).
+    If this process died between the fork and the ``prctl``, the child exits at once.
+    Elsewhere, None: nothing to do before ``exec``.
+    """
+    prctl = _prctl()
+    if prctl is None:
+        return None
+    parent = os.getpid()
+    arguments = [ctypes.c_ulong(value) for value in (signal.SIGKILL, 0, 0, 0)]
+
+    def arrange() -> None:  # in the child, between fork and exec: system calls only
+        prctl(_PR_SET_PDEATHSIG, *arguments)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return arrange
+
+
+@functools.cache
+def _prctl() -> Callable[..., int] | None:
+    """The C library's ``prctl``, on Linux; None elsewhere or when it cannot be found."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return function
 
 
 async def _reap(process: asyncio.subprocess.Process) -> None:
@@ -50,7 +96,12 @@ async def _drain_and_wait(process: asyncio.subprocess.Process) -> None:
     await process.wait()
 
 
-def _check(process: asyncio.subprocess.Process, stderr: bytes, what: str) -> None:
+def _check(process: asyncio.subprocess.Process, stderr: str, what: str) -> None:
+    """Raise if ``process`` failed, quoting the most telling line of ``stderr``.
+
+    Raises:
+        ConnectorError: If it exited non-zero or was killed; ``details`` holds ``stderr``.
+    """
     code = process.returncode
     if code is None or code == 0:
         return
@@ -62,8 +113,17 @@ def _check(process: asyncio.subprocess.Process, stderr: bytes, what: str) -> Non
             status = f"killed by signal {-code}"
     else:
         status = f"exit status {code}"
-    message = stderr.decode(errors="replace").strip()[-_STDERR_LIMIT:]
-    raise ConnectorError(f"cannot {what}: {status}" + (f": {message}" if message else ""))
+    summary = summarize(stderr)
+    raise ConnectorError(
+        f"cannot {what}: {status}" + (f": {summary}" if summary else ""), details=stderr or None
+    )
+
+
+def _kept(stderr: bytes) -> str:
+    """The start and end of ``stderr`` (see :class:`StderrBuffer`), decoded."""
+    buffer = StderrBuffer()
+    buffer.feed(stderr)
+    return buffer.text()
 
 
 async def run_process(command: Sequence[str], *, what: str) -> None:
@@ -79,14 +139,14 @@ async def run_process(command: Sequence[str], *, what: str) -> None:
         _, stderr = await process.communicate()
     finally:
         await _reap(process)
-    _check(process, stderr, what)
+    _check(process, _kept(stderr), what)
 
 
 @contextlib.asynccontextmanager
 async def read_process(command: Sequence[str], *, what: str) -> AsyncIterator[AsyncIterator[bytes]]:
     """Run ``command`` and expose its standard output as chunks.
 
-    Its standard error is read at the same time (its tail kept for the error message), so
+    Its standard error is read at the same time (its start and end kept for the error), so
     a command that complains a lot cannot stall on a full pipe. Leaving the context early
     kills the command and waits for it.
 
@@ -114,16 +174,16 @@ async def read_process(command: Sequence[str], *, what: str) -> AsyncIterator[As
                 stderr_task.exception()  # retrieved: a failure shows in the exit status
 
 
-async def _tail(stream: asyncio.StreamReader) -> bytes:
-    """Everything ``stream`` says, only the last few KiB kept."""
-    kept = b""
+async def _tail(stream: asyncio.StreamReader) -> str:
+    """Everything ``stream`` says, its first and last few KiB kept."""
+    kept = StderrBuffer()
     while chunk := await stream.read(_READ_SIZE):
-        kept = (kept + chunk)[-_STDERR_LIMIT:]
-    return kept
+        kept.feed(chunk)
+    return kept.text()
 
 
 async def _stdout_chunks(
-    process: asyncio.subprocess.Process, stderr_task: asyncio.Future[bytes], what: str
+    process: asyncio.subprocess.Process, stderr_task: asyncio.Future[str], what: str
 ) -> AsyncIterator[bytes]:
     assert process.stdout is not None
     while chunk := await process.stdout.read(_READ_SIZE):
@@ -145,7 +205,7 @@ async def feed_process(command: Sequence[str], chunks: AsyncIterable[bytes], *, 
     assert process.stdin is not None
     assert process.stderr is not None
     try:
-        stderr_task = asyncio.ensure_future(process.stderr.read())
+        stderr_task = asyncio.ensure_future(_tail(process.stderr))
         try:
             async for chunk in chunks:
                 process.stdin.write(chunk)
@@ -161,7 +221,7 @@ async def feed_process(command: Sequence[str], chunks: AsyncIterable[bytes], *, 
     _check(process, stderr, what)
 
 
-async def _finish(stderr_task: asyncio.Future[bytes], process: asyncio.subprocess.Process) -> bytes:
+async def _finish(stderr_task: asyncio.Future[str], process: asyncio.subprocess.Process) -> str:
     if process.returncode is None:
         with contextlib.suppress(ProcessLookupError):
             process.kill()

@@ -8,8 +8,8 @@ consumer has taken them all: the channel then hands over everything it queued (a
 one window, which must be smaller than ``read_limit``) without stopping midway, and the
 memory held stays below ``read_limit`` plus one window, however slow the consumer.
 
-Writes wait while the channel's send buffer is full. Standard error is kept (its last
-few KiB) for error messages, and the exit status is checked by
+Writes wait while the channel's send buffer is full. Standard error is kept (its first
+and last few KiB, :mod:`._stderr`) for error messages, and the exit status is checked by
 :meth:`RemoteCommand.finish`. A lost connection wakes every waiter at once, so a broken
 transfer fails promptly instead of hanging.
 """
@@ -21,10 +21,10 @@ from collections import deque
 
 from .._errors import ConnectorError
 from ._asyncssh import asyncssh
+from ._stderr import StderrBuffer, summarize
 
 __all__ = ["CommandSession", "RemoteCommand"]
 
-_STDERR_LIMIT = 8192
 _JOIN_LIMIT = 1 << 20
 
 
@@ -36,7 +36,7 @@ class CommandSession(asyncssh.SSHClientSession[bytes]):
         self.chunks: deque[bytes] = deque()
         self.buffered = 0
         self.paused = False
-        self.stderr = bytearray()
+        self.stderr = StderrBuffer()
         self.eof = False
         self.closed = False
         self.error: Exception | None = None
@@ -53,8 +53,7 @@ class CommandSession(asyncssh.SSHClientSession[bytes]):
 
     def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
         if datatype == asyncssh.EXTENDED_DATA_STDERR:
-            self.stderr += data
-            del self.stderr[:-_STDERR_LIMIT]
+            self.stderr.feed(data)
             return
         self.chunks.append(data)
         self.buffered += len(data)
@@ -184,11 +183,14 @@ class RemoteCommand:
         raise self._error("the command stopped reading its input", None)
 
     def _error(self, reason: str, cause: Exception | None) -> ConnectorError:
-        stderr = self._session.stderr.decode(errors="replace").strip()
-        detail = f": {stderr}" if stderr else ""
+        stderr = self._session.stderr.text()
+        summary = summarize(stderr)
+        detail = f": {summary}" if summary else ""
         cause_text = f" ({cause})" if cause is not None else ""
         error = ConnectorError(
-            f"cannot {self._what}: {reason}{cause_text}{detail}", host=self._host
+            f"cannot {self._what}: {reason}{cause_text}{detail}",
+            host=self._host,
+            details=stderr or None,
         )
         error.__cause__ = cause
         return error

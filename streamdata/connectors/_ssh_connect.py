@@ -2,8 +2,13 @@
 
 Host keys are always checked against a ``known_hosts`` file (the user's by default; a
 missing file trusts nothing), unless the host says ``check_host_key=False``, which logs a
-warning on every connection. Connection-level failures (refused, reset, timed out) are
-retried with exponential backoff; authentication and host-key failures are final.
+warning on every connection. A refused host key is told apart afterwards, from the file:
+a key that *changed* (the file holds another one for the host: possibly an attack) or an
+*unknown* host (the file holds none, or does not exist); either message names the file.
+Connection-level failures (refused, reset, timed out) are retried with exponential
+backoff; authentication and host-key failures are final. A client key file that is
+missing or cannot be loaded is a :class:`~streamdata.ConfigurationError`, found before
+connecting.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from .._errors import ConnectorError
+from .._errors import ConfigurationError, ConnectorError
 from ._asyncssh import asyncssh
 
 if TYPE_CHECKING:
@@ -37,12 +42,10 @@ _CIPHERS = (
 )
 #: Failures that retrying cannot fix.
 _PERMANENT = (
-    asyncssh.HostKeyNotVerifiable,
     asyncssh.PermissionDenied,
     asyncssh.KeyExchangeFailed,
     asyncssh.ProtocolNotSupported,
     asyncssh.IllegalUserName,
-    asyncssh.KeyImportError,
 )
 
 
@@ -105,6 +108,8 @@ class SingleFlight(Generic[_T]):
                 continue
             except ConnectorError as exc:  # a fresh error per caller, chained to the shared one
                 raise ConnectorError(str(exc), host=exc.host) from exc
+            except ConfigurationError as exc:
+                raise ConfigurationError(str(exc)) from exc
         future: asyncio.Future[_T] = asyncio.get_running_loop().create_future()
         future.add_done_callback(_mark_retrieved)
         self._future = future
@@ -139,14 +144,23 @@ async def connect(
 
     Raises:
         ConnectorError: If the host cannot be reached, refuses the login or presents a
-            host key that is not trusted.
+            host key that is not trusted (the message says whether the key changed or the
+            host is unknown, and names the known_hosts file).
+        ConfigurationError: If a client key file is missing or cannot be loaded.
     """
-    options = _connect_options(host, settings)
     label = f"{host.location_name} ({host.host}:{host.port})"
+    _check_client_keys(host, label)
+    options = _connect_options(host, settings)
     delay = settings.retry_delay
     for attempt in range(settings.connect_retries + 1):
         try:
             return await asyncssh.connect(host.host, host.port, **options)
+        except asyncssh.HostKeyNotVerifiable as exc:
+            raise _host_key_error(host, label, exc) from exc
+        except asyncssh.KeyImportError as exc:
+            raise ConfigurationError(
+                f"cannot load the client keys of ssh host {label}: {exc}"
+            ) from exc
         except _PERMANENT as exc:
             raise error("cannot log in", exc) from exc
         except (OSError, TimeoutError, asyncssh.Error) as exc:
@@ -156,6 +170,62 @@ async def connect(
         await asyncio.sleep(delay)
         delay *= 2
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _check_client_keys(host: SSHHost, label: str) -> None:
+    """Refuse, before connecting, client key files that do not exist or cannot be read.
+
+    Raises:
+        ConfigurationError: Naming the first such file.
+    """
+    for key in host.client_keys:
+        path = Path(os.fspath(key))
+        if not path.is_file():
+            problem = "is not a file" if path.exists() else "does not exist"
+        elif not os.access(path, os.R_OK):
+            problem = "cannot be read"
+        else:
+            continue
+        raise ConfigurationError(f"the client key file {str(path)!r} of ssh host {label} {problem}")
+
+
+def _known_hosts_path(host: SSHHost) -> Path:
+    """The ``known_hosts`` file the host key is checked against."""
+    return Path(host.known_hosts or "~/.ssh/known_hosts").expanduser()
+
+
+def _host_key_error(host: SSHHost, label: str, exc: BaseException) -> ConnectorError:
+    """Say whether the refused key changed (a possible attack) or the host is unknown."""
+    path = _known_hosts_path(host)
+    if not path.is_file():
+        reason = (
+            f"ssh host {label} is unknown: the known_hosts file {str(path)!r} does not exist; "
+            "add the host's key to it once you have checked the key"
+        )
+    elif _knows(path, host):
+        reason = (
+            f"the host key of ssh host {label} has CHANGED: it is not the key "
+            f"{str(path)!r} holds for it. Someone may be intercepting the connection "
+            "(a man-in-the-middle attack), or the host was reinstalled: check the new key "
+            "with the host's administrator before you replace the old one"
+        )
+    else:
+        reason = (
+            f"ssh host {label} is unknown: {str(path)!r} holds no key for it; add the "
+            "host's key to that file once you have checked the key"
+        )
+    return ConnectorError(f"cannot log in: {reason}", host=host.location_name)
+
+
+def _knows(path: Path, host: SSHHost) -> bool:
+    """True when ``path`` trusts some key (or certificate authority) for ``host``."""
+    try:
+        trusted, authorities, _, certificates, _, subjects, _ = asyncssh.match_known_hosts(
+            str(path), host.host, host.host, host.port
+        )
+    except (OSError, ValueError, asyncssh.Error):
+        return False  # unreadable or malformed: it trusts nothing, as asyncssh found
+    return bool(trusted or authorities or certificates or subjects)
 
 
 def _connect_options(host: SSHHost, settings: PoolSettings) -> dict[str, Any]:
@@ -186,7 +256,7 @@ def _known_hosts(host: SSHHost) -> object:
             host.port,
         )
         return None
-    path = Path(host.known_hosts or "~/.ssh/known_hosts").expanduser()
+    path = _known_hosts_path(host)
     if not path.is_file():
         return asyncssh.import_known_hosts("")  # nothing is trusted
     return str(path)

@@ -14,7 +14,8 @@ half a second where ``~/.bashrc`` is heavy. So that a transfer does not pay that
 a row (once for the SFTP session of its metadata, once for its data command), the pool
 opens a *standby* channel together with the SFTP session: a shell that waits for one
 command line on its input (its length, a newline, then the line, read exactly by
-``dd bs=1``) and runs it by ``exec /bin/sh -c`` (``$0`` is ``streamdata-standby``), the
+``dd bs=1``) and runs it by ``exec /bin/sh -c`` (``$0`` is ``sh``, the name its error
+messages start with, as a command run by ``sh`` on a channel of its own would say), the
 rest of the input being the command's, and its exit status or signal the channel's. Not
 ``$SHELL -c``: bash started under sshd reads ``~/.bashrc`` again even then (measured: a
 2 MB upload 0.45 s that way, 0.36 s with ``/bin/sh``); the environment the login shell
@@ -72,10 +73,7 @@ _BUSY_CODES = (
 )
 _BUSY_RETRY_SECONDS = 10.0
 #: The standby channel's command: read a length, exactly that many bytes, run them.
-_LAUNCHER = (
-    'IFS= read -r n && c=$(dd bs=1 count="$n" 2>/dev/null) '
-    '&& exec /bin/sh -c "$c" streamdata-standby'
-)
+_LAUNCHER = 'IFS= read -r n && c=$(dd bs=1 count="$n" 2>/dev/null) && exec /bin/sh -c "$c" sh'
 
 _Channel = tuple["_Connection", asyncssh.SSHClientChannel[bytes], CommandSession]
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import posixpath
 import stat as stat_module
@@ -194,7 +195,7 @@ class SSHConnector(Connector):
             if target is not None and target.type == asyncssh.FILEXFER_TYPE_DIRECTORY:
                 return posixpath.join(dst_path, basename)
             if folder is None or folder.type != asyncssh.FILEXFER_TYPE_DIRECTORY:
-                await pool.sftp(lambda c: c.makedirs(parent, exist_ok=True), what="mkdir")
+                await _make_directories(pool, parent)
         except asyncssh.SFTPError as exc:
             _fail(pool, "create the parents of", dst_path, exc)
         return dst_path
@@ -383,6 +384,35 @@ async def _stat_or_none(pool: HostPool, path: str, *, follow: bool) -> asyncssh.
         return await pool.sftp(lambda c: c.lstat(path), what="stat")
     except asyncssh.SFTPNoSuchFile:
         return None
+
+
+async def _make_directories(pool: HostPool, path: str) -> None:
+    """``mkdir -p path`` over SFTP, failing with the reason the server gave.
+
+    Not asyncssh's ``makedirs``: it passes over a refused ``mkdir`` of an ancestor and
+    then reports the next level's "no such file", hiding a "permission denied".
+
+    Raises:
+        ConnectorError: If an ancestor is not a directory, or a directory cannot be made.
+        asyncssh.SFTPError: If an ancestor cannot be examined.
+    """
+    missing, current = [], path
+    while (found := await _stat_or_none(pool, current, follow=True)) is None and current != "/":
+        missing.append(current)
+        current = posixpath.dirname(current)
+    if found is not None and found.type != asyncssh.FILEXFER_TYPE_DIRECTORY:
+        raise pool.error(f"cannot create directory {path!r}: {current!r} is not a directory")
+    for directory in reversed(missing):
+        try:
+            await pool.sftp(functools.partial(_mkdir, directory), what="mkdir")
+        except asyncssh.SFTPError as exc:
+            made = await _stat_or_none(pool, directory, follow=True)  # by someone else?
+            if made is None or made.type != asyncssh.FILEXFER_TYPE_DIRECTORY:
+                raise pool.error(f"cannot create directory {directory!r}", exc) from exc
+
+
+async def _mkdir(path: str, client: asyncssh.SFTPClient) -> None:
+    await client.mkdir(path)
 
 
 def _entry(path: str, attrs: asyncssh.SFTPAttrs) -> Entry:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from ._catalog import RemotePathMapper
 from ._check import entry_signature
-from ._errors import ConnectorError, StreamDataError, TransferError
+from ._errors import ConnectorError, StreamDataError, TransferError, WriterGone
 from ._integrity import HASH_NAME, digest_of, listing_of
 from ._models import DataLocation, DataType, ExecutionLocation, normalize_path
 from ._store_api import CatalogStore
@@ -68,6 +68,7 @@ class Job:
     tmp: str | None = None
     settled: bool = False
     left_behind: bool = False  # its temporary could not be removed
+    elsewhere: bool = False  # waits for a copy another process is writing
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,7 +233,7 @@ class TransferPlan:
                 return link_to
         held = self._held_elsewhere(job)
         if held is not None:
-            job.kind, job.replica = JobKind.WAIT, held
+            job.kind, job.replica, job.elsewhere = JobKind.WAIT, held, True
             return None
         replaced = self._catalog.lookup(job.location, job.final)
         if replaced is not None and replaced.data_type is not DataType.INVALID:
@@ -241,17 +242,19 @@ class TransferPlan:
         return None
 
     def _held_elsewhere(self, job: Job) -> DataLocation | None:
-        """Claim ``job``'s destination in a shared catalog; another process's copy of the
-        same data that holds the claim is returned, to wait for (it may die: then the
-        wait fails with ``WriterGone`` and the transfer takes the copy over)."""
+        """Claim ``job``'s destination in a shared catalog, or return the replica another
+        live process is writing there, to wait for.
+
+        The other copy may not be related to the source yet (its process claims, then
+        registers): the wait checks that once it ends, and a copy of other data, or one
+        whose process died, makes the transfer plan that destination again
+        (``WriterGone``)."""
         store = self._context.store
         if store is None or store.claim(job.location, job.final):
             return None
         store.refresh(self._catalog)
         held = self._catalog.lookup(job.location, job.final)
-        if held is None or held.is_available:
-            return None
-        return held if held in self._catalog.replica_set(self._source) else None
+        return None if held is None or held.is_available else held
 
     def _refuse(self, job: Job) -> None:
         """Fail a destination inside the data itself, or holding data of the other kind.
@@ -327,6 +330,12 @@ class TransferPlan:
             await job.replica.wait_available()
         except TransferError as exc:
             self._options.failures[job.location] = exc
+            return
+        if job.elsewhere and job.replica not in self._catalog.replica_set(self._source):
+            # another process's copy there holds other data: plan this one again
+            self._options.failures[job.location] = WriterGone(
+                f"the copy another process made at {job.final!r} on {job.location} holds other data"
+            )
 
     async def _link(self, job: Job) -> None:
         assert job.link_to is not None

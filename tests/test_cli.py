@@ -208,6 +208,7 @@ async def test_cp_twice_to_one_place_changes_nothing(env: Env) -> None:
     assert os.listdir(source) == ["a.txt"]
     reports = [run.json() for run in (first, second)]
     expected = {"location": "local:localhost", "path": target, "type": "SYMBOLIC_LINK"}
+    expected |= {"ok": True, "error": None}
     for report in reports:
         assert isinstance(report, dict)
         assert report["copies"][0]["destinations"] == [expected]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from zlib import adler32
 
-__all__ = ["BLOCK", "TarFileCounter", "checksum_ok", "header_number", "pax_size"]
+__all__ = ["BLOCK", "TarFileCounter", "checksum_ok", "header_number", "pax_records", "pax_size"]
 
 BLOCK = 512
 #: Type flags of members that are files in the tree (regular, hard link, contiguous, sparse).
@@ -130,9 +130,9 @@ def checksum_ok(header: bytes) -> bool:
     return stored == total - sum(header[148:156]) + 8 * 32
 
 
-def pax_size(data: bytes) -> int | None:
-    """The ``size`` record of pax extended-header data, if any (``"LEN key=value\\n"``)."""
-    size: int | None = None
+def pax_records(data: bytes) -> list[tuple[bytes, bytes]]:
+    """The ``key=value`` records of pax extended-header data (``"LEN key=value\\n"``)."""
+    records: list[tuple[bytes, bytes]] = []
     position = 0
     while position < len(data):
         space = data.find(b" ", position)
@@ -144,12 +144,19 @@ def pax_size(data: bytes) -> int | None:
             break
         if length <= 0:
             break
-        record = data[space + 1 : position + length - 1]
-        key, _, value = record.partition(b"=")
+        key, _, value = data[space + 1 : position + length - 1].partition(b"=")
+        records.append((key, value))
+        position += length
+    return records
+
+
+def pax_size(data: bytes) -> int | None:
+    """The ``size`` record of pax extended-header data, if any."""
+    size: int | None = None
+    for key, value in pax_records(data):
         if key == b"size":
             try:
                 size = int(value)
             except ValueError:
                 size = None
-        position += length
     return size

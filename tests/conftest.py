@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from cli_env import Env, make_env
 
 from streamdata import _testservers
 from streamdata._models import ExecutionLocation
@@ -93,3 +94,9 @@ async def connector_env(
         location = ExecutionLocation("remote", "ssh")
     async with connector:
         yield ConnectorEnv(kind, connector, location, root)
+
+
+@pytest.fixture
+def env(tmp_path: Path, ssh_server: AsyncSSHTestServer) -> Env:
+    """A private environment for the ``streamdata`` command (see tests/cli_env.py)."""
+    return make_env(tmp_path, ssh_server)

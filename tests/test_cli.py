@@ -7,142 +7,16 @@ cost of a new interpreter.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
-import socket
-import sqlite3
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cli_env import Env, Result, closed_port, dump_catalog, one_line_error
 
 from streamdata import ExecutionLocation
 from streamdata._cli_sites import load_sites
-from streamdata._testservers import AsyncSSHTestServer
 from streamdata.cli import main
-
-
-@dataclass
-class Result:
-    """What one run of the command gave."""
-
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> object:
-        """Standard output parsed as JSON."""
-        return json.loads(self.out)
-
-
-@dataclass
-class Env:
-    """A private HOME, XDG directories, working directory, catalog and sites file."""
-
-    root: Path
-    catalog: Path
-    sites: Path
-
-    def environ(self, warnings: str | None = "error") -> dict[str, str]:
-        """The environment of the command: nothing of the real user's leaks in.
-
-        ``warnings`` is ``PYTHONWARNINGS`` (None: Python's defaults, as most users have).
-        """
-        home = self.root / "home"
-        environ = {
-            **os.environ,
-            "HOME": str(home),
-            "XDG_DATA_HOME": str(home / "data"),
-            "XDG_CONFIG_HOME": str(home / "config"),
-            "COLUMNS": "200",
-        }
-        environ.pop("PYTHONWARNINGS", None)
-        return environ if warnings is None else {**environ, "PYTHONWARNINGS": warnings}
-
-    async def run(
-        self, *args: str, catalog: bool = True, sites: bool = True, warnings: str | None = "error"
-    ) -> Result:
-        """Run ``python -m streamdata ARGS`` with this environment."""
-        options = (["--catalog", str(self.catalog)] if catalog else []) + (
-            ["--sites", str(self.sites)] if sites else []
-        )
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "streamdata",
-            *options,
-            *args,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=self.environ(warnings),
-            cwd=self.root / "work",
-        )
-        async with asyncio.timeout(60):
-            out, err = await process.communicate()
-        assert process.returncode is not None
-        return Result(process.returncode, out.decode(), err.decode())
-
-    def dump(self) -> str:
-        """The whole catalog as SQL text, to compare before and after a command."""
-        return _dump(self.catalog)
-
-    def file(self, relpath: str, data: bytes = b"payload\n") -> str:
-        """Create a file below the root; return its path."""
-        path = self.root / relpath
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-        return str(path)
-
-
-def _dump(catalog: Path) -> str:
-    connection = sqlite3.connect(catalog)
-    try:
-        return "\n".join(connection.iterdump())
-    finally:
-        connection.close()
-
-
-def _closed_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
-def _sites_text(server: AsyncSSHTestServer, closed_port: int) -> str:
-    common = (
-        f'username = "{server.username}"\n'
-        f'client_keys = ["{server.client_key}"]\n'
-        f'known_hosts = "{server.known_hosts}"\n'
-    )
-    return (
-        '[deployments.site]\ntype = "local"\n\n'
-        '[deployments.remote]\ntype = "ssh"\nconnect_retries = 0\n\n'
-        f'[[deployments.remote.hosts]]\nhost = "127.0.0.1"\nport = {server.port}\n'
-        f'name = "box"\n{common}\n'
-        '[deployments.down]\ntype = "ssh"\nconnect_retries = 0\nconnect_timeout = 5\n\n'
-        f'[[deployments.down.hosts]]\nhost = "127.0.0.1"\nport = {closed_port}\n{common}'
-    )
-
-
-@pytest.fixture
-def env(tmp_path: Path, ssh_server: AsyncSSHTestServer) -> Env:
-    """A private environment whose sites file names the in-process SSH server."""
-    for directory in ("home", "work"):
-        (tmp_path / directory).mkdir()
-    sites = tmp_path / "sites.toml"
-    sites.write_text(_sites_text(ssh_server, _closed_port()))
-    return Env(tmp_path, tmp_path / "catalog.sqlite", sites)
-
-
-def _one_line_error(result: Result, code: int) -> None:
-    assert result.code == code, result
-    lines = result.err.strip().splitlines()
-    assert len(lines) == 1, result.err
-    assert lines[0].startswith("streamdata: error: ")
-    assert "Traceback" not in result.err
 
 
 async def test_sites_lists_every_location(env: Env) -> None:
@@ -220,7 +94,7 @@ async def test_cp_into_itself_fails_and_touches_nothing(env: Env) -> None:
     source = str(env.root / "src")
     for extra in ([], ["--writable"]):
         result = await env.run("cp", *extra, source, f"{source}/sub")
-        _one_line_error(result, 1)
+        one_line_error(result, 1)
         assert os.listdir(source) == ["a.txt"], extra
 
 
@@ -270,7 +144,7 @@ async def test_replicate_onto_an_unrelated_directory_fails_and_keeps_it(env: Env
     env.file("precious/sub/b.txt", b"keep me too")
     target = str(env.root / "precious")
     result = await env.run("replicate", source, "site", "remote:box", "--dst-path", target)
-    _one_line_error(result, 1)
+    one_line_error(result, 1)
     assert sorted(p.name for p in (env.root / "precious").iterdir()) == ["a.txt", "sub"]
     assert (env.root / "precious" / "a.txt").read_bytes() == b"keep me"
     assert (env.root / "precious" / "sub" / "b.txt").read_bytes() == b"keep me too"
@@ -329,7 +203,7 @@ async def test_failures_needing_io_are_one_line_and_change_nothing(env: Env) -> 
     for case, args in cases.items():
         result = await env.run(*args)
         assert result.code == 1, (case, result)
-        _one_line_error(result, 1)
+        one_line_error(result, 1)
     assert env.dump() == before
     assert not (env.root / "x").exists()
 
@@ -364,7 +238,7 @@ class Local:
 
     def dump(self) -> str:
         """The catalog as SQL text."""
-        return _dump(self.catalog)
+        return dump_catalog(self.catalog)
 
 
 @pytest.fixture
@@ -376,7 +250,7 @@ def local(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Local:
     sites = tmp_path / "sites.toml"
     sites.write_text(
         '[deployments.site]\ntype = "local"\n\n[deployments.down]\ntype = "ssh"\n'
-        f'[[deployments.down.hosts]]\nhost = "127.0.0.1"\nport = {_closed_port()}\n'
+        f'[[deployments.down.hosts]]\nhost = "127.0.0.1"\nport = {closed_port()}\n'
     )
     return Local(tmp_path, tmp_path / "catalog.sqlite", sites)
 
@@ -418,7 +292,7 @@ def test_usage_errors_are_one_line_and_change_nothing(
     for case, args in cases.items():
         result = local.run(capsys, *args)
         assert result.code == 2, (case, result)
-        _one_line_error(result, 2)
+        one_line_error(result, 2)
     assert local.dump() == before
     assert "nowhere" in local.run(capsys, "cp", str(source), "nowhere:/x").err
 
@@ -445,10 +319,10 @@ def test_malformed_sites_file(local: Local, capsys: pytest.CaptureFixture[str]) 
     for text, message in bad.items():
         local.sites.write_text(text)
         result = local.run(capsys, "ls", str(source))
-        _one_line_error(result, 2)
+        one_line_error(result, 2)
         assert message in result.err, result.err
     missing = local.run(capsys, "--sites", str(local.root / "nope.toml"), "sites")
-    _one_line_error(missing, 2)
+    one_line_error(missing, 2)
     assert local.dump() == before
 
 
@@ -462,7 +336,7 @@ def test_max_missing_refuses_and_changes_nothing(
     assert local.run(capsys, "cp", "--writable", str(source), f"site:{target}").code == 0
     target.unlink()
     before = local.dump()
-    _one_line_error(local.run(capsys, "check", "site", str(target.parent), "--max-missing", "0"), 1)
+    one_line_error(local.run(capsys, "check", "site", str(target.parent), "--max-missing", "0"), 1)
     assert local.dump() == before
 
 

@@ -6,20 +6,7 @@ import os
 import time
 from pathlib import Path
 
-import pytest
-from test_cli import Env, _closed_port, _one_line_error, _sites_text
-
-from streamdata._testservers import AsyncSSHTestServer
-
-
-@pytest.fixture
-def env(tmp_path: Path, ssh_server: AsyncSSHTestServer) -> Env:
-    """A private environment whose sites file names the in-process SSH server."""
-    for directory in ("home", "work"):
-        (tmp_path / directory).mkdir()
-    sites = tmp_path / "sites.toml"
-    sites.write_text(_sites_text(ssh_server, _closed_port()))
-    return Env(tmp_path, tmp_path / "catalog.sqlite", sites)
+from cli_env import Env, one_line_error
 
 
 async def test_one_unreachable_destination_does_not_stop_the_others(env: Env) -> None:
@@ -27,7 +14,7 @@ async def test_one_unreachable_destination_does_not_stop_the_others(env: Env) ->
     and the error line names the unreachable one only."""
     source = env.file("src/f.txt", b"good")
     result = await env.run("cp", source, f"remote:box,down:{env.root}/out.txt")
-    _one_line_error(result, 1)
+    one_line_error(result, 1)
     assert "down:127.0.0.1" in result.err and "remote:box" not in result.err
     assert (env.root / "out.txt").read_bytes() == b"good"
     assert result.out.startswith("copied ") and "remote:box:" in result.out

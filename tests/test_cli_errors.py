@@ -20,22 +20,12 @@ from pathlib import Path
 
 import asyncssh
 import pytest
-from test_cli import Env, Result, _closed_port, _one_line_error, _sites_text
+from cli_env import Env, Result, closed_port, one_line_error, sites_text
 
 from streamdata._testservers import AsyncSSHTestServer, SSHTestServer
 
 FILES = 30
 _TEMPORARY = re.compile(r"\.streamdata-tmp-[0-9a-f]+")
-
-
-@pytest.fixture
-def env(tmp_path: Path, ssh_server: AsyncSSHTestServer) -> Env:
-    """A private environment whose sites file names the in-process SSH server."""
-    for directory in ("home", "work"):
-        (tmp_path / directory).mkdir()
-    sites = tmp_path / "sites.toml"
-    sites.write_text(_sites_text(ssh_server, _closed_port()))
-    return Env(tmp_path, tmp_path / "catalog.sqlite", sites)
 
 
 def _small_disk() -> None:
@@ -85,7 +75,7 @@ async def test_a_full_disk_is_one_short_line_and_debug_shows_everything(
     (env.root / "out").mkdir()
     target = f"site:{env.root}/out/copy"
     short = await _run_on_small_disk(env, "cp", f"{source}:{tree}", target)
-    _one_line_error(short, 1)
+    one_line_error(short, 1)
     assert "File too large" in short.err
     assert len(short.err) < 700, short.err
     assert short.err.count("a-file-with-a-rather-long-name") == 1
@@ -103,7 +93,7 @@ async def test_a_failing_remote_command_names_no_internal_script(env: Env) -> No
     internal name of streamdata's command launcher."""
     source = env.file("src/big.bin", os.urandom(2 << 20))  # big enough to go through `cat`
     result = await env.run("cp", source, "remote:box:/sys/kernel/streamdata-test.bin")
-    _one_line_error(result, 1)
+    one_line_error(result, 1)
     assert "cannot create" in result.err
     assert "standby" not in result.err
 
@@ -121,12 +111,12 @@ async def test_parents_that_cannot_be_made_report_the_real_cause(
     for directory in ("home", "work"):
         (tmp_path / directory).mkdir()
     sites = tmp_path / "sites.toml"
-    sites.write_text(_sites_text(server, _closed_port()))
+    sites.write_text(sites_text(server, closed_port()))
     env = Env(tmp_path, tmp_path / "catalog.sqlite", sites)
     source = env.file("src/f.txt")
     blocked = f"/sys/streamdata-{uuid.uuid4().hex}"
     result = await env.run("cp", source, f"remote:box:{blocked}/sub/f.txt")
-    _one_line_error(result, 1)
+    one_line_error(result, 1)
     assert "No such file" not in result.err and "not a directory" not in result.err
     assert "Permission denied" in result.err or "not permitted" in result.err, result.err
     assert blocked in result.err
@@ -134,7 +124,7 @@ async def test_parents_that_cannot_be_made_report_the_real_cause(
 
 def _with_known_hosts(env: Env, server: AsyncSSHTestServer, known_hosts: Path) -> None:
     """Point the sites file's SSH deployments at another known_hosts file."""
-    text = _sites_text(server, _closed_port())
+    text = sites_text(server, closed_port())
     env.sites.write_text(text.replace(str(server.known_hosts), str(known_hosts)))
 
 
@@ -150,20 +140,20 @@ async def test_changed_and_unknown_host_keys_are_told_apart(
     changed.write_text(f"[127.0.0.1]:{ssh_server.port} {other}\n")
     _with_known_hosts(env, ssh_server, changed)
     result = await env.run("cp", source, target)
-    _one_line_error(result, 1)
+    one_line_error(result, 1)
     assert "CHANGED" in result.err and "man-in-the-middle" in result.err
     assert str(changed) in result.err and "is unknown" not in result.err
     unknown = env.root / "unknown_known_hosts"
     unknown.write_text(f"[192.0.2.1]:22 {other}\n")
     _with_known_hosts(env, ssh_server, unknown)
     result = await env.run("cp", source, target)
-    _one_line_error(result, 1)
+    one_line_error(result, 1)
     assert "is unknown" in result.err and str(unknown) in result.err
     assert "CHANGED" not in result.err and "attack" not in result.err
     missing = env.root / "missing_known_hosts"
     _with_known_hosts(env, ssh_server, missing)
     result = await env.run("cp", source, target)
-    _one_line_error(result, 1)
+    one_line_error(result, 1)
     assert "is unknown" in result.err and str(missing) in result.err
     assert "does not exist" in result.err
     assert not (env.root / "copy.txt").exists()
@@ -176,6 +166,6 @@ async def test_a_missing_client_key_is_a_configuration_error(
     missing = env.root / "no_such_key"
     env.sites.write_text(env.sites.read_text().replace(str(ssh_server.client_key), str(missing)))
     result = await env.run("cp", env.file("src/f.txt"), f"remote:{env.root}/copy.txt")
-    _one_line_error(result, 2)
+    one_line_error(result, 2)
     assert str(missing) in result.err and "client key" in result.err
     assert "Errno" not in result.err

@@ -12,8 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-import pytest
-from test_cli import Env, _closed_port, _one_line_error, _sites_text
+from cli_env import Env, closed_port, one_line_error, sites_text
 from test_cli_terminal import _ANSI, _run_in_pty
 
 from streamdata._cli_output import printable
@@ -22,16 +21,6 @@ from streamdata._testservers import AsyncSSHTestServer
 #: A file name with an escape sequence, a newline, rich markup and a byte that is not UTF-8.
 EVIL = os.fsdecode(b"ev\x1b[31mil\nna[red]me\xff.txt")
 SHOWN = "ev\\033[31mil\\nna[red]me\\377.txt"
-
-
-@pytest.fixture
-def env(tmp_path: Path, ssh_server: AsyncSSHTestServer) -> Env:
-    """A private environment whose sites file names the in-process SSH server."""
-    for directory in ("home", "work"):
-        (tmp_path / directory).mkdir()
-    sites = tmp_path / "sites.toml"
-    sites.write_text(_sites_text(ssh_server, _closed_port()))
-    return Env(tmp_path, tmp_path / "catalog.sqlite", sites)
 
 
 def _clean(text: str) -> None:
@@ -70,7 +59,7 @@ async def test_human_output_escapes_names_and_json_keeps_them(env: Env) -> None:
     assert f"orphan-{SHOWN}" in report.out
     _clean(report.out)
     missing = await env.run("cp", str(env.root / EVIL), f"site:{env.root}/x")
-    _one_line_error(missing, 1)
+    one_line_error(missing, 1)
     assert SHOWN in missing.err
     _clean(missing.err)
 
@@ -80,7 +69,7 @@ async def test_progress_bars_escape_names(ssh_server: AsyncSSHTestServer, tmp_pa
     evil = os.fsdecode(b"x\x1b]0;pwned\x07\xfe.bin")
     (tmp_path / evil).write_bytes(os.urandom(1 << 20))
     sites = tmp_path / "sites.toml"
-    sites.write_text(_sites_text(ssh_server, _closed_port()))
+    sites.write_text(sites_text(ssh_server, closed_port()))
     env = {**os.environ, "HOME": str(tmp_path), "TERM": "xterm-256color", "COLUMNS": "200"}
     for variable in ("NO_COLOR", "CI", "TERM_PROGRAM"):
         env.pop(variable, None)

@@ -29,7 +29,7 @@ import os
 import posixpath
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 
-from .._tarcount import BLOCK, checksum_ok, header_number, pax_size
+from .._tarcount import BLOCK, checksum_ok, header_number, pax_records, pax_size
 
 __all__ = ["TreeFilter", "filter_tree", "inside_root", "relative_target"]
 
@@ -258,26 +258,6 @@ def _records(member: bytes) -> Iterator[_Record]:
         offset += -(-size // BLOCK) * BLOCK
 
 
-def _pax_records(data: bytes) -> list[tuple[bytes, bytes]]:
-    """The ``key=value`` records of pax extended-header data."""
-    records: list[tuple[bytes, bytes]] = []
-    position = 0
-    while position < len(data):
-        space = data.find(b" ", position)
-        if space < 0:
-            break
-        try:
-            length = int(data[position:space])
-        except ValueError:
-            break
-        if length <= 0:
-            break
-        key, _, value = data[space + 1 : position + length - 1].partition(b"=")
-        records.append((key, value))
-        position += length
-    return records
-
-
 def _field(header: bytes, where: slice) -> bytes:
     return header[where].split(b"\0", 1)[0]
 
@@ -288,7 +268,7 @@ def _from_extensions(records: list[_Record], long_kind: int, pax_key: bytes) -> 
         if header[156] == long_kind:
             found = data.split(b"\0", 1)[0]
         elif header[156] == _PAX:
-            for key, value in _pax_records(data):
+            for key, value in pax_records(data):
                 if key == pax_key:
                     found = value
     return found
@@ -330,11 +310,9 @@ def _relinked(records: list[_Record], target: bytes) -> bytes:
     for header, data in records[:-1]:
         if header[156] == _LONG_LINK:
             continue
-        if header[156] == _PAX and any(key == b"linkpath" for key, _ in _pax_records(data)):
+        if header[156] == _PAX and any(key == b"linkpath" for key, _ in pax_records(data)):
             in_pax = True
-            data = _pax_data(
-                [(k, target if k == b"linkpath" else v) for k, v in _pax_records(data)]
-            )
+            data = _pax_data([(k, target if k == b"linkpath" else v) for k, v in pax_records(data)])
             header = _with_field(header, slice(124, 136), b"%011o\0" % len(data))
         out += header + _padded(data)
     if not in_pax and len(target) > 100:

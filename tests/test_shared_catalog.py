@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import ConnectorEnv
 
 from streamdata import (
     ConfigurationError,
@@ -397,3 +398,32 @@ def test_a_manager_behind_the_kept_changes_reads_everything_again(
     assert _refreshed(reader, "/data/f3") == set()
     asyncio.run(reader.close())
     asyncio.run(writer.close())
+
+
+async def test_non_utf8_names_are_copied_and_recorded_with_a_catalog_file(
+    connector_env: ConnectorEnv,
+) -> None:
+    """A file and a tree whose names are not UTF-8 copy, register and reopen exactly."""
+    root = os.fsencode(connector_env.root)
+    os.makedirs(root + b"/src/tree\xfe/sub")
+    with open(root + b"/src/tree\xfe/sub/f\xfd", "wb") as file:
+        file.write(b"inside")
+    with open(root + b"/src/bad\xff", "wb") as file:
+        file.write(b"bad")
+    db = os.path.join(connector_env.root, "catalog.sqlite")
+    deployments = {"local": LocalConnector(), "dst": connector_env.connector}
+    dst = ExecutionLocation(connector_env.location.name, "dst")
+    out = os.fsdecode(root + b"/out")
+    os.mkdir(out)
+    async with DataManager(deployments, catalog=db) as dm:
+        for name in (b"bad\xff", b"tree\xfe"):
+            path = os.fsdecode(root + b"/src/" + name)
+            dm.register_path(LOCAL, path)
+            await dm.transfer_data(LOCAL, path, [dst], out)
+    assert sorted(os.listdir(root + b"/out")) == [b"bad\xff", b"tree\xfe"]
+    with open(root + b"/out/tree\xfe/sub/f\xfd", "rb") as file:
+        assert file.read() == b"inside"
+    async with DataManager(deployments, catalog=db) as dm:
+        copies = dm.get_data_locations(os.fsdecode(root + b"/src/bad\xff"), deployment="dst")
+        assert [r.path for r in copies] == [os.fsdecode(root + b"/out/bad\xff")]
+        assert (await dm.check(dst, out)).missing == []

@@ -385,7 +385,8 @@ class RemotePathMapper:
             del members[replica]
             if len(members) == 1:
                 next(iter(members))._set = None  # alone again: no set to keep
-        if self.lineage.anchored and replica in self.lineage.anchored:
+        anchored = self.lineage.anchored
+        if anchored and replica in anchored:
             self.lineage.dropped(replica, next(iter(members)) if members else None)
         if self._link_target:
             target = self._link_target.pop(replica, None)

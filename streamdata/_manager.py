@@ -235,9 +235,12 @@ class DataManager:
         if not isinstance(location, ExecutionLocation):  # check_location, inlined: hot
             raise TypeError(f"expected an ExecutionLocation, got {location!r}")
         self._deployments.ensure_open()
-        self._refresh(now=True)
-        self._catalog.invalidate(location, path)
-        self._catalog.forget_lost(location, path)
+        if self._sync is not None:  # self._refresh(now=True), inlined: hot
+            self._sync.refresh(now=True)
+        catalog = self._catalog
+        catalog.invalidate(location, path)
+        if catalog.lineage.anchored:
+            catalog.forget_lost(location, path)
 
     def get_data_locations(
         self,

@@ -48,10 +48,20 @@ class ExecutionLocation:
     name: str
     deployment: str
     local: bool = field(default=False, compare=False)
+    # locations key the catalog's dicts: hashed once, not on every lookup
+    _hash: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not isinstance(self.deployment, str):
             raise TypeError("ExecutionLocation name and deployment must be strings")
+        object.__setattr__(self, "_hash", hash((self.name, self.deployment)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # string hashes differ between processes: rebuild, never carry _hash along
+        return (ExecutionLocation, (self.name, self.deployment, self.local))
 
     def __str__(self) -> str:
         return f"{self.deployment}:{self.name}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import pickle
 import threading
 
@@ -85,3 +86,22 @@ async def test_failed_transfer_reaches_every_waiter() -> None:
     assert all(isinstance(r, TransferError) for r in results)
     assert replica.data_type is DataType.INVALID
     assert not replica.is_available
+
+
+def test_a_location_pickled_in_another_process_finds_its_entries() -> None:
+    """A location unpickled from a process with another hash seed keys the same dict entry."""
+    import pickle
+    import subprocess
+    import sys
+
+    code = (
+        "import pickle, sys; from streamdata import ExecutionLocation; "
+        "sys.stdout.buffer.write(pickle.dumps(ExecutionLocation('node', 'site', local=True)))"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    dumped = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, check=True, env=env
+    ).stdout
+    location = pickle.loads(dumped)
+    assert {ExecutionLocation("node", "site"): "found"}[location] == "found"
+    assert location.local is True

@@ -77,6 +77,7 @@ class RemotePathMapper:
         #: What the replicas a check invalidated held (read it; change it through the
         #: methods below, which commit).
         self.lineage = Lineage(store)
+        self._anchored = self.lineage.anchored  # the same dict, read on hot paths
         self._store = store
 
     # -- queries ---------------------------------------------------------------------------
@@ -352,13 +353,13 @@ class RemotePathMapper:
         root = by_location.get(location)
         if root is None:
             return []
-        invalidated: list[DataLocation] = []
         if path not in self._children and not self._links_to:  # one file, nothing links to it
             if root._data_type is _INVALID:
                 return []
             self._drop(root)
-            invalidated.append(root)
+            invalidated = [root]
         else:
+            invalidated = []
             pending = list(self.replicas_of(location, path))
             while pending:
                 replica = pending.pop()
@@ -378,14 +379,15 @@ class RemotePathMapper:
 
     def _drop(self, replica: DataLocation) -> None:
         """Mark INVALID and take out of its set (the others stay related)."""
-        replica._data_type = DataType.INVALID
+        replica._data_type = _INVALID
         members = replica._set
         if members is not None:
             replica._set = None
             del members[replica]
             if len(members) == 1:
-                next(iter(members))._set = None  # alone again: no set to keep
-        anchored = self.lineage.anchored
+                for alone in members:
+                    alone._set = None  # alone again: no set to keep
+        anchored = self._anchored
         if anchored and replica in anchored:
             self.lineage.dropped(replica, next(iter(members)) if members else None)
         if self._link_target:

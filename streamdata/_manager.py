@@ -234,12 +234,13 @@ class DataManager:
         """
         if not isinstance(location, ExecutionLocation):  # check_location, inlined: hot
             raise TypeError(f"expected an ExecutionLocation, got {location!r}")
-        self._deployments.ensure_open()
+        if self._deployments.closed:
+            self._deployments.ensure_open()  # raises
         if self._sync is not None:  # self._refresh(now=True), inlined: hot
             self._sync.refresh(now=True)
         catalog = self._catalog
         catalog.invalidate(location, path)
-        if catalog.lineage.anchored:
+        if catalog._anchored:
             catalog.forget_lost(location, path)
 
     def get_data_locations(

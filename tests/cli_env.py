@@ -8,6 +8,7 @@ import os
 import socket
 import sqlite3
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,9 +53,16 @@ class Env:
         return environ if warnings is None else {**environ, "PYTHONWARNINGS": warnings}
 
     async def run(
-        self, *args: str, catalog: bool = True, sites: bool = True, warnings: str | None = "error"
+        self,
+        *args: str,
+        catalog: bool = True,
+        sites: bool = True,
+        warnings: str | None = "error",
+        preexec_fn: Callable[[], object] | None = None,
+        seconds: float = 60,
     ) -> Result:
-        """Run ``python -m streamdata ARGS`` with this environment."""
+        """Run ``python -m streamdata ARGS`` with this environment (``preexec_fn`` runs in
+        the child before it starts, e.g. to set resource limits)."""
         options = (["--catalog", str(self.catalog)] if catalog else []) + (
             ["--sites", str(self.sites)] if sites else []
         )
@@ -68,8 +76,9 @@ class Env:
             stderr=asyncio.subprocess.PIPE,
             env=self.environ(warnings),
             cwd=self.root / "work",
+            preexec_fn=preexec_fn,
         )
-        async with asyncio.timeout(60):
+        async with asyncio.timeout(seconds):
             out, err = await process.communicate()
         assert process.returncode is not None
         return Result(process.returncode, out.decode(), err.decode())

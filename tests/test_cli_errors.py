@@ -9,12 +9,10 @@ Permission problems use ``/sys``, where even root may create nothing.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import resource
 import signal
-import sys
 import uuid
 from pathlib import Path
 
@@ -36,23 +34,7 @@ def _small_disk() -> None:
 
 async def _run_on_small_disk(env: Env, *args: str) -> Result:
     """Run the command as :meth:`Env.run` does, with writes limited to 1 MiB a file."""
-    options = ["--catalog", str(env.catalog), "--sites", str(env.sites)]
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "streamdata",
-        *options,
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env.environ(),
-        cwd=env.root / "work",
-        preexec_fn=_small_disk,
-    )
-    async with asyncio.timeout(120):
-        out, err = await process.communicate()
-    assert process.returncode is not None
-    return Result(process.returncode, out.decode(), err.decode())
+    return await env.run(*args, preexec_fn=_small_disk, seconds=120)
 
 
 def _tree_of_big_files(env: Env) -> Path:

@@ -89,29 +89,17 @@ async def test_same_copy_transfer_twice_leaves_one_copy(
     assert _valid(dm, here, out) == [DataType.PRIMARY]
 
 
-async def test_link_inside_its_own_target_is_refused(
-    dm: DataManager, connector_env: ConnectorEnv
+@pytest.mark.parametrize("writable", [False, True], ids=["link", "copy"])
+async def test_directory_is_never_linked_or_copied_into_itself(
+    dm: DataManager, connector_env: ConnectorEnv, writable: bool
 ) -> None:
-    """Linking a directory to a path inside itself fails that destination; nothing is made."""
+    """A link (or a writable copy) of a directory to a path inside itself fails that
+    destination, as cp refuses; nothing is made."""
     env, here = connector_env, connector_env.location
     src = _tree(env, "dir")
     dm.register_path(here, src)
     with pytest.raises(TransferError) as caught:
-        await dm.transfer_data(here, src, [here], f"{src}/sub")
-    assert set(caught.value.failures) == {here}
-    assert os.listdir(src) == ["f"]
-    assert dm.get_data_locations(f"{src}/sub") == []
-
-
-async def test_directory_is_never_copied_into_itself(
-    dm: DataManager, connector_env: ConnectorEnv
-) -> None:
-    """A writable copy of a directory into itself fails, as cp refuses; nothing is left."""
-    env, here = connector_env, connector_env.location
-    src = _tree(env, "dir")
-    dm.register_path(here, src)
-    with pytest.raises(TransferError) as caught:
-        await dm.transfer_data(here, src, [here], f"{src}/sub", writable=True)
+        await dm.transfer_data(here, src, [here], f"{src}/sub", writable=writable)
     assert set(caught.value.failures) == {here}
     assert os.listdir(src) == ["f"]
     assert dm.get_data_locations(f"{src}/sub") == []

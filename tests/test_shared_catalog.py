@@ -427,3 +427,44 @@ async def test_non_utf8_names_are_copied_and_recorded_with_a_catalog_file(
         copies = dm.get_data_locations(os.fsdecode(root + b"/src/bad\xff"), deployment="dst")
         assert [r.path for r in copies] == [os.fsdecode(root + b"/out/bad\xff")]
         assert (await dm.check(dst, out)).missing == []
+
+
+V1_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE replicas (
+    id INTEGER PRIMARY KEY,
+    deployment TEXT NOT NULL, name TEXT NOT NULL, local INTEGER NOT NULL,
+    path TEXT NOT NULL, relpath TEXT NOT NULL, data_type TEXT NOT NULL,
+    implied INTEGER NOT NULL, pending INTEGER NOT NULL, tmp TEXT,
+    UNIQUE (deployment, name, path)
+);
+CREATE TABLE relations (a INTEGER NOT NULL, b INTEGER NOT NULL, PRIMARY KEY (a, b));
+CREATE TABLE links (link INTEGER PRIMARY KEY, target INTEGER NOT NULL);
+CREATE TABLE entries (
+    id INTEGER PRIMARY KEY, kind TEXT NOT NULL, size INTEGER NOT NULL, mtime REAL NOT NULL,
+    digest TEXT
+);
+INSERT INTO meta VALUES ('schema_version', '1');
+INSERT INTO replicas VALUES (1, 'site', 'a', 0, '/', '/', 'primary', 1, 0, NULL);
+INSERT INTO replicas VALUES (2, 'site', 'a', 0, '/x', 'x', 'primary', 0, 0, NULL);
+INSERT INTO replicas VALUES (3, 'site', 'b', 0, '/', '/', 'primary', 1, 0, NULL);
+INSERT INTO replicas VALUES (4, 'site', 'b', 0, '/y', 'y', 'primary', 0, 1, '/.streamdata-tmp-1');
+INSERT INTO relations VALUES (2, 4);
+"""
+
+
+def test_a_version_1_catalog_is_migrated(tmp_path: Path) -> None:
+    """A catalog written before shared use opens: rows kept, its unfinished copy INVALID."""
+    db = tmp_path / "catalog.sqlite"
+    with sqlite3.connect(db) as connection:
+        connection.executescript(V1_SCHEMA)
+    connection.close()
+    manager = DataManager(catalog=db)
+    assert [r.path for r in manager.get_data_locations("/x")] == ["/x"]  # /y was in flight
+    manager.register_path(ExecutionLocation("c", "site"), "/z")
+    asyncio.run(manager.close())
+    with sqlite3.connect(db) as connection:
+        version = connection.execute("SELECT value FROM meta").fetchone()[0]
+    connection.close()
+    assert version == "2"
+    assert [r.path for r in DataManager(catalog=db).get_data_locations("/z")] == ["/z"]

@@ -349,13 +349,7 @@ class TransferPlan:
 
     async def _copy(self, jobs: Sequence[Job]) -> None:
         targets = [Endpoint(job.connector, job.location, job.tmp or "") for job in jobs]
-        source, tree = self._endpoint, None
-        async with asyncio.TaskGroup() as group:
-            if self._entry.kind is EntryKind.DIRECTORY:  # what the copies must hold
-                tree = group.create_task(
-                    print_of_tree(source.connector, source.location, source.path)
-                )
-            results, digest = await copy_to_all(source, self._entry, targets, self._on_progress)
+        results, digest, tree = await self._copy_printed(targets)
         retry = [i for i, error in enumerate(results) if _transient(error)]
         if retry:  # e.g. a connection dropped mid-stream: once more, from a clean state
             logger.info("retrying %d destination(s) of %r", len(retry), self._endpoint.path)
@@ -371,10 +365,41 @@ class TransferPlan:
         if self._options.verify:
             digest = await self._verify(jobs, results, digest)
         if tree is not None:
-            digest = tree.result()  # a tree's digest is its print (see _treeprint)
+            digest = tree  # a tree's digest is its print (see _treeprint)
         async with asyncio.TaskGroup() as group:
             for job, error in zip(jobs, results, strict=True):
                 group.create_task(self._settle(job, error, digest))
+
+    async def _copy_printed(
+        self, targets: list[Endpoint]
+    ) -> tuple[list[BaseException | None], str | None, str | None]:
+        """Copy to every target; for a tree, also print it (what the copies must hold).
+
+        A local tree is printed before and after the copy: if it changed meanwhile, the
+        copies may mix two versions of it, and they fail. Elsewhere the print is read
+        alongside the copy (``tar`` reports a tree that changes under it).
+
+        Returns:
+            Each target's error (None: copied), the file digest, and the tree's print.
+        """
+        source, entry, report = self._endpoint, self._entry, self._on_progress
+        if entry.kind is not EntryKind.DIRECTORY:
+            return (*await copy_to_all(source, entry, targets, report), None)
+        where = (source.connector, source.location, source.path)
+        if not source.connector.is_local:
+            async with asyncio.TaskGroup() as group:
+                printing = group.create_task(print_of_tree(*where))
+                results, digest = await copy_to_all(source, entry, targets, report)
+            return results, digest, printing.result()
+        before = await print_of_tree(*where)
+        results, digest = await copy_to_all(source, entry, targets, report)
+        if before is not None and await print_of_tree(*where) != before:
+            changed = TransferError(
+                f"{source.path!r} changed while it was copied: the copy could mix two "
+                "versions of it"
+            )
+            results = [error or changed for error in results]
+        return results, digest, before
 
     # -- verify ----------------------------------------------------------------------------
 

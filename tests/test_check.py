@@ -6,9 +6,10 @@ import asyncio
 import os
 from pathlib import Path
 
+import pytest
 from conftest import ConnectorEnv
 
-from streamdata import DataManager, ExecutionLocation, LocalConnector
+from streamdata import DataManager, ExecutionLocation, LocalConnector, TransferError
 
 A, B = ExecutionLocation("a", "site-a"), ExecutionLocation("b", "site-b")
 
@@ -109,3 +110,22 @@ async def test_a_registered_tree_is_printed_at_its_first_check(tmp_path: Path) -
         assert (await dm.check(A, str(tree))).missing == []
         (tree / "sub" / "c.txt").unlink()
         assert (await dm.check(A, str(tree))).missing == [str(tree)]
+
+
+async def test_a_local_tree_changed_during_its_copy_is_not_registered(tmp_path: Path) -> None:
+    """A local source tree modified while cp runs makes that copy fail: no mixed snapshot
+    is registered as the same data, and nothing appears at the destination."""
+    source = _tree(tmp_path / "src")
+    gated = _GatedCopy()
+    async with DataManager({"site-a": LocalConnector(), "site-b": gated}) as dm:
+        dm.register_path(A, str(source))
+        transfer = asyncio.create_task(
+            dm.transfer_data(A, str(source), [B], str(tmp_path / "copy"))
+        )
+        await asyncio.wait_for(gated.started.wait(), 10)
+        (source / "sub" / "b.txt").write_bytes(b"a newer, longer version")
+        gated.gate.set()
+        with pytest.raises(TransferError, match="changed while it was copied"):
+            await transfer
+        assert dm.get_data_locations(str(tmp_path / "copy")) == []
+    assert not (tmp_path / "copy").exists()

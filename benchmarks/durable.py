@@ -251,7 +251,7 @@ async def shell_seconds(command: str) -> float:
 async def work_check(files: int, runs: int) -> dict[str, Any]:
     """``check`` of a tree on a local and an SSH location vs ``find | sort`` and ``diff``."""
     from streamdata import DataManager, ExecutionLocation, LocalConnector, SSHConnector
-    from streamdata._testservers import openssh_server
+    from streamdata.testing._servers import openssh_server
 
     with tempfile.TemporaryDirectory(prefix="streamdata-bench-check-", dir="/tmp") as temp:
         scratch = Path(temp)

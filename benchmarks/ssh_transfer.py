@@ -284,7 +284,7 @@ def namespaced_sshd(scratch: Path, source: Path, target: Path) -> str:
 
 async def start_server(stack: contextlib.AsyncExitStack, sshd: str = SSHD) -> Server:
     """Enter one ``openssh_server()`` on ``stack``."""
-    from streamdata._testservers import openssh_server
+    from streamdata.testing._servers import openssh_server
 
     handle = await stack.enter_async_context(openssh_server(sshd=sshd))
     return Server(

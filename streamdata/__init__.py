@@ -13,7 +13,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._check import CheckReport
+    from ._audit import CheckReport
     from ._errors import (
         ConfigurationError,
         ConnectorError,
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from ._models import DataLocation, DataType, ExecutionLocation
     from ._policy import SourcePolicy, default_source_policy
     from .connectors import Connector, LocalConnector
-    from .connectors.ssh import SSHConnector, SSHHost
+    from .connectors.ssh._connector import SSHConnector, SSHHost
 
 __version__ = "0.1.0"
 
@@ -57,7 +57,7 @@ __all__ = [
 
 #: The module that defines each public name, relative to this package.
 _HOMES = {
-    "CheckReport": "._check",
+    "CheckReport": "._audit",
     "ConfigurationError": "._errors",
     "ConnectorError": "._errors",
     "ConsistencyError": "._errors",

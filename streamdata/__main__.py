@@ -1,6 +1,6 @@
 """``python -m streamdata``: the ``streamdata`` command."""
 
-from .cli import main
+from .cli._main import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -15,20 +15,20 @@ from time import monotonic
 from types import TracebackType
 from typing import Self
 
-from ._catalog import RemotePathMapper
-from ._check import CheckReport, record_local_entry, run_check
-from ._deployments import Deployments, check_location
+from ._audit import CheckReport, record_local_entry, run_check
+from ._catalog.mapper import RemotePathMapper
+from ._catalog.sqlite import open_store
+from ._catalog.store import CatalogBatch
+from ._catalog.sync import CatalogSync
+from ._engine.deployments import Deployments, check_location
+from ._engine.plan import Job, TransferContext
+from ._engine.replicate import Replicator
+from ._engine.run import remove_stale_temporaries, run_transfer
+from ._engine.transfer import Endpoint
 from ._errors import DataNotFoundError, TransferError
 from ._events import Event, EventBus
 from ._models import DataLocation, DataType, ExecutionLocation, normalize_path
-from ._plan import Job, TransferContext
 from ._policy import SourcePolicy, default_source_policy
-from ._replicate import Replicator
-from ._run import remove_stale_temporaries, run_transfer
-from ._store import open_store
-from ._store_api import CatalogBatch
-from ._sync import CatalogSync
-from ._transfer import Endpoint
 from .connectors._base import Connector
 
 __all__ = ["DataManager"]

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from streamdata._testservers import AsyncSSHTestServer
+from streamdata.testing._servers import AsyncSSHTestServer
 
 
 @dataclass

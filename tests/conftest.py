@@ -16,12 +16,12 @@ import pytest
 import pytest_asyncio
 from cli_env import Env, make_env
 
-from streamdata import _testservers
 from streamdata._models import ExecutionLocation
-from streamdata._testservers import AsyncSSHTestServer, SSHTestServer
 from streamdata.connectors._base import Connector
 from streamdata.connectors.local import LocalConnector
 from streamdata.connectors.ssh import SSHConnector
+from streamdata.testing import _servers as _testservers
+from streamdata.testing._servers import AsyncSSHTestServer, SSHTestServer
 
 CONNECTOR_KINDS = ("local", "asyncssh", "openssh")
 

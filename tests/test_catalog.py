@@ -6,7 +6,7 @@ import networkx as nx
 import pytest
 
 from streamdata import DataNotFoundError, DataType, ExecutionLocation
-from streamdata._catalog import RemotePathMapper
+from streamdata._catalog.mapper import RemotePathMapper
 
 L1, L2, L3 = (ExecutionLocation(f"n{i}", f"d{i}") for i in range(3))
 
@@ -95,7 +95,7 @@ def test_set_survives_reopening_after_a_middle_replica_is_invalidated(tmp_path: 
     """On disk too, dropping the middle of A-B-C keeps A and C related."""
     from pathlib import Path
 
-    from streamdata._store import SQLiteStore
+    from streamdata._catalog.sqlite import SQLiteStore
 
     path = str(Path(str(tmp_path)) / "c.sqlite")
     store = SQLiteStore(path)

@@ -15,8 +15,8 @@ import pytest
 from cli_env import Env, Result, closed_port, dump_catalog, one_line_error
 
 from streamdata import ExecutionLocation
-from streamdata._cli_sites import load_sites
 from streamdata.cli import main
+from streamdata.cli._sites import load_sites
 
 
 async def test_sites_lists_every_location(env: Env) -> None:

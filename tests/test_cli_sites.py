@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from streamdata._cli_sites import SitesError, load_sites
 from streamdata.cli import main
+from streamdata.cli._sites import SitesError, load_sites
 
 
 @pytest.mark.parametrize(

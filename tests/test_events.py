@@ -18,8 +18,8 @@ from streamdata import (
     TransferError,
     TransferEvent,
 )
-from streamdata._testservers import AsyncSSHTestServer
 from streamdata.connectors import Connector
+from streamdata.testing._servers import AsyncSSHTestServer
 
 A, B = ExecutionLocation("a", "site-a"), ExecutionLocation("b", "site-b")
 

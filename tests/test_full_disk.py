@@ -25,7 +25,7 @@ resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
 from streamdata import (
     DataManager, DataType, ExecutionLocation, LocalConnector, SSHConnector, StreamDataError,
 )
-from streamdata._testservers import asyncssh_server
+from streamdata.testing._servers import asyncssh_server
 
 A, B = ExecutionLocation("a", "site-a"), ExecutionLocation("b", "site-b")
 R = ExecutionLocation("remote", "ssh")

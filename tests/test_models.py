@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from streamdata import DataType, ExecutionLocation, TransferError
-from streamdata._catalog import RemotePathMapper
+from streamdata._catalog.mapper import RemotePathMapper
 
 A = ExecutionLocation("node", "dep")
 

@@ -363,7 +363,7 @@ def test_identical_transfers_started_at_once_copy_once(tmp_path: Path) -> None:
 
 def test_a_destination_is_claimed_by_one_live_process_at_a_time(tmp_path: Path) -> None:
     """Two stores on one file: the second cannot claim what the first holds until it closes."""
-    from streamdata._store import SQLiteStore
+    from streamdata._catalog.sqlite import SQLiteStore
 
     db = str(tmp_path / "catalog.sqlite")
     first, second = SQLiteStore(db), SQLiteStore(db)
@@ -380,7 +380,7 @@ def test_a_manager_behind_the_kept_changes_reads_everything_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """When the feed was pruned past what a manager has seen, it re-reads every row."""
-    from streamdata import _store_feed
+    from streamdata._catalog import sqlite_feed as _store_feed
 
     monkeypatch.setattr(_store_feed, "KEEP_CHANGES", 2)
     db = tmp_path / "catalog.sqlite"

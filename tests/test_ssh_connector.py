@@ -18,12 +18,12 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from streamdata import _testservers
 from streamdata._errors import ConfigurationError, ConnectorError
 from streamdata._models import ExecutionLocation
-from streamdata._testservers import AsyncSSHTestServer, SSHTestServer
 from streamdata.connectors._base import EntryKind
 from streamdata.connectors.ssh import SSHConnector, SSHHost
+from streamdata.testing import _servers as _testservers
+from streamdata.testing._servers import AsyncSSHTestServer, SSHTestServer
 
 LOCATION = ExecutionLocation("remote", "ssh")
 BIG = 64 << 20

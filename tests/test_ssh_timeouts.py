@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from streamdata import ConnectorError, ExecutionLocation, SSHConnector, SSHHost
-from streamdata._testservers import LOOPBACK, AsyncSSHTestServer
+from streamdata.testing._servers import LOOPBACK, AsyncSSHTestServer
 
 REMOTE = ExecutionLocation("remote", "ssh")
 

@@ -27,8 +27,8 @@ from streamdata import (
     SSHConnector,
     TransferError,
 )
-from streamdata._testservers import AsyncSSHTestServer, SSHTestServer
-from streamdata.connectors import _ssh_unpack as unpack
+from streamdata.connectors.ssh import _unpack as unpack
+from streamdata.testing._servers import AsyncSSHTestServer, SSHTestServer
 
 LOCAL = ExecutionLocation("localhost", "local")
 REMOTE = ExecutionLocation("remote", "ssh")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from streamdata._tarcount import TarFileCounter, checksum_ok, header_number
+from streamdata.connectors._tar.count import TarFileCounter, checksum_ok, header_number
 
 
 def _tree(root: Path) -> int:

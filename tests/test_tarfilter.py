@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from streamdata.connectors._tarfilter import TreeFilter, inside_root, relative_target
+from streamdata.connectors._tar.filter import TreeFilter, inside_root, relative_target
 
 FORMATS = ("gnu", "posix")
 SIZES = (1, 100, 511, 512, 513, 4096, 10_000, 1 << 20)

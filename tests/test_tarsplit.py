@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from streamdata.connectors._tarsplit import END, EVERY, TarSplitter
+from streamdata.connectors._tar.split import END, EVERY, TarSplitter
 
 
 def _tree(root: Path) -> None:

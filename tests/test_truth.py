@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from streamdata import DataType, ExecutionLocation
-from streamdata._catalog import RemotePathMapper
-from streamdata._truth import followed, holds, inside, other_kind
+from streamdata._catalog.mapper import RemotePathMapper
+from streamdata._engine.truth import followed, holds, inside, other_kind
 from streamdata.connectors import Entry, EntryKind
 
 L, M = ExecutionLocation("l", "d"), ExecutionLocation("m", "d")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from streamdata.connectors import _ssh_unpack as unpack
-from streamdata.connectors._ssh_unpack import Backlog
+from streamdata.connectors.ssh import _unpack as unpack
+from streamdata.connectors.ssh._unpack import Backlog
 
 
 def _feed(backlog: Backlog, writes: int, seconds: float, members: int) -> tuple[float, int]:

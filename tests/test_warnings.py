@@ -94,7 +94,7 @@ def test_the_plugin_leaves_an_unrelated_project_alone(tmp_path: Path) -> None:
     assert collect.returncode == 0, collect.stdout + collect.stderr
     # pytest imports entry-point plugins with importlib, which -X importtime does not log:
     # --trace-config says the plugin was loaded; the log shows what it imported.
-    assert "PLUGIN registered: <module 'streamdata._pytest_plugin'" in collect.stdout
+    assert "PLUGIN registered: <module 'streamdata.testing._plugin'" in collect.stdout
     imported = {
         line.rsplit("|", 1)[-1].strip().split(".")[0] for line in collect.stderr.splitlines()
     }

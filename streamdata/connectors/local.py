@@ -36,7 +36,7 @@ from ._base import Connector, Entry, EntryKind, entry_from_stat
 from ._diskio import WritePacing, in_thread
 from ._listing import ListingParser, find_command
 from ._process import feed_process, read_process, run_process
-from ._tarfilter import filter_tree, inside_root
+from ._tar.filter import filter_tree, inside_root
 
 __all__ = ["LocalConnector"]
 

@@ -1,0 +1,348 @@
+"""The consistency audit: the catalog against what storage really holds.
+
+One pass over the storage listing (streamed from the connector, parents before children)
+classifies each entry against the catalog as it stood before the check: a registered
+replica is *seen* (and compared: size and mtime for files, type for the rest); an entry
+inside an explicit directory replica is covered; anything else is an orphan, and an
+orphan directory is reported once with its subtree skipped. Only the set of seen replica
+paths is kept, never a second full listing.
+
+Each missing replica is invalidated and the catalog remembers what it was a copy of and
+what the check found in its place (:mod:`._lineage`); a repair copies back the missing
+replicas and those earlier checks invalidated, replacing only what was found there. A
+dry run stops after the classification: it changes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+from ._catalog.lineage import Signature
+from ._catalog.mapper import RemotePathMapper, parent_of
+from ._engine.treeprint import TreeAudit
+from ._errors import ConsistencyError, StreamDataError
+from ._integrity import digest_of
+from ._models import DataLocation, DataType, ExecutionLocation
+from .connectors._base import Connector, Entry, EntryKind, entry_from_stat
+
+if TYPE_CHECKING:
+    from ._engine.replicate import Replicator
+
+__all__ = ["CheckReport", "entry_changed", "entry_signature", "record_local_entry", "run_check"]
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """What :meth:`DataManager.check` found. Every list is sorted.
+
+    Attributes:
+        location: The location that was checked.
+        path: The path that was checked.
+        missing: Replica paths the catalog held as valid that are absent or changed
+            (size or modification time for files, type for other entries); they are now
+            INVALID (in a dry run: they would be).
+        orphans: Entries under ``path`` that no valid replica covered.
+        repaired: Replicas copied back from another replica of their set: missing ones,
+            and those an earlier check invalidated (in a dry run: those that would be).
+        errors: Repairs that failed, as ``(path, reason)``.
+        dry_run: True when nothing was changed (see :meth:`DataManager.check`).
+    """
+
+    location: ExecutionLocation
+    path: str
+    missing: list[str] = field(default_factory=list)
+    orphans: list[str] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    dry_run: bool = False
+
+
+def entry_signature(entry: Entry) -> tuple[str, int, float]:
+    """What the audit compares: kind, size and mtime (size and mtime of files only)."""
+    if entry.kind is EntryKind.FILE:
+        return (entry.kind.value, entry.size, entry.mtime)
+    return (entry.kind.value, 0, 0.0)
+
+
+def record_local_entry(catalog: RemotePathMapper, replica: DataLocation) -> None:
+    """Remember size and mtime of a local replica now, for the audit to compare."""
+    try:
+        info = os.lstat(replica.path)  # what a storage listing will see
+    except OSError:
+        return
+    entry = entry_from_stat(replica.path, info)
+    catalog.record_entry(replica, entry_signature(entry))
+
+
+def entry_changed(recorded: tuple[str, int, float], seen: tuple[str, int, float]) -> bool:
+    """True when ``seen`` differs from the ``recorded`` signature (see :func:`entry_signature`)."""
+    if recorded[0] != seen[0] or recorded[1] != seen[1]:
+        return True
+    # Some transports keep whole seconds only: a truncated copy of the same time is equal.
+    old, new = recorded[2], seen[2]
+    if old.is_integer() or new.is_integer():
+        return int(old) != int(new)
+    return abs(old - new) > 1e-6
+
+
+_FILE, _DIRECTORY = EntryKind.FILE, EntryKind.DIRECTORY
+_INVALID, _PRIMARY = DataType.INVALID, DataType.PRIMARY
+
+
+class _Audit:
+    """The classification of one listing; hot: one :meth:`visit` per entry."""
+
+    def __init__(
+        self,
+        catalog: RemotePathMapper,
+        location: ExecutionLocation,
+        path: str,
+        *,
+        collect_files: bool = False,
+    ) -> None:
+        self.catalog, self.location, self.path = catalog, location, path
+        self.seen: set[str] = set()
+        self.missing: dict[DataLocation, Signature] = {}  # changed, with what is there now
+        self.orphans: list[str] = []
+        self.covered: set[str] = set()
+        self.skipped: set[str] = set()
+        self.updates: list[tuple[DataLocation, tuple[str, int, float]]] = []
+        self.files: list[tuple[DataLocation, tuple[str, int, float]]] | None = (
+            [] if collect_files else None
+        )
+        self.in_flight: set[str] = set()
+        self.trees = TreeAudit(path, with_content=collect_files)
+        self._index = catalog._replicas  # path -> {location -> replica}, read only
+        self._entries = catalog._entries
+
+    def visit(self, entry: Entry) -> None:
+        path = entry.path
+        if self.in_flight and path in self.in_flight:
+            self.skipped.add(path)  # a transfer of this manager is writing it
+            return
+        if self.skipped:
+            parent = path[: path.rfind("/")] or "/"
+            if parent in self.skipped and path != self.path:
+                if entry.kind is _DIRECTORY:
+                    self.skipped.add(path)
+                return
+        self.trees.visit(entry)
+        by_location = self._index.get(path)
+        replica = by_location.get(self.location) if by_location is not None else None
+        if replica is not None and replica._data_type is not _INVALID:
+            self._compare(replica, entry)
+            return
+        parent = path[: path.rfind("/")] or "/"
+        if parent in self.covered and path != self.path:
+            if entry.kind is _DIRECTORY:
+                self.covered.add(path)
+        elif not self._covered_above(path):
+            self.orphans.append(path)
+            if entry.kind is _DIRECTORY:
+                self.skipped.add(path)
+        elif entry.kind is _DIRECTORY:
+            self.covered.add(path)
+
+    def _covered_above(self, path: str) -> bool:
+        if path != self.path:
+            return False
+        replica = self.catalog.covering(self.location, path)
+        return replica is not None
+
+    def _compare(self, replica: DataLocation, entry: Entry) -> None:
+        kind = entry.kind
+        self.seen.add(entry.path)
+        if kind is _FILE:
+            signature: tuple[str, int, float] = ("file", entry.size, entry.mtime)
+        else:
+            signature = (kind.value, 0, 0.0)
+        recorded = self._entries.get(replica)
+        if recorded is None:
+            if replica.is_available:
+                self.updates.append((replica, signature))
+        elif recorded != signature and entry_changed(recorded, signature):
+            self.missing[replica] = signature
+            return
+        if kind is _FILE:
+            if self.files is not None and replica._data_type is _PRIMARY:
+                self.files.append((replica, signature))
+        elif kind is _DIRECTORY and not replica._implied:
+            self.covered.add(entry.path)
+            if replica.is_available:
+                self.trees.start(replica)
+
+    def unseen(self) -> list[DataLocation]:
+        """Valid, available replicas under the checked path that the listing did not show.
+
+        Walks the catalog's tree of paths; a path seen in the listing is known to hold a
+        valid replica of this location, so only its children need looking at.
+        """
+        seen, location, index = self.seen, self.location, self._index
+        children = self.catalog._children
+        lost: list[DataLocation] = []
+        stack = [self.path]
+        while stack:
+            current = stack.pop()
+            if current not in seen:
+                by_location = index.get(current)
+                replica = by_location.get(location) if by_location is not None else None
+                if replica is None:
+                    continue  # nothing of this location here, hence nothing below either
+                if replica._data_type is not _INVALID and replica.is_available:
+                    lost.append(replica)
+            below = children.get(current)
+            if below:
+                stack.extend(below)
+        return lost
+
+
+async def run_check(
+    replicator: Replicator,
+    catalog: RemotePathMapper,
+    connector: Connector,
+    location: ExecutionLocation,
+    path: str,
+    *,
+    repair: bool,
+    max_missing: int | None,
+    verify_content: bool = False,
+    dry_run: bool = False,
+) -> CheckReport:
+    """Audit ``path`` on ``location`` (see :meth:`DataManager.check`)."""
+    audit = _Audit(catalog, location, path, collect_files=verify_content)
+    audit.in_flight = {
+        job.tmp
+        for job in replicator.context.inflight.values()
+        if job.location == location and job.tmp
+    }
+    async for entry in connector.walk(location, path):
+        audit.visit(entry)
+    corrupt: dict[DataLocation, Signature] = {}
+    digests: dict[DataLocation, str] = {}
+    if audit.files is not None:
+        corrupt, digests = await _verify_contents(catalog, connector, location, audit.files)
+    damaged, prints = await audit.trees.judge(catalog, connector, location)
+    digests.update(prints)
+    lost: dict[DataLocation, Signature | None] = dict.fromkeys(audit.unseen())
+    lost.update(audit.missing)
+    lost.update(corrupt)
+    lost.update((tree, ("directory", 0, 0.0)) for tree in damaged if tree not in lost)
+    missing = sorted(lost, key=lambda r: r.path)
+    if max_missing is not None and len(missing) > max_missing:
+        raise ConsistencyError(
+            f"{len(missing)} replicas under {path!r} on {location} look missing, more than "
+            f"max_missing={max_missing}; nothing was changed"
+        )
+    repairs = _repairs(catalog, location, path, missing, lost)
+    report = CheckReport(location, path, [r.path for r in missing], sorted(audit.orphans))
+    if dry_run:
+        would = [r.path for r, (candidates, _) in repairs.items() if _repairable(candidates)]
+        return replace(report, repaired=sorted(would) if repair else [], dry_run=True)
+    for replica in missing:
+        catalog.invalidate(location, replica.path)
+        catalog.remember_lost(replica, *repairs[replica])
+    for replica, signature in audit.updates:
+        catalog.record_entry(replica, signature, digests.pop(replica, None))
+    for replica, digest in digests.items():
+        if replica not in lost:
+            catalog.record_entry(replica, catalog.entry_of(replica) or ("file", 0, 0.0), digest)
+    if repair:
+        await _repair(replicator, location, repairs, report)
+    return report
+
+
+#: For each replica to restore: the replicas it may be copied from, and the entry the
+#: check found at its path (which the copy may replace; None: it must find nothing there).
+_Repairs = dict[DataLocation, tuple[list[DataLocation], Signature | None]]
+
+
+def _repairs(
+    catalog: RemotePathMapper,
+    location: ExecutionLocation,
+    path: str,
+    missing: list[DataLocation],
+    lost: dict[DataLocation, Signature | None],
+) -> _Repairs:
+    """What a repair would restore: the missing replicas, then those lost to earlier checks.
+
+    A replica lost earlier is left alone while a valid replica (not missing now) covers
+    its path: other data lives there now.
+    """
+    repairs: _Repairs = {}
+    for replica in missing:
+        others = [r for r in catalog.replica_set(replica) if r not in lost and r is not replica]
+        repairs[replica] = (others, lost[replica])
+    lineage = catalog.lineage
+    for replica in lineage.lost_below(location, path) if lineage.anchored else ():
+        above = catalog.covering(location, parent_of(replica.path))
+        anchor = lineage.anchor_of(replica)
+        if anchor is not None and (above is None or above in lost):
+            candidates = [r for r in catalog.replica_set(anchor) if r not in lost]
+            repairs[replica] = (candidates, lineage.seen_at(replica))
+    return repairs
+
+
+def _repairable(candidates: list[DataLocation]) -> bool:
+    return any(r.data_type is _PRIMARY and not r._implied for r in candidates)
+
+
+async def _verify_contents(
+    catalog: RemotePathMapper,
+    connector: Connector,
+    location: ExecutionLocation,
+    files: list[tuple[DataLocation, tuple[str, int, float]]],
+) -> tuple[dict[DataLocation, Signature], dict[DataLocation, str]]:
+    """Hash every file replica; those whose digest differs from the recorded one are lost.
+
+    Returns the corrupt replicas (with their entries) and the digests of files that had
+    none recorded yet.
+    """
+    corrupt: dict[DataLocation, Signature] = {}
+    fresh: dict[DataLocation, str] = {}
+    for replica, signature in files:
+        digest = await digest_of(connector, location, replica.path)
+        recorded = catalog.digest_of(replica)
+        if recorded is None:
+            fresh[replica] = digest
+        elif recorded != digest:
+            corrupt[replica] = signature
+    return corrupt, fresh
+
+
+async def _repair(
+    replicator: Replicator, location: ExecutionLocation, repairs: _Repairs, report: CheckReport
+) -> None:
+    """Copy back each repairable replica, in path order (a tree before what is inside)."""
+    restored: set[str] = set()
+    for replica in sorted(repairs, key=lambda r: r.path):
+        candidates, seen = repairs[replica]
+        if not _repairable(candidates):
+            continue
+        if _inside(replica.path, restored):  # the tree restored a moment ago holds it
+            seen = await _now_at(replicator, location, replica.path)
+        _, failures = await replicator.fill(candidates, [location], replica.path, replaceable=seen)
+        if failures:
+            report.errors.append((replica.path, str(failures[location])))
+        else:
+            report.repaired.append(replica.path)
+            restored.add(replica.path)
+
+
+def _inside(path: str, trees: set[str]) -> bool:
+    while trees and path != "/":
+        path = parent_of(path)
+        if path in trees:
+            return True
+    return False
+
+
+async def _now_at(
+    replicator: Replicator, location: ExecutionLocation, path: str
+) -> Signature | None:
+    try:
+        entry = await replicator.deployments.connector(location).stat(location, path)
+    except StreamDataError:
+        return None  # the copy will meet the same trouble and report it
+    return None if entry is None else entry_signature(entry)

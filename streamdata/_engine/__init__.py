@@ -1,0 +1,1 @@
+"""The transfer engine: plans, runs and settles every copy the manager makes."""

@@ -1,0 +1,248 @@
+"""Moving bytes: one source to several destinations, each written atomically.
+
+Every destination is written under a temporary name unique to the transfer, in the
+destination's own directory (so concurrent transfers to locations sharing a filesystem
+never collide), then renamed into place. Destinations on the source's filesystem get a
+connector-side ``copy``; those the source's host reaches itself (a route configured on
+the connector) get a connector-side ``send``, the bytes never passing through this
+process; the others share one read of the source, fanned out through bounded queues so
+a slow destination holds back at most ``_QUEUE_CHUNKS`` chunks before it slows the
+reader (back-pressure), and a failing destination is dropped without disturbing the
+others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import posixpath
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
+from dataclasses import dataclass
+
+from .._errors import ConnectorError, StreamDataError
+from .._integrity import Hasher
+from .._models import ExecutionLocation
+from ..connectors._base import Connector, Entry, EntryKind
+from ..connectors._tar.count import TarFileCounter
+
+__all__ = ["Endpoint", "copy_to_all", "remove_quietly", "temporary_path"]
+
+_QUEUE_CHUNKS = 16
+#: A queue item: a chunk, the source's error, or None for the end of the stream.
+_Item = bytes | BaseException | None
+#: Receives each chunk read from the source, in order.
+_ChunkSink = Callable[[bytes], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A path on a location, with the connector that reaches it."""
+
+    connector: Connector
+    location: ExecutionLocation
+    path: str
+
+    @property
+    def filesystem(self) -> Hashable:
+        """The filesystem key of the endpoint's location."""
+        return self.connector.filesystem(self.location)
+
+
+def temporary_path(final_path: str) -> str:
+    """A name next to ``final_path`` that no other transfer uses."""
+    directory = posixpath.dirname(final_path)
+    return posixpath.join(directory, f".streamdata-tmp-{uuid.uuid4().hex}")
+
+
+async def remove_quietly(endpoint: Endpoint) -> bool:
+    """Best-effort removal of a temporary path, safe to call while being cancelled.
+
+    Returns:
+        False if it could not be removed (e.g. the connection is gone).
+    """
+    try:
+        await asyncio.shield(endpoint.connector.remove(endpoint.location, endpoint.path))
+    except (StreamDataError, OSError):
+        return False
+    return True
+
+
+async def copy_to_all(
+    source: Endpoint,
+    entry: Entry,
+    targets: Sequence[Endpoint],
+    on_progress: Callable[[int, int | None], None] = lambda done, files: None,
+) -> tuple[list[BaseException | None], str | None]:
+    """Copy ``source`` to every target path (which must not exist yet).
+
+    ``on_progress`` is called with the number of bytes each time the source stream
+    delivers a chunk, and with the files of a tree completed so far in this stream
+    (counted in its tar stream; None once the counter gave up); and with the entry's
+    size (files: None, not counted) when a same-filesystem copy or a direct send
+    completes.
+
+    Returns:
+        For each target, None on success or the exception that made it fail; and the
+        XXH3-128 digest of a file that was streamed (hashed as it was read), else None.
+        Cancellation propagates; nothing is cleaned up here (the caller removes targets).
+    """
+    results: list[BaseException | None] = [None] * len(targets)
+    hasher = Hasher() if entry.kind is EntryKind.FILE else None
+    streamed: list[int] = []
+    async with asyncio.TaskGroup() as group:
+        for index, target in enumerate(targets):
+            if target.filesystem == source.filesystem:
+                copy = _copy_same_filesystem(source, target, entry, on_progress)
+            elif _direct(source, target):
+                copy = _send(source, target, entry, on_progress)
+            else:
+                streamed.append(index)
+                continue
+            group.create_task(_capture(results, index, copy))
+        if streamed:
+            streams = [targets[i] for i in streamed]
+            counter = TarFileCounter() if entry.kind is EntryKind.DIRECTORY else None
+            progress = _hashing(hasher, counter, on_progress)
+            group.create_task(_stream(source, entry, streams, streamed, results, progress))
+    # The digest is of the whole source only if its read completed: then a streamed
+    # destination succeeded.
+    whole = hasher is not None and any(results[i] is None for i in streamed)
+    return results, hasher.hexdigest() if whole and hasher is not None else None
+
+
+def _hashing(
+    hasher: Hasher | None,
+    counter: TarFileCounter | None,
+    on_progress: Callable[[int, int | None], None],
+) -> _ChunkSink:
+    def sink(chunk: bytes) -> None:
+        if hasher is not None:
+            hasher.update(chunk)
+        if counter is None:
+            on_progress(len(chunk), 0)
+            return
+        counter.feed(chunk)
+        on_progress(len(chunk), None if counter.broken else counter.files)
+
+    return sink
+
+
+async def _capture(results: list[BaseException | None], index: int, work: Awaitable[None]) -> None:
+    try:
+        await work
+    except Exception as exc:  # recorded per destination, reported by the caller
+        results[index] = exc
+
+
+async def _copy_same_filesystem(
+    source: Endpoint, target: Endpoint, entry: Entry, on_progress: Callable[[int, int | None], None]
+) -> None:
+    await target.connector.copy(target.location, source.path, target.path)
+    on_progress(entry.size, None)
+
+
+def _direct(source: Endpoint, target: Endpoint) -> bool:
+    """True when the source's host sends to the target's host itself (a configured route)."""
+    connector = source.connector
+    return target.connector is connector and connector.can_send(source.location, target.location)
+
+
+async def _send(
+    source: Endpoint, target: Endpoint, entry: Entry, on_progress: Callable[[int, int | None], None]
+) -> None:
+    connector = source.connector
+    await connector.send(
+        source.location,
+        source.path,
+        entry.kind,
+        target.location,
+        target.path,
+        mode=entry.mode,
+        mtime=entry.mtime,
+    )
+    on_progress(entry.size, None)
+
+
+async def _stream(
+    source: Endpoint,
+    entry: Entry,
+    targets: Sequence[Endpoint],
+    indexes: Sequence[int],
+    results: list[BaseException | None],
+    on_chunk: _ChunkSink,
+) -> None:
+    """Read the source once and feed every target through its own bounded queue."""
+    queues = [asyncio.Queue[_Item](_QUEUE_CHUNKS) for _ in targets]
+    alive = [True] * len(targets)
+
+    async def write(slot: int) -> None:
+        target = targets[slot]
+        try:
+            await target.connector.write(
+                target.location,
+                target.path,
+                entry.kind,
+                _drain(queues[slot]),
+                mode=entry.mode,
+                mtime=entry.mtime,
+            )
+        except Exception as exc:  # this destination fails alone
+            results[indexes[slot]] = exc
+        finally:
+            alive[slot] = False
+            _empty(queues[slot])
+
+    async with asyncio.TaskGroup() as group:
+        for slot in range(len(targets)):
+            group.create_task(write(slot))
+        try:
+            await _pump(source, entry.kind, queues, alive, on_chunk)
+        except Exception as exc:  # a failed read fails every destination
+            for slot, index in enumerate(indexes):
+                if results[index] is None:
+                    results[index] = exc
+                alive[slot] = False
+                _poison(queues[slot], exc)
+
+
+async def _pump(
+    source: Endpoint,
+    kind: EntryKind,
+    queues: Sequence[asyncio.Queue[_Item]],
+    alive: list[bool],
+    on_chunk: _ChunkSink,
+) -> None:
+    async with source.connector.read(source.location, source.path, kind) as chunks:
+        async for chunk in chunks:
+            if not chunk:
+                continue
+            if not any(alive):
+                raise ConnectorError("every destination failed")
+            for queue, live in zip(queues, alive, strict=True):
+                if live:
+                    await queue.put(chunk)
+            on_chunk(chunk)
+    for queue, live in zip(queues, alive, strict=True):
+        if live:
+            await queue.put(None)
+
+
+async def _drain(queue: asyncio.Queue[_Item]) -> AsyncIterator[bytes]:
+    while True:
+        item = await queue.get()
+        if item is None:
+            return
+        if isinstance(item, BaseException):
+            transient = isinstance(item, ConnectorError) and item.transient
+            raise ConnectorError(f"the source stream broke: {item}", transient=transient) from item
+        yield item
+
+
+def _poison(queue: asyncio.Queue[_Item], error: BaseException) -> None:
+    _empty(queue)
+    queue.put_nowait(error)
+
+
+def _empty(queue: asyncio.Queue[_Item]) -> None:
+    while not queue.empty():
+        queue.get_nowait()

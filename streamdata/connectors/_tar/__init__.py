@@ -1,0 +1,1 @@
+"""Tar streams: counting, splitting and filtering the archives that carry trees."""

@@ -1,0 +1,196 @@
+"""One remote command on one SSH channel, with bounded buffers in both directions.
+
+:class:`RemoteCommand` wraps an asyncssh channel running a command. Reading is bounded
+by the SSH window, which asyncssh reopens (to its full size) whenever it hands data to
+the session, even while older data waits, undelivered, in the channel. So the session
+stops the channel once it holds ``read_limit`` bytes and starts it again only when the
+consumer has taken them all: the channel then hands over everything it queued (at most
+one window, which must be smaller than ``read_limit``) without stopping midway, and the
+memory held stays below ``read_limit`` plus one window, however slow the consumer.
+
+Writes wait while the channel's send buffer is full. Standard error is kept (its first
+and last few KiB, :mod:`._stderr`) for error messages, and the exit status is checked by
+:meth:`RemoteCommand.finish`. A lost connection wakes every waiter at once, so a broken
+transfer fails promptly instead of hanging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+from ..._errors import ConnectorError
+from .._stderr import StderrBuffer, summarize
+from ._asyncssh import asyncssh
+
+__all__ = ["CommandSession", "RemoteCommand"]
+
+_JOIN_LIMIT = 1 << 20
+
+
+class CommandSession(asyncssh.SSHClientSession[bytes]):
+    """The asyncssh session behind a :class:`RemoteCommand`: buffers and events only."""
+
+    def __init__(self, read_limit: int) -> None:
+        self.read_limit = read_limit
+        self.chunks: deque[bytes] = deque()
+        self.buffered = 0
+        self.paused = False
+        self.stderr = StderrBuffer()
+        self.eof = False
+        self.closed = False
+        self.error: Exception | None = None
+        self.exit_status: int | None = None
+        self.exit_signal: str | None = None
+        self.readable = asyncio.Event()
+        self.writable = asyncio.Event()
+        self.writable.set()
+        self.done = asyncio.Event()
+        self.channel: asyncssh.SSHClientChannel[bytes] | None = None
+
+    def connection_made(self, chan: asyncssh.SSHClientChannel[bytes]) -> None:
+        self.channel = chan
+
+    def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
+        if datatype == asyncssh.EXTENDED_DATA_STDERR:
+            self.stderr.feed(data)
+            return
+        self.chunks.append(data)
+        self.buffered += len(data)
+        self.readable.set()
+        if self.buffered >= self.read_limit and not self.paused and self.channel is not None:
+            self.paused = True
+            self.channel.pause_reading()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self.readable.set()
+        return False
+
+    def exit_status_received(self, status: int) -> None:
+        self.exit_status = status
+
+    def exit_signal_received(self, signal: str, core_dumped: bool, msg: str, lang: str) -> None:
+        self.exit_signal = signal
+
+    def pause_writing(self) -> None:
+        self.writable.clear()
+
+    def resume_writing(self) -> None:
+        self.writable.set()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.error = exc
+        for event in (self.readable, self.writable, self.done):
+            event.set()
+
+    def take(self) -> bytes:
+        """Remove and return the queued output (at most about 1 MiB), reopening the flow."""
+        parts = [self.chunks.popleft()]
+        size = len(parts[0])
+        while self.chunks and size + len(self.chunks[0]) <= _JOIN_LIMIT:
+            parts.append(self.chunks.popleft())
+            size += len(parts[-1])
+        self.buffered -= size
+        if not self.chunks and not self.eof and not self.closed:
+            self.readable.clear()
+        if self.paused and not self.chunks and self.channel is not None:
+            self.paused = False
+            self.channel.resume_reading()
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+class RemoteCommand:
+    """A command running on a remote host, seen as byte streams and an exit status.
+
+    Args:
+        channel: The channel the command runs on.
+        session: Its session.
+        what: What the command does, for error messages (e.g. ``"archive '/d' on h"``).
+        host: The host name put on errors.
+    """
+
+    def __init__(
+        self,
+        channel: asyncssh.SSHClientChannel[bytes],
+        session: CommandSession,
+        what: str,
+        host: str,
+    ) -> None:
+        self._channel = channel
+        self._session = session
+        self._what = what
+        self._host = host
+
+    async def read(self) -> bytes:
+        """Return the next part of standard output, or ``b""`` at its end.
+
+        Raises:
+            ConnectorError: If the connection is lost before the end of the output.
+        """
+        session = self._session
+        await session.readable.wait()
+        if session.chunks:
+            return session.take()
+        if session.closed and not session.eof and session.error is not None:
+            raise self._error("the connection was lost", session.error)
+        return b""
+
+    async def write(self, data: bytes) -> None:
+        """Send ``data`` to the command's standard input, waiting while the buffer is full.
+
+        Raises:
+            ConnectorError: If the command ended or the connection was lost.
+        """
+        session = self._session
+        if not session.writable.is_set():
+            await session.writable.wait()
+        if session.closed:
+            await self._fail_closed()
+        try:
+            self._channel.write(data)
+        except (OSError, asyncssh.Error) as exc:
+            raise self._error("cannot send data", exc) from exc
+
+    def write_eof(self) -> None:
+        """Close the command's standard input."""
+        if not self._session.closed:
+            self._channel.write_eof()
+
+    async def finish(self) -> None:
+        """Wait for the command to end and check how it ended.
+
+        Raises:
+            ConnectorError: If it exited with a non-zero status, was killed by a signal,
+                or the connection was lost first.
+        """
+        await self._session.done.wait()
+        self._check()
+
+    def _check(self) -> None:
+        session = self._session
+        if session.exit_status == 0:
+            return
+        if session.exit_status is not None:
+            raise self._error(f"exit status {session.exit_status}", None)
+        if session.exit_signal is not None:
+            raise self._error(f"killed by signal {session.exit_signal}", None)
+        raise self._error("the connection was lost", session.error)
+
+    async def _fail_closed(self) -> None:
+        self._check()
+        raise self._error("the command stopped reading its input", None)
+
+    def _error(self, reason: str, cause: Exception | None) -> ConnectorError:
+        stderr = self._session.stderr.text()
+        summary = summarize(stderr)
+        detail = f": {summary}" if summary else ""
+        cause_text = f" ({cause})" if cause is not None else ""
+        error = ConnectorError(
+            f"cannot {self._what}: {reason}{cause_text}{detail}",
+            host=self._host,
+            details=stderr or None,
+        )
+        error.__cause__ = cause
+        return error

@@ -1,0 +1,98 @@
+"""Test helpers for code that embeds streamdata: a pytest plugin and a faulty connector.
+
+Installed with streamdata, the plugin (:mod:`streamdata.testing._plugin`) is loaded by
+pytest on its own (``pytest11`` entry point); its fixtures need ``pytest-asyncio``. Loading
+it imports neither this module nor asyncssh: that happens when a test first uses a
+fixture, so a project that does not use them is not affected. The fixtures are
+function-scoped, with the test's event loop (:func:`open_ssh_location` and
+:func:`open_data_manager` give the same objects outside a fixture):
+
+``ssh_server``
+    A real SSH server running inside the test process on ``127.0.0.1`` and a free port,
+    with generated host and client keys (:class:`~streamdata.testing.AsyncSSHTestServer`).
+    It runs commands with ``/bin/sh -c`` as the current user and serves SFTP, both on this
+    machine's real filesystem.
+``ssh_location``
+    An :class:`SSHLocation`: an :class:`~streamdata.ExecutionLocation` on that server, the
+    :class:`~streamdata.SSHConnector` deployment that reaches it (host key checked), and
+    an empty working directory.
+``data_manager``
+    A :class:`~streamdata.DataManager` (in-memory catalog) with a local deployment
+    (:data:`LOCAL_DEPLOYMENT`, location :data:`LOCAL_LOCATION`) and the SSH deployment
+    of ``ssh_location``; closed after the test.
+
+:class:`FaultyConnector` wraps any connector and injects faults deterministically, for
+testing how an engine copes: fail or hang at the N-th call of a method (optionally after
+N bytes of a stream), and limit the bandwidth of read and write streams::
+
+    async def test_engine_reports_failed_staging(data_manager, ssh_location):
+        faulty = FaultyConnector(ssh_location.connector).fail_at("write", 1)
+        ...
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._kit import (
+        LOCAL_DEPLOYMENT,
+        LOCAL_LOCATION,
+        SSH_DEPLOYMENT,
+        FaultyConnector,
+        SSHLocation,
+        open_data_manager,
+        open_ssh_location,
+    )
+    from ._plugin import data_manager, ssh_location, ssh_server
+    from ._servers import AsyncSSHTestServer
+
+__all__ = [
+    "LOCAL_DEPLOYMENT",
+    "LOCAL_LOCATION",
+    "SSH_DEPLOYMENT",
+    "AsyncSSHTestServer",
+    "FaultyConnector",
+    "SSHLocation",
+    "data_manager",
+    "open_data_manager",
+    "open_ssh_location",
+    "ssh_location",
+    "ssh_server",
+]
+
+#: The module that defines each public name. Imported on first use, so that the pytest
+#: plugin (:mod:`._plugin`, loaded by every pytest run) stays light.
+_HOMES = {
+    "LOCAL_DEPLOYMENT": "._kit",
+    "LOCAL_LOCATION": "._kit",
+    "SSH_DEPLOYMENT": "._kit",
+    "FaultyConnector": "._kit",
+    "SSHLocation": "._kit",
+    "open_data_manager": "._kit",
+    "open_ssh_location": "._kit",
+    "AsyncSSHTestServer": "._servers",
+    "data_manager": "._plugin",
+    "ssh_location": "._plugin",
+    "ssh_server": "._plugin",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name from its module on first use, then keep it here.
+
+    Raises:
+        AttributeError: If ``name`` is not a public name of the module.
+    """
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(home, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    """The public names, those not imported yet included."""
+    return sorted(__all__)

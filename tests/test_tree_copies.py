@@ -95,7 +95,7 @@ def make_linked_tree(root: Path) -> tuple[Path, Path]:
     (root / "outside.txt").write_text("outside")
     alias = root / "alias"
     alias.symlink_to(tree)
-    links = {
+    links: dict[str, str | Path] = {
         "abs-file": tree / "sub" / "data.txt",
         "sub/abs-dir": tree / "other",
         "sub/deeper/to-root": tree,

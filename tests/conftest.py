@@ -34,9 +34,9 @@ async def openssh_server() -> AsyncIterator[SSHTestServer]:
 
 
 @pytest_asyncio.fixture
-async def asyncssh_server() -> AsyncIterator[AsyncSSHTestServer]:
+async def open_ssh_server() -> AsyncIterator[AsyncSSHTestServer]:
     """An in-process asyncssh server on a free loopback port, one per test."""
-    async with _testservers.asyncssh_server() as server:
+    async with _testservers.open_ssh_server() as server:
         yield server
 
 

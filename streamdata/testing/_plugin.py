@@ -49,9 +49,9 @@ async def ssh_server() -> AsyncIterator[AsyncSSHTestServer]:
     Yields:
         The running server; it stops after the test.
     """
-    from ._servers import asyncssh_server
+    from ._servers import open_ssh_server
 
-    async with asyncssh_server() as server:
+    async with open_ssh_server() as server:
         yield server
 
 

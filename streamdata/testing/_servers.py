@@ -4,7 +4,7 @@ Two async context managers, each yielding a :class:`SSHTestServer` that knows ho
 it (host, port, user name, a client key, a ``known_hosts`` file holding the server's host
 key) and can build an :class:`~streamdata.SSHHost` for it:
 
-* :func:`asyncssh_server` runs an SSH server inside this process (asyncssh) on
+* :func:`open_ssh_server` runs an SSH server inside this process (asyncssh) on
   ``127.0.0.1`` and a free port. It executes commands for real (``/bin/sh -c COMMAND``)
   and serves SFTP on the real filesystem. It counts its open channels, so a test can check
   a client's concurrency limit on the server side, and it can drop every connection.
@@ -33,7 +33,7 @@ from ..connectors.ssh._asyncssh import asyncssh
 from ..connectors.ssh._connector import SSHHost
 from ._sshd import kill_sshd_children, launch_sshd, stop_sshd
 
-__all__ = ["AsyncSSHTestServer", "SSHTestServer", "asyncssh_server", "openssh_server"]
+__all__ = ["AsyncSSHTestServer", "SSHTestServer", "open_ssh_server", "openssh_server"]
 
 LOOPBACK = "127.0.0.1"
 _KEY_TYPE = "ssh-ed25519"
@@ -286,7 +286,7 @@ def _process_factory(
 
 
 @contextlib.asynccontextmanager
-async def asyncssh_server() -> AsyncIterator[AsyncSSHTestServer]:
+async def open_ssh_server() -> AsyncIterator[AsyncSSHTestServer]:
     """Run an SSH server in this process on ``127.0.0.1`` and a free port.
 
     It accepts the generated client key for the current user, runs each command with
@@ -340,6 +340,12 @@ def _abort_all(connections: set[asyncssh.SSHServerConnection]) -> None:
 # -- OpenSSH sshd --------------------------------------------------------------------------
 
 
+def _make_privilege_separation_directory() -> None:
+    """``sshd`` run as root needs ``/run/sshd``; make it if missing."""
+    if os.geteuid() == 0:
+        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
+
+
 @contextlib.asynccontextmanager
 async def openssh_server(
     *,
@@ -364,12 +370,10 @@ async def openssh_server(
     Raises:
         RuntimeError: If ``sshd`` does not start listening in time.
     """
-    if os.geteuid() == 0:
-        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
+    _make_privilege_separation_directory()
     with tempfile.TemporaryDirectory(prefix="streamdata-sshd-") as temp:
         directory = Path(temp)
         keys = _ServerKeys(directory)
-        log = directory / "sshd.log"
         process, port = await launch_sshd(
             sshd,
             directory,
@@ -377,7 +381,7 @@ async def openssh_server(
             host_key=keys.host_key_path,
             authorized_keys=keys.authorized_keys_path,
             max_sessions=max_sessions,
-            log=log,
+            log=directory / "sshd.log",
             seconds=startup_timeout,
         )
         try:

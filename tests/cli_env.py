@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from streamdata.testing._servers import SSHTestServer
+from streamdata.testing import SSHTestServer
 
 
 @dataclass

@@ -20,7 +20,7 @@ from streamdata import (
     TransferEvent,
 )
 from streamdata.connectors import Connector, EntryKind
-from streamdata.testing._servers import AsyncSSHTestServer
+from streamdata.testing import AsyncSSHTestServer
 
 A, B = ExecutionLocation("a", "site-a"), ExecutionLocation("b", "site-b")
 

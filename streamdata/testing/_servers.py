@@ -29,9 +29,15 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+from streamdata import SSHHost
+
 from ..connectors.ssh._asyncssh import asyncssh
-from ..connectors.ssh._connector import SSHHost
-from ._sshd import kill_sshd_children, launch_sshd, stop_sshd
+from ._sshd import (
+    kill_sshd_children,
+    launch_sshd,
+    make_privilege_separation_directory,
+    stop_sshd,
+)
 
 __all__ = ["AsyncSSHTestServer", "SSHTestServer", "open_ssh_server", "openssh_server"]
 
@@ -51,6 +57,8 @@ class SSHTestServer:
         known_hosts: Path of a ``known_hosts`` file naming the server's host key.
         directory: A private temporary directory, removed when the server stops.
     """
+
+    __module__ = "streamdata.testing"
 
     def __init__(
         self,
@@ -80,14 +88,9 @@ class SSHTestServer:
         Returns:
             The host entry.
         """
-        settings: dict[str, Any] = {
-            "port": self.port,
-            "username": self.username,
-            "client_keys": [self.client_key],
-            "known_hosts": self.known_hosts,
-        }
-        settings.update(options)
-        return SSHHost(self.host, **settings)
+        settings: dict[str, Any] = {"port": self.port, "username": self.username}
+        settings |= {"client_keys": [self.client_key], "known_hosts": self.known_hosts}
+        return SSHHost(self.host, **(settings | options))
 
     def kill_connections(self) -> None:
         """Drop every client connection abruptly, as a crashing server or network would."""
@@ -125,6 +128,8 @@ class AsyncSSHTestServer(SSHTestServer):
         open_channels: Channels (exec and SFTP) open right now.
         max_open_channels: The most channels that were open at once.
     """
+
+    __module__ = "streamdata.testing"
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -332,18 +337,15 @@ async def open_ssh_server() -> AsyncIterator[AsyncSSHTestServer]:
                 await asyncio.wait(set(server._handlers), timeout=10)
 
 
+open_ssh_server.__module__ = "streamdata.testing"
+
+
 def _abort_all(connections: set[asyncssh.SSHServerConnection]) -> None:
     for conn in list(connections):
         conn.abort()
 
 
 # -- OpenSSH sshd --------------------------------------------------------------------------
-
-
-def _make_privilege_separation_directory() -> None:
-    """``sshd`` run as root needs ``/run/sshd``; make it if missing."""
-    if os.geteuid() == 0:
-        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
 
 
 @contextlib.asynccontextmanager
@@ -370,7 +372,7 @@ async def openssh_server(
     Raises:
         RuntimeError: If ``sshd`` does not start listening in time.
     """
-    _make_privilege_separation_directory()
+    make_privilege_separation_directory()
     with tempfile.TemporaryDirectory(prefix="streamdata-sshd-") as temp:
         directory = Path(temp)
         keys = _ServerKeys(directory)

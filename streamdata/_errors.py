@@ -106,18 +106,8 @@ class ConnectorError(StreamDataError):
         self.details = details
 
     def __reduce__(self) -> tuple[object, ...]:
-        state = (type(self), str(self), self.host, self.transient, self.details)
-        return (_rebuild_connector_error, state)
-
-
-def _rebuild_connector_error(
-    cls: type[ConnectorError],
-    message: str,
-    host: str | None,
-    transient: bool,
-    details: str | None = None,
-) -> ConnectorError:
-    return cls(message, host=host, transient=transient, details=details)
+        # the class, its message and its attributes: a pickle names only public things
+        return (type(self), (str(self),), dict(vars(self)))
 
 
 class ConsistencyError(StreamDataError):

@@ -62,6 +62,8 @@ class DataManager:
         ConfigurationError: If the catalog file cannot be opened.
     """
 
+    __module__ = "streamdata"
+
     def __init__(
         self,
         deployments: Mapping[str, Connector] | None = None,

@@ -72,8 +72,8 @@ if __name__ == "__main__":
     parser.add_argument("--keep", action="store_true", help="keep the working directory")
     args = parser.parse_args()
     if args.keep:
-        directory = Path(tempfile.mkdtemp(prefix="streamdata-example-"))
-        print(f"working in {directory}")
-        raise SystemExit(asyncio.run(main(directory)))
+        kept = Path(tempfile.mkdtemp(prefix="streamdata-example-"))
+        print(f"working in {kept}")
+        raise SystemExit(asyncio.run(main(kept)))
     with tempfile.TemporaryDirectory(prefix="streamdata-example-") as directory:
         raise SystemExit(asyncio.run(main(Path(directory))))

@@ -59,6 +59,9 @@ class CheckReport:
     dry_run: bool = False
 
 
+CheckReport.__module__ = "streamdata"
+
+
 def entry_signature(entry: Entry) -> tuple[str, int, float]:
     """What the audit compares: kind, size and mtime (size and mtime of files only)."""
     if entry.kind is EntryKind.FILE:

@@ -11,7 +11,11 @@ Every error is a :class:`StreamDataError`; the families are small and flat::
 
 Errors of dependencies (asyncssh, ``OSError``) are translated where they happen, at the
 connector boundary, and chained with ``raise ... from exc`` so the cause stays visible.
-Bad arguments raise the built-in ``ValueError`` or ``TypeError``.
+Bad arguments raise the built-in ``ValueError`` or ``TypeError``. ``WriterGone``, a
+``TransferError``, is internal: a transfer that meets it takes the copy over.
+
+Each public error says it lives in ``streamdata`` (its ``__module__``), where users import
+it from: that is what tracebacks and ``repr`` show and where pickles look it up.
 """
 
 from __future__ import annotations
@@ -35,9 +39,13 @@ __all__ = [
 class StreamDataError(Exception):
     """Base class of every error streamdata raises on purpose."""
 
+    __module__ = "streamdata"
+
 
 class DataNotFoundError(StreamDataError):
     """No valid replica of the requested data is known, or the data is gone."""
+
+    __module__ = "streamdata"
 
 
 class TransferError(StreamDataError):
@@ -47,6 +55,8 @@ class TransferError(StreamDataError):
         failures: Each failed destination mapped to the exception that made it fail.
             Destinations absent from the mapping succeeded and stay registered.
     """
+
+    __module__ = "streamdata"
 
     def __init__(
         self,
@@ -80,6 +90,8 @@ class ConnectorError(StreamDataError):
             remote shell), or None; the message quotes only its most telling line.
     """
 
+    __module__ = "streamdata"
+
     def __init__(
         self,
         message: str,
@@ -94,23 +106,17 @@ class ConnectorError(StreamDataError):
         self.details = details
 
     def __reduce__(self) -> tuple[object, ...]:
-        state = (type(self), str(self), self.host, self.transient, self.details)
-        return (_rebuild_connector_error, state)
-
-
-def _rebuild_connector_error(
-    cls: type[ConnectorError],
-    message: str,
-    host: str | None,
-    transient: bool,
-    details: str | None = None,
-) -> ConnectorError:
-    return cls(message, host=host, transient=transient, details=details)
+        # the class, its message and its attributes: a pickle names only public things
+        return (type(self), (str(self),), dict(vars(self)))
 
 
 class ConsistencyError(StreamDataError):
     """A consistency check refused to act, e.g. because too many replicas went missing."""
 
+    __module__ = "streamdata"
+
 
 class ConfigurationError(StreamDataError):
     """The manager is asked to use something it was not configured with."""
+
+    __module__ = "streamdata"

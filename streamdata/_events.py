@@ -25,6 +25,8 @@ logger = logging.getLogger("streamdata")
 class EventKind(enum.Enum):
     """What happened."""
 
+    __module__ = "streamdata"
+
     TRANSFER_STARTED = "transfer_started"
     TRANSFER_PROGRESS = "transfer_progress"
     TRANSFER_FINISHED = "transfer_finished"
@@ -70,6 +72,9 @@ class TransferEvent:
     error: BaseException | None = None
 
 
+TransferEvent.__module__ = "streamdata"
+
+
 @dataclass(frozen=True, slots=True)
 class ReplicaEvent:
     """A catalog change.
@@ -81,6 +86,9 @@ class ReplicaEvent:
 
     kind: EventKind
     replica: DataLocation
+
+
+ReplicaEvent.__module__ = "streamdata"
 
 
 Event = TransferEvent | ReplicaEvent

@@ -62,6 +62,8 @@ class DataManager:
         ConfigurationError: If the catalog file cannot be opened.
     """
 
+    __module__ = "streamdata"
+
     def __init__(
         self,
         deployments: Mapping[str, Connector] | None = None,
@@ -336,6 +338,48 @@ class DataManager:
         await self._transfer_data(
             src_location, src_path, dst_locations, dst_path, writable, verify=verify
         )
+
+    async def copy_data(
+        self,
+        src_location: ExecutionLocation,
+        src_path: str,
+        dst_locations: Sequence[ExecutionLocation],
+        dst_path: str,
+        *,
+        writable: bool = False,
+        register_source: bool = False,
+    ) -> dict[ExecutionLocation, str]:
+        """:meth:`transfer_data`, telling where the data is on each destination.
+
+        For tools that report each copy, such as the ``streamdata cp`` command: under cp
+        rules the data lands inside ``dst_path`` when that is a directory, and a
+        destination that already held the data keeps it where it is.
+
+        Args:
+            src_location: Where the data is read.
+            src_path: The source path.
+            dst_locations: The destinations.
+            dst_path: The destination path (cp rules, as for :meth:`transfer_data`).
+            writable: Real, independent copies, as for :meth:`transfer_data`.
+            register_source: First register ``src_path`` on ``src_location`` (PRIMARY)
+                when no valid replica there holds it, at that path or as a directory
+                registered above it: data the catalog has not seen yet.
+
+        Returns:
+            Each destination mapped to the path of the data on it.
+
+        Raises:
+            ValueError: If a path is relative.
+            TypeError: If a location has the wrong type.
+            StreamDataError: As :meth:`transfer_data` (``TransferError`` when some
+                destinations failed).
+        """
+        if (
+            register_source
+            and self._catalog.covering(src_location, normalize_path(src_path)) is None
+        ):
+            self.register_path(src_location, src_path)
+        return await self._transfer_data(src_location, src_path, dst_locations, dst_path, writable)
 
     async def _transfer_data(
         self,

@@ -24,6 +24,8 @@ __all__ = ["DataLocation", "DataType", "ExecutionLocation", "normalize_path"]
 class DataType(enum.Enum):
     """What a replica holds."""
 
+    __module__ = "streamdata"
+
     PRIMARY = "primary"
     """The actual data."""
     SYMBOLIC_LINK = "symbolic_link"
@@ -65,6 +67,9 @@ class ExecutionLocation:
 
     def __str__(self) -> str:
         return f"{self.deployment}:{self.name}"
+
+
+ExecutionLocation.__module__ = "streamdata"
 
 
 def normalize_path(path: str) -> str:
@@ -173,6 +178,8 @@ class DataLocation:
     Instances are created and updated by the catalog; their attributes are read-only.
     Two instances are equal when they describe the same path on the same location.
     """
+
+    __module__ = "streamdata"
 
     __slots__ = (
         "_data_type",

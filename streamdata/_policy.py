@@ -29,6 +29,9 @@ class SourcePolicy(Protocol):
         """Return the chosen candidate, or None to decline."""
 
 
+SourcePolicy.__module__ = "streamdata"
+
+
 def default_source_policy(
     candidates: Sequence[DataLocation],
     *,
@@ -72,3 +75,6 @@ def default_source_policy(
     pool = [c for c in candidates if c._state.available] or candidates
     # rng.random() rather than rng.choice(): the same uniform pick at a fifth of the cost.
     return pool[int(rng.random() * len(pool))] if len(pool) > 1 else pool[0]
+
+
+default_source_policy.__module__ = "streamdata"

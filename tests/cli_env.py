@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from streamdata.testing._servers import AsyncSSHTestServer
+from streamdata.testing import SSHTestServer
 
 
 @dataclass
@@ -110,7 +110,7 @@ def closed_port() -> int:
     return port
 
 
-def sites_text(server: AsyncSSHTestServer, closed_port: int) -> str:
+def sites_text(server: SSHTestServer, closed_port: int) -> str:
     common = (
         f'username = "{server.username}"\n'
         f'client_keys = ["{server.client_key}"]\n'
@@ -126,7 +126,7 @@ def sites_text(server: AsyncSSHTestServer, closed_port: int) -> str:
     )
 
 
-def make_env(tmp_path: Path, server: AsyncSSHTestServer) -> Env:
+def make_env(tmp_path: Path, server: SSHTestServer) -> Env:
     """A private environment whose sites file names the in-process SSH ``server``."""
     for directory in ("home", "work"):
         (tmp_path / directory).mkdir()

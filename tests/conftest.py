@@ -16,12 +16,9 @@ import pytest
 import pytest_asyncio
 from cli_env import Env, make_env
 
-from streamdata._models import ExecutionLocation
-from streamdata.connectors._base import Connector
-from streamdata.connectors.local import LocalConnector
-from streamdata.connectors.ssh import SSHConnector
+from streamdata import Connector, ExecutionLocation, LocalConnector, SSHConnector
+from streamdata.testing import AsyncSSHTestServer, SSHTestServer, open_ssh_server
 from streamdata.testing import _servers as _testservers
-from streamdata.testing._servers import AsyncSSHTestServer, SSHTestServer
 
 CONNECTOR_KINDS = ("local", "asyncssh", "openssh")
 
@@ -36,7 +33,7 @@ async def openssh_server() -> AsyncIterator[SSHTestServer]:
 @pytest_asyncio.fixture
 async def asyncssh_server() -> AsyncIterator[AsyncSSHTestServer]:
     """An in-process asyncssh server on a free loopback port, one per test."""
-    async with _testservers.asyncssh_server() as server:
+    async with open_ssh_server() as server:
         yield server
 
 

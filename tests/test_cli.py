@@ -81,8 +81,8 @@ async def test_cp_twice_to_one_place_changes_nothing(env: Env) -> None:
     assert os.readlink(target) == source
     assert os.listdir(source) == ["a.txt"]
     reports = [run.json() for run in (first, second)]
-    expected = {"location": "local:localhost", "path": target, "type": "SYMBOLIC_LINK"}
-    expected |= {"ok": True, "error": None}
+    expected: dict[str, object] = {"location": "local:localhost", "path": target}
+    expected |= {"type": "SYMBOLIC_LINK", "ok": True, "error": None}
     for report in reports:
         assert isinstance(report, dict)
         assert report["copies"][0]["destinations"] == [expected]

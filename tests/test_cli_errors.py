@@ -20,7 +20,7 @@ import asyncssh
 import pytest
 from cli_env import Env, Result, closed_port, one_line_error, sites_text
 
-from streamdata.testing._servers import AsyncSSHTestServer, SSHTestServer
+from streamdata.testing import AsyncSSHTestServer, SSHTestServer
 
 FILES = 30
 _TEMPORARY = re.compile(r"\.streamdata-tmp-[0-9a-f]+")

@@ -16,7 +16,7 @@ from cli_env import Env, closed_port, one_line_error, sites_text
 from test_cli_terminal import _ANSI, _run_in_pty
 
 from streamdata.cli._output import printable
-from streamdata.testing._servers import AsyncSSHTestServer
+from streamdata.testing import AsyncSSHTestServer
 
 #: A file name with an escape sequence, a newline, rich markup and a byte that is not UTF-8.
 EVIL = os.fsdecode(b"ev\x1b[31mil\nna[red]me\xff.txt")

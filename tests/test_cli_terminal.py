@@ -15,7 +15,7 @@ import termios
 import time
 from pathlib import Path
 
-from streamdata.testing._servers import AsyncSSHTestServer
+from streamdata.testing import AsyncSSHTestServer
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 

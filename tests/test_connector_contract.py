@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from conftest import ConnectorEnv
 
-from streamdata._errors import ConnectorError
-from streamdata.connectors._base import EntryKind
+from streamdata import ConnectorError
+from streamdata.connectors import EntryKind
 
 MTIME = 1_600_000_000.0
 HOSTILE_NAMES = (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterable
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,8 @@ from streamdata import (
     TransferError,
     TransferEvent,
 )
-from streamdata.connectors import Connector
-from streamdata.testing._servers import AsyncSSHTestServer
+from streamdata.connectors import Connector, EntryKind
+from streamdata.testing import AsyncSSHTestServer
 
 A, B = ExecutionLocation("a", "site-a"), ExecutionLocation("b", "site-b")
 
@@ -180,19 +181,21 @@ class _DropsOnce(SSHConnector):
         self,
         location: ExecutionLocation,
         path: str,
-        kind: object,
-        chunks: object,
-        **options: object,
-    ) -> None:  # type: ignore[override]
+        kind: EntryKind,
+        chunks: AsyncIterable[bytes],
+        *,
+        mode: int | None = None,
+        mtime: float | None = None,
+    ) -> None:
         self.writes += 1
         if self.writes == 1:
             taken = 0
-            async for chunk in chunks:  # type: ignore[attr-defined]
+            async for chunk in chunks:
                 taken += len(chunk)
                 if taken > 600_000:
                     break
             raise ConnectorError("connection lost (injected)", transient=True)
-        await super().write(location, path, kind, chunks, **options)  # type: ignore[arg-type]
+        await super().write(location, path, kind, chunks, mode=mode, mtime=mtime)
 
 
 async def test_a_retried_tree_counts_its_files_once(

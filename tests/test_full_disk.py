@@ -25,7 +25,7 @@ resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
 from streamdata import (
     DataManager, DataType, ExecutionLocation, LocalConnector, SSHConnector, StreamDataError,
 )
-from streamdata.testing._servers import asyncssh_server
+from streamdata.testing import open_ssh_server
 
 A, B = ExecutionLocation("a", "site-a"), ExecutionLocation("b", "site-b")
 R = ExecutionLocation("remote", "ssh")
@@ -44,7 +44,7 @@ async def attempt(dm, source, src_path, dst, dst_path, **options):
 async def main(root):
     root = Path(root)
     outcomes = {}
-    async with asyncssh_server() as server:
+    async with open_ssh_server() as server:
         deployments = {
             "site-a": LocalConnector(),
             "site-b": LocalConnector(),

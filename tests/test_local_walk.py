@@ -20,9 +20,9 @@ from typing import cast
 
 import pytest
 
-from streamdata import ExecutionLocation, LocalConnector
-from streamdata._errors import ConnectorError
-from streamdata.connectors._base import Entry, entry_from_stat
+from streamdata import ConnectorError, ExecutionLocation, LocalConnector
+from streamdata.connectors import Entry
+from streamdata.connectors._base import entry_from_stat
 from streamdata.connectors._process import read_process
 
 LOCATION = ExecutionLocation("localhost", "local", local=True)

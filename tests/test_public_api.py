@@ -118,3 +118,45 @@ def test_the_testing_module_is_documented_name_by_name() -> None:
     assert "::: streamdata.testing\n" in page
     listed = {line.strip().removeprefix("- ") for line in page.splitlines() if "        - " in line}
     assert listed == set(streamdata.testing.__all__)
+
+
+def _public_objects(module: types.ModuleType) -> dict[str, object]:
+    """The classes and functions (fixtures included) a module exports."""
+    values = {name: getattr(module, name) for name in module.__all__}
+    return {name: value for name, value in values.items() if callable(value)}
+
+
+def test_public_names_live_where_users_import_them() -> None:
+    """Every exported class and function says it is streamdata's (or streamdata.testing's),
+    so repr, tracebacks, pickles and docs show no private module."""
+    import streamdata.testing
+
+    for module in (streamdata, streamdata.testing):
+        homes = {name: value.__module__ for name, value in _public_objects(module).items()}
+        assert homes == dict.fromkeys(homes, module.__name__)
+    assert repr(streamdata.TransferError) == "<class 'streamdata.TransferError'>"
+
+
+def test_errors_and_classes_pickle_by_their_public_names() -> None:
+    """Each public class unpickles as itself; errors keep message and attributes, and their
+    pickles name no private module."""
+    import pickle
+
+    for value in _public_objects(streamdata).values():
+        assert pickle.loads(pickle.dumps(value)) is value
+    where = streamdata.ExecutionLocation("node", "site")
+    cause = streamdata.ConnectorError("refused", host="h", transient=True, details="log")
+    errors = [
+        streamdata.TransferError("failed", {where: cause}),
+        cause,
+        streamdata.DataNotFoundError("gone"),
+    ]
+    for error in errors:
+        dumped = pickle.dumps(error)
+        assert b"streamdata._" not in dumped
+        clone = pickle.loads(dumped)
+        assert type(clone) is type(error) and str(clone) == str(error)
+        assert vars(clone).keys() == vars(error).keys()
+    transfer, connector = pickle.loads(pickle.dumps(errors[0])), pickle.loads(pickle.dumps(cause))
+    assert str(transfer.failures[where]) == "refused"
+    assert (connector.host, connector.transient, connector.details) == ("h", True, "log")

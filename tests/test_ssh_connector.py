@@ -18,12 +18,10 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from streamdata._errors import ConfigurationError, ConnectorError
-from streamdata._models import ExecutionLocation
-from streamdata.connectors._base import EntryKind
-from streamdata.connectors.ssh import SSHConnector, SSHHost
+from streamdata import ConfigurationError, ConnectorError, ExecutionLocation, SSHConnector, SSHHost
+from streamdata.connectors import EntryKind
+from streamdata.testing import AsyncSSHTestServer, SSHTestServer
 from streamdata.testing import _servers as _testservers
-from streamdata.testing._servers import AsyncSSHTestServer, SSHTestServer
 
 LOCATION = ExecutionLocation("remote", "ssh")
 BIG = 64 << 20

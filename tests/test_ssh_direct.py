@@ -28,8 +28,8 @@ from streamdata import (
     SSHHost,
     TransferError,
 )
-from streamdata.connectors._base import EntryKind
-from streamdata.testing._servers import SSHTestServer
+from streamdata.connectors import EntryKind
+from streamdata.testing import SSHTestServer
 
 FIRST = ExecutionLocation("first", "site")
 SECOND = ExecutionLocation("second", "site")

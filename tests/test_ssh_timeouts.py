@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from streamdata import ConnectorError, ExecutionLocation, SSHConnector, SSHHost
-from streamdata.testing._servers import LOOPBACK, AsyncSSHTestServer
+from streamdata.testing import AsyncSSHTestServer
+from streamdata.testing._servers import LOOPBACK
 
 REMOTE = ExecutionLocation("remote", "ssh")
 

@@ -28,7 +28,7 @@ from streamdata import (
     TransferError,
 )
 from streamdata.connectors.ssh import _unpack as unpack
-from streamdata.testing._servers import AsyncSSHTestServer, SSHTestServer
+from streamdata.testing import AsyncSSHTestServer, SSHTestServer
 
 LOCAL = ExecutionLocation("localhost", "local")
 REMOTE = ExecutionLocation("remote", "ssh")

@@ -126,5 +126,5 @@ def test_checksum_agrees_with_its_definition() -> None:
     headers += [stream[at : at + 512] for at in range(0, len(stream), 512)]
     assert {checksum_ok(h) for h in headers} == {True, False}
     assert not checksum_ok(bytes([255]) * 1024)  # not a header: no wrapped sum says yes
-    for header in headers:
-        assert checksum_ok(header) == _by_definition(header)
+    for block in headers:
+        assert checksum_ok(block) == _by_definition(block)

@@ -17,7 +17,7 @@ from streamdata import (
     LocalConnector,
     TransferError,
 )
-from streamdata.connectors._base import EntryKind
+from streamdata.connectors import EntryKind
 from streamdata.testing import (
     LOCAL_LOCATION,
     SSH_DEPLOYMENT,

@@ -10,9 +10,9 @@ from typing import Any
 import asyncssh
 import pytest
 
-from streamdata.connectors.ssh import SSHHost
+from streamdata import SSHHost
+from streamdata.testing import AsyncSSHTestServer, SSHTestServer
 from streamdata.testing import _servers as _testservers
-from streamdata.testing._servers import AsyncSSHTestServer, SSHTestServer
 
 
 def connect(server: SSHTestServer, **options: object) -> Any:

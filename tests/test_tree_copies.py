@@ -24,8 +24,8 @@ import pytest
 from conftest import ConnectorEnv
 
 from streamdata import DataManager, ExecutionLocation, LocalConnector, SSHConnector, TransferError
-from streamdata.connectors._base import Connector, EntryKind
-from streamdata.testing._servers import AsyncSSHTestServer, SSHTestServer
+from streamdata.connectors import Connector, EntryKind
+from streamdata.testing import AsyncSSHTestServer, SSHTestServer
 
 #: (source kind, destination kind); "same" copies on the source's own location.
 PATHS = [
@@ -95,7 +95,7 @@ def make_linked_tree(root: Path) -> tuple[Path, Path]:
     (root / "outside.txt").write_text("outside")
     alias = root / "alias"
     alias.symlink_to(tree)
-    links = {
+    links: dict[str, str | Path] = {
         "abs-file": tree / "sub" / "data.txt",
         "sub/abs-dir": tree / "other",
         "sub/deeper/to-root": tree,

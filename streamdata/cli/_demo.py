@@ -18,14 +18,18 @@ from typing import Any
 
 from rich.console import Console
 
-from .._audit import CheckReport
-from .._errors import StreamDataError
-from .._manager import DataManager
-from .._models import DataLocation, ExecutionLocation
-from ..connectors._base import Connector
-from ..connectors.local import LocalConnector
-from ..connectors.ssh._connector import SSHConnector
-from ..testing._servers import asyncssh_server
+from streamdata import (
+    CheckReport,
+    Connector,
+    DataLocation,
+    DataManager,
+    ExecutionLocation,
+    LocalConnector,
+    SSHConnector,
+    StreamDataError,
+)
+
+from ..testing import open_ssh_server
 from ._output import ReplicaRow, TransferProgress, describe_replicas, emit_json, replica_table
 
 __all__ = ["run_demo"]
@@ -92,7 +96,7 @@ async def run_demo(
         StreamDataError: If a step of the demo fails or the repair does not restore
             every replica.
     """
-    async with asyncssh_server() as server:
+    async with open_ssh_server() as server:
         with tempfile.TemporaryDirectory(prefix="streamdata-demo-") as temp:
             root = Path(temp)
             connectors: dict[str, Connector] = {

@@ -20,7 +20,8 @@ from typing import Any, TypeVar
 
 import click
 
-from .._errors import ConfigurationError, ConnectorError, StreamDataError, TransferError
+from streamdata import ConfigurationError, ConnectorError, StreamDataError, TransferError
+
 from ._output import printable
 from ._sites import SitesError
 

@@ -17,7 +17,7 @@ destination path ending in ``/`` means "into this directory" (made if missing), 
 rsync and scp: ``streamdata cp /x/file site:/y/out/`` makes ``/y/out/file``.
 
 Options valid everywhere: ``--sites FILE`` (default ``./streamdata.toml``, else
-``~/.config/streamdata/sites.toml``; see :mod:`streamdata._cli_sites` for its schema),
+``~/.config/streamdata/sites.toml``; see :mod:`streamdata.cli._sites` for its schema),
 ``--catalog FILE`` (default ``$XDG_DATA_HOME/streamdata/catalog.sqlite``), ``--json``,
 ``--debug``. Exit codes: 0 success, 1 the operation failed, 2 usage or configuration
 error, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM): either signal cancels the
@@ -27,7 +27,7 @@ is quoted by its most telling line, and ``--debug`` adds the traceback and all i
 
 Names are data. In tables, lines and errors, control characters and bytes that are not
 UTF-8 are shown escaped as ``ls -b`` shows them (``\\033``, ``\\n``, ``\\377``, a
-backslash as ``\\\\``; see :func:`streamdata._cli_output.printable`), so no file name
+backslash as ``\\\\``; see :func:`streamdata.cli._output.printable`), so no file name
 can drive the terminal. ``--json`` keeps every name exact: a path is its
 :func:`os.fsdecode` form, so an undecodable byte is a lone surrogate, which JSON writes as
 its escape (``\\udcff`` for the byte ``0xff``); ``os.fsencode(json.loads(...))`` gives
@@ -36,19 +36,14 @@ the original bytes back.
 
 from __future__ import annotations
 
-import os
 import sys
 import traceback
-from collections.abc import Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import Sequence
 
 import click
 from rich.console import Console
 
-from .._audit import CheckReport
-from .._models import ExecutionLocation
+from . import _copy
 from . import _ops as ops
 from ._errors import (
     EXIT_FAILED,
@@ -65,164 +60,46 @@ from ._errors import (
     tool_output,
     wants_debug,
 )
-from ._output import ReplicaRow, emit_json, plain, printable, replica_table
-from ._sites import Sites, default_sites_path, load_sites, parse_address
+from ._output import emit_json
+from ._settings import Settings, default_catalog_path, global_options, stdout
+from ._show import (
+    print_copies,
+    print_replicated,
+    print_report,
+    print_rows,
+    print_sites,
+    run_then_print,
+    site_rows,
+)
+from ._sites import parse_address
 
 __all__ = ["cli", "default_catalog_path", "main"]
 
-_T = TypeVar("_T")
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def default_catalog_path() -> Path:
-    """``$XDG_DATA_HOME/streamdata/catalog.sqlite``, by default under ``~/.local/share``."""
-    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(data_home) / "streamdata" / "catalog.sqlite"
-
-
-@dataclass(frozen=True)
-class Settings:
-    """The global options of one invocation."""
-
-    sites: Path | None
-    catalog: Path | None
-    json: bool
-    debug: bool
-
-    @classmethod
-    def of(cls, ctx: click.Context) -> Settings:
-        """Collect the options given to the group or to the subcommand."""
-        meta = ctx.meta
-        return cls(
-            meta.get("streamdata.sites"),
-            meta.get("streamdata.catalog"),
-            bool(meta.get("streamdata.json")),
-            bool(meta.get("streamdata.debug")),
-        )
-
-    def load_sites(self) -> Sites:
-        """The sites file given, or the default one, or only the built-in ``local``."""
-        return load_sites(self.sites if self.sites is not None else default_sites_path())
-
-    def session(self, sites: Sites) -> ops.Session:
-        """A session on the catalog, drawing progress on standard error's terminal."""
-        err = Console(stderr=True)
-        catalog = self.catalog if self.catalog is not None else default_catalog_path()
-        return ops.Session(sites, catalog, err, show_progress=err.is_terminal and not self.json)
-
-
-def _remember(key: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
-    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
-        if value not in (None, False):
-            ctx.meta[key] = value
-        return value
-
-    return callback
-
-
-def _global_options(function: _F) -> _F:
-    """The options accepted before or after the subcommand name."""
-    options = [
-        click.option(
-            "--sites",
-            type=click.Path(path_type=Path, dir_okay=False),
-            envvar="STREAMDATA_SITES",
-            expose_value=False,
-            callback=_remember("streamdata.sites"),
-            help="Sites file (TOML). Default: ./streamdata.toml, else "
-            "~/.config/streamdata/sites.toml.",
-        ),
-        click.option(
-            "--catalog",
-            type=click.Path(path_type=Path, dir_okay=False),
-            envvar="STREAMDATA_CATALOG",
-            expose_value=False,
-            callback=_remember("streamdata.catalog"),
-            help="Catalog file (SQLite). Default: $XDG_DATA_HOME/streamdata/catalog.sqlite.",
-        ),
-        click.option(
-            "--json",
-            "json_output",
-            is_flag=True,
-            expose_value=False,
-            callback=_remember("streamdata.json"),
-            help="Print the result as JSON (for scripts).",
-        ),
-        click.option(
-            "--debug",
-            is_flag=True,
-            expose_value=False,
-            callback=_remember("streamdata.debug"),
-            help="Log what happens and show tracebacks.",
-        ),
-    ]
-    for option in reversed(options):
-        function = option(function)
-    return function
-
-
-def _run(coroutine: Coroutine[Any, Any, _T]) -> _T:
-    return run(coroutine)
-
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@_global_options
+@global_options
 @click.version_option(package_name="streamdata", prog_name="streamdata")
 def cli() -> None:
     """Copy data between local and SSH sites and keep a catalog of every replica."""
 
 
 @cli.command()
-@_global_options
+@global_options
 @click.pass_context
 def sites(ctx: click.Context) -> None:
     """List the deployments and locations of the sites file."""
     settings = Settings.of(ctx)
     known = settings.load_sites()
-    rows = []
-    for deployment in known.deployments.values():
-        hosts = {host.location_name: host for host in deployment.hosts}
-        for name in deployment.locations:
-            host = hosts.get(name)
-            rows.append(
-                {
-                    "deployment": deployment.name,
-                    "type": deployment.kind,
-                    "location": name,
-                    "host": host.host if host else None,
-                    "port": host.port if host else None,
-                    "username": host.username if host else None,
-                    "check_host_key": host.check_host_key if host else None,
-                }
-            )
+    rows = site_rows(known)
     source = str(known.path) if known.path else None
     if settings.json:
-        emit_json(_stdout(), {"sites_file": source, "locations": rows})
+        emit_json(stdout(), {"sites_file": source, "locations": rows})
         return
-    _print_sites(rows, source)
-
-
-def _print_sites(rows: Sequence[dict[str, Any]], source: str | None) -> None:
-    from rich.table import Table
-    from rich.text import Text
-
-    title = plain(f"sites from {source or '(built-in defaults)'}")
-    table = Table(title=title, title_justify="left")
-    for column in ("deployment", "type", "location", "address", "host key"):
-        table.add_column(column)
-    for row in rows:
-        address, key = "this machine", Text("-")
-        if row["host"] is not None:
-            user = f"{row['username']}@" if row["username"] else ""
-            address = f"{user}{row['host']}:{row['port']}"
-            key = Text("checked") if row["check_host_key"] else Text("NOT checked", "red")
-        cells = (row["deployment"], row["type"], row["location"], address)
-        table.add_row(*(plain(cell) for cell in cells), key)
-    _stdout().print(table)
+    print_sites(rows, source)
 
 
 @cli.command()
-@_global_options
+@global_options
 @click.argument("paths", nargs=-1, required=True, metavar="SRC... DST")
 @click.option(
     "--writable",
@@ -248,81 +125,24 @@ def cp(ctx: click.Context, paths: tuple[str, ...], writable: bool) -> None:
     known = settings.load_sites()
     sources = [parse_address(known, text) for text in paths[:-1]]
     target = parse_address(known, paths[-1])
-    copying = ops.copy(settings.session(known), sources, target, writable=writable)
-    _run_then_print(copying, lambda records, _: _print_copies(settings, records))
-
-
-def _run_then_print(
-    coroutine: Coroutine[Any, Any, _T],
-    show: Callable[[_T, Mapping[ExecutionLocation, BaseException]], None],
-) -> None:
-    """Run an operation and show its result and failures, also when some destinations failed.
-
-    Raises:
-        PartlyFailed: After showing what was done, if some destinations failed.
-    """
-    try:
-        result = _run(coroutine)
-    except ops.PartlyFailed as failed:
-        show(failed.result, failed.failures)
-        raise
-    show(result, {})
-
-
-def _print_copies(settings: Settings, records: list[dict[str, Any]]) -> None:
-    if settings.json:
-        emit_json(_stdout(), {"copies": records})
-        return
-    for record in records:
-        source = record["source"]
-        for destination in record["destinations"]:
-            if not destination["ok"]:
-                continue  # named by the error line
-            verb = "linked" if destination["type"] == "SYMBOLIC_LINK" else "copied"
-            _stdout().print(
-                printable(
-                    f"{verb} {source['location']}:{source['path']} -> "
-                    f"{destination['location']}:{destination['path']}"
-                ),
-                highlight=False,
-                markup=False,
-            )
+    copying = _copy.copy(settings.session(known), sources, target, writable=writable)
+    run_then_print(copying, lambda records, _: print_copies(settings, records))
 
 
 @cli.command()
-@_global_options
+@global_options
 @click.argument("path")
 @click.pass_context
 def ls(ctx: click.Context, path: str) -> None:
     """Show every replica of PATH: location, type, size and availability."""
     settings = Settings.of(ctx)
     known = settings.load_sites()
-    rows = _run(ops.list_replicas(settings.session(known), path))
-    _print_rows(settings, rows, f"replicas of {path}")
-
-
-def _print_rows(settings: Settings, rows: Sequence[ReplicaRow], title: str) -> None:
-    if settings.json:
-        emit_json(_stdout(), {"replicas": [_row_record(row) for row in rows]})
-    else:
-        _stdout().print(replica_table(rows, title))
-
-
-def _row_record(row: ReplicaRow) -> dict[str, Any]:
-    return {
-        "location": f"{row.deployment}:{row.location}",
-        "deployment": row.deployment,
-        "name": row.location,
-        "path": row.path,
-        "type": row.type,
-        "size": row.size,
-        "available": row.available,
-        "note": row.note,
-    }
+    rows = run(ops.list_replicas(settings.session(known), path))
+    print_rows(settings, rows, f"replicas of {path}")
 
 
 @cli.command()
-@_global_options
+@global_options
 @click.argument("location")
 @click.argument("path")
 @click.option("--repair", is_flag=True, help="Copy missing replicas back from another replica.")
@@ -357,39 +177,20 @@ def check(
     known = settings.load_sites()
     where = known.resolve(location)
     session = settings.session(known)
-    report = _run(
+    report = run(
         ops.check(session, where, path, repair=repair, max_missing=max_missing, dry_run=dry_run)
     )
     if settings.json:
-        emit_json(_stdout(), ops.report_record(report))
+        emit_json(stdout(), ops.report_record(report))
     else:
-        _print_report(report)
+        print_report(report)
     unrepaired = set(report.missing) - set(report.repaired)
     if unrepaired or report.errors:
         raise click.exceptions.Exit(EXIT_FAILED)
 
 
-def _print_report(report: CheckReport) -> None:
-    out = _stdout()
-    out.print(
-        printable(f"checked {report.path} on {report.location}"), highlight=False, markup=False
-    )
-    if report.dry_run:
-        out.print("  dry run: nothing was changed; the lists say what would be", highlight=False)
-    sections = (
-        ("missing", report.missing),
-        ("orphans", report.orphans),
-        ("repaired", report.repaired),
-        ("errors", [f"{p}: {r}" for p, r in report.errors]),
-    )
-    for title, items in sections:
-        out.print(f"  {title}: {len(items)}", highlight=False)
-        for item in items:
-            out.print(f"    {printable(item)}", highlight=False, markup=False)
-
-
 @cli.command()
-@_global_options
+@global_options
 @click.argument("path")
 @click.argument("locations", nargs=-1, required=True)
 @click.option(
@@ -409,26 +210,11 @@ def replicate(
     known = settings.load_sites()
     targets = list(dict.fromkeys(known.resolve(spec) for spec in locations))
     replicating = ops.replicate(settings.session(known), path, targets, dst_path)
-    _run_then_print(
-        replicating, lambda rows, failed: _print_replicated(settings, path, rows, failed)
-    )
-
-
-def _print_replicated(
-    settings: Settings,
-    path: str,
-    rows: Sequence[ReplicaRow],
-    failures: Mapping[ExecutionLocation, BaseException],
-) -> None:
-    if not settings.json:
-        _print_rows(settings, rows, f"replicas of {path}")
-        return
-    failed = [{"location": str(where), "error": str(cause)} for where, cause in failures.items()]
-    emit_json(_stdout(), {"replicas": [_row_record(row) for row in rows], "failures": failed})
+    run_then_print(replicating, lambda rows, failed: print_replicated(settings, path, rows, failed))
 
 
 @cli.command()
-@_global_options
+@global_options
 @click.option("--files", default=4, type=click.IntRange(1, 64), help="Files in the data set.")
 @click.option("--size", default=8, type=click.IntRange(1, 256), help="Size of each file, in MiB.")
 @click.pass_context
@@ -442,11 +228,7 @@ def demo(ctx: click.Context, files: int, size: int) -> None:
 
     settings = Settings.of(ctx)
     err = Console(stderr=True)
-    _run(run_demo(_stdout(), err, files=files, size=size << 20, json_output=settings.json))
-
-
-def _stdout() -> Console:
-    return Console(soft_wrap=True)
+    run(run_demo(stdout(), err, files=files, size=size << 20, json_output=settings.json))
 
 
 def main(args: Sequence[str] | None = None) -> int:

@@ -32,10 +32,15 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from .._errors import StreamDataError
-from .._events import Event, EventKind, TransferEvent
-from .._models import DataLocation, ExecutionLocation
-from ..connectors._base import Connector, EntryKind
+from streamdata import (
+    DataLocation,
+    EventKind,
+    ExecutionLocation,
+    ReplicaEvent,
+    StreamDataError,
+    TransferEvent,
+)
+from streamdata.connectors import Connector, EntryKind
 
 __all__ = [
     "ReplicaRow",
@@ -144,7 +149,7 @@ class TransferProgress:
     ) -> None:
         self._progress.stop()
 
-    def __call__(self, event: Event) -> None:
+    def __call__(self, event: TransferEvent | ReplicaEvent) -> None:
         """Update the bars with one event (the listener)."""
         if not isinstance(event, TransferEvent):
             return

@@ -41,10 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._models import ExecutionLocation
-from ..connectors._base import Connector
-from ..connectors.local import LocalConnector
-from ..connectors.ssh._connector import SSHConnector, SSHHost
+from streamdata import Connector, ExecutionLocation, LocalConnector, SSHConnector, SSHHost
 
 __all__ = [
     "DEFAULT_LOCAL",

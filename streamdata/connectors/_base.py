@@ -87,6 +87,8 @@ class Connector(abc.ABC):
     links are kept verbatim, as ``cp -a`` keeps them.
     """
 
+    __module__ = "streamdata"
+
     #: True when every location of this connector sees this process's filesystem.
     is_local: bool = False
 

@@ -55,6 +55,8 @@ class LocalConnector(Connector):
     copies; a symbolic link is only made within one location.
     """
 
+    __module__ = "streamdata"
+
     is_local = True
     # GNU find available? Probed at the first walk (a class default: subclasses need
     # not call __init__).

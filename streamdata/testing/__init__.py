@@ -4,8 +4,9 @@ Installed with streamdata, the plugin (:mod:`streamdata.testing._plugin`) is loa
 pytest on its own (``pytest11`` entry point); its fixtures need ``pytest-asyncio``. Loading
 it imports neither this module nor asyncssh: that happens when a test first uses a
 fixture, so a project that does not use them is not affected. The fixtures are
-function-scoped, with the test's event loop (:func:`open_ssh_location` and
-:func:`open_data_manager` give the same objects outside a fixture):
+function-scoped, with the test's event loop (:func:`open_ssh_server`,
+:func:`open_ssh_location` and :func:`open_data_manager` give the same objects outside a
+fixture):
 
 ``ssh_server``
     A real SSH server running inside the test process on ``127.0.0.1`` and a free port,
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
         open_ssh_location,
     )
     from ._plugin import data_manager, ssh_location, ssh_server
-    from ._servers import AsyncSSHTestServer
+    from ._servers import AsyncSSHTestServer, SSHTestServer, open_ssh_server
 
 __all__ = [
     "LOCAL_DEPLOYMENT",
@@ -55,9 +56,11 @@ __all__ = [
     "AsyncSSHTestServer",
     "FaultyConnector",
     "SSHLocation",
+    "SSHTestServer",
     "data_manager",
     "open_data_manager",
     "open_ssh_location",
+    "open_ssh_server",
     "ssh_location",
     "ssh_server",
 ]
@@ -73,6 +76,8 @@ _HOMES = {
     "open_data_manager": "._kit",
     "open_ssh_location": "._kit",
     "AsyncSSHTestServer": "._servers",
+    "SSHTestServer": "._servers",
+    "open_ssh_server": "._servers",
     "data_manager": "._plugin",
     "ssh_location": "._plugin",
     "ssh_server": "._plugin",

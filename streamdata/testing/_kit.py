@@ -9,12 +9,17 @@ from collections.abc import AsyncIterable, AsyncIterator, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._errors import ConnectorError
-from .._manager import DataManager
-from .._models import ExecutionLocation
-from ..connectors._base import Connector, Entry, EntryKind
-from ..connectors.local import LocalConnector
-from ..connectors.ssh._connector import SSHConnector, SSHHost
+from streamdata import (
+    Connector,
+    ConnectorError,
+    DataManager,
+    ExecutionLocation,
+    LocalConnector,
+    SSHConnector,
+    SSHHost,
+)
+from streamdata.connectors import Entry, EntryKind
+
 from ._servers import AsyncSSHTestServer
 
 __all__ = [
@@ -69,6 +74,9 @@ class SSHLocation:
         return str(self.workdir / relpath)
 
 
+SSHLocation.__module__ = "streamdata.testing"
+
+
 @contextlib.asynccontextmanager
 async def open_ssh_location(
     server: AsyncSSHTestServer, workdir: Path
@@ -88,6 +96,9 @@ async def open_ssh_location(
         yield SSHLocation(location, connector, host, server, workdir)
 
 
+open_ssh_location.__module__ = "streamdata.testing"
+
+
 @contextlib.asynccontextmanager
 async def open_data_manager(ssh_location: SSHLocation) -> AsyncIterator[DataManager]:
     """What the ``data_manager`` fixture yields: local and SSH deployments, in-memory catalog.
@@ -104,6 +115,9 @@ async def open_data_manager(ssh_location: SSHLocation) -> AsyncIterator[DataMana
     }
     async with DataManager(deployments) as manager:
         yield manager
+
+
+open_data_manager.__module__ = "streamdata.testing"
 
 
 # -- fault injection -----------------------------------------------------------------------
@@ -143,6 +157,8 @@ class FaultyConnector(Connector):
         TypeError: If ``inner`` is not a :class:`~streamdata.Connector`.
         ValueError: If ``bandwidth`` is not positive.
     """
+
+    __module__ = "streamdata.testing"
 
     def __init__(
         self, inner: Connector, *, bandwidth: float | None = None, own_filesystem: bool = False

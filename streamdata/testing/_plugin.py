@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from .._manager import DataManager
+    from streamdata import DataManager
+
     from ._kit import SSHLocation
     from ._servers import AsyncSSHTestServer
 
@@ -39,6 +40,7 @@ def _async_fixture(function: Callable[..., Any]) -> Any:
             pytest.fail("the streamdata fixtures need pytest-asyncio: pip install pytest-asyncio")
 
         return missing
+    function.__module__ = "streamdata.testing"  # the fixtures' public home
     return pytest_asyncio.fixture(function)
 
 
@@ -49,9 +51,9 @@ async def ssh_server() -> AsyncIterator[AsyncSSHTestServer]:
     Yields:
         The running server; it stops after the test.
     """
-    from ._servers import asyncssh_server
+    from ._servers import open_ssh_server
 
-    async with asyncssh_server() as server:
+    async with open_ssh_server() as server:
         yield server
 
 

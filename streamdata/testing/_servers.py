@@ -4,7 +4,7 @@ Two async context managers, each yielding a :class:`SSHTestServer` that knows ho
 it (host, port, user name, a client key, a ``known_hosts`` file holding the server's host
 key) and can build an :class:`~streamdata.SSHHost` for it:
 
-* :func:`asyncssh_server` runs an SSH server inside this process (asyncssh) on
+* :func:`open_ssh_server` runs an SSH server inside this process (asyncssh) on
   ``127.0.0.1`` and a free port. It executes commands for real (``/bin/sh -c COMMAND``)
   and serves SFTP on the real filesystem. It counts its open channels, so a test can check
   a client's concurrency limit on the server side, and it can drop every connection.
@@ -29,11 +29,17 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from ..connectors.ssh._asyncssh import asyncssh
-from ..connectors.ssh._connector import SSHHost
-from ._sshd import kill_sshd_children, launch_sshd, stop_sshd
+from streamdata import SSHHost
 
-__all__ = ["AsyncSSHTestServer", "SSHTestServer", "asyncssh_server", "openssh_server"]
+from ..connectors.ssh._asyncssh import asyncssh
+from ._sshd import (
+    kill_sshd_children,
+    launch_sshd,
+    make_privilege_separation_directory,
+    stop_sshd,
+)
+
+__all__ = ["AsyncSSHTestServer", "SSHTestServer", "open_ssh_server", "openssh_server"]
 
 LOOPBACK = "127.0.0.1"
 _KEY_TYPE = "ssh-ed25519"
@@ -51,6 +57,8 @@ class SSHTestServer:
         known_hosts: Path of a ``known_hosts`` file naming the server's host key.
         directory: A private temporary directory, removed when the server stops.
     """
+
+    __module__ = "streamdata.testing"
 
     def __init__(
         self,
@@ -80,14 +88,9 @@ class SSHTestServer:
         Returns:
             The host entry.
         """
-        settings: dict[str, Any] = {
-            "port": self.port,
-            "username": self.username,
-            "client_keys": [self.client_key],
-            "known_hosts": self.known_hosts,
-        }
-        settings.update(options)
-        return SSHHost(self.host, **settings)
+        settings: dict[str, Any] = {"port": self.port, "username": self.username}
+        settings |= {"client_keys": [self.client_key], "known_hosts": self.known_hosts}
+        return SSHHost(self.host, **(settings | options))
 
     def kill_connections(self) -> None:
         """Drop every client connection abruptly, as a crashing server or network would."""
@@ -125,6 +128,8 @@ class AsyncSSHTestServer(SSHTestServer):
         open_channels: Channels (exec and SFTP) open right now.
         max_open_channels: The most channels that were open at once.
     """
+
+    __module__ = "streamdata.testing"
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -286,7 +291,7 @@ def _process_factory(
 
 
 @contextlib.asynccontextmanager
-async def asyncssh_server() -> AsyncIterator[AsyncSSHTestServer]:
+async def open_ssh_server() -> AsyncIterator[AsyncSSHTestServer]:
     """Run an SSH server in this process on ``127.0.0.1`` and a free port.
 
     It accepts the generated client key for the current user, runs each command with
@@ -332,6 +337,9 @@ async def asyncssh_server() -> AsyncIterator[AsyncSSHTestServer]:
                 await asyncio.wait(set(server._handlers), timeout=10)
 
 
+open_ssh_server.__module__ = "streamdata.testing"
+
+
 def _abort_all(connections: set[asyncssh.SSHServerConnection]) -> None:
     for conn in list(connections):
         conn.abort()
@@ -364,12 +372,10 @@ async def openssh_server(
     Raises:
         RuntimeError: If ``sshd`` does not start listening in time.
     """
-    if os.geteuid() == 0:
-        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
+    make_privilege_separation_directory()
     with tempfile.TemporaryDirectory(prefix="streamdata-sshd-") as temp:
         directory = Path(temp)
         keys = _ServerKeys(directory)
-        log = directory / "sshd.log"
         process, port = await launch_sshd(
             sshd,
             directory,
@@ -377,7 +383,7 @@ async def openssh_server(
             host_key=keys.host_key_path,
             authorized_keys=keys.authorized_keys_path,
             max_sessions=max_sessions,
-            log=log,
+            log=directory / "sshd.log",
             seconds=startup_timeout,
         )
         try:

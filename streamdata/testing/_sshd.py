@@ -16,7 +16,12 @@ import subprocess
 import time
 from pathlib import Path
 
-__all__ = ["kill_sshd_children", "launch_sshd", "stop_sshd"]
+__all__ = [
+    "kill_sshd_children",
+    "launch_sshd",
+    "make_privilege_separation_directory",
+    "stop_sshd",
+]
 
 _SSHD_CONFIG = """\
 ListenAddress {host}
@@ -58,6 +63,12 @@ async def _wait_listening(
             await writer.wait_closed()
         return True
     return False
+
+
+def make_privilege_separation_directory() -> None:
+    """``sshd`` run as root needs ``/run/sshd``; make it if missing."""
+    if os.geteuid() == 0:
+        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
 
 
 def kill_sshd_children(parent: int) -> None:

@@ -102,6 +102,9 @@ class SSHHost:
         return self.name if self.name is not None else self.host
 
 
+SSHHost.__module__ = "streamdata"
+
+
 class SSHConnector(Connector):
     """A deployment whose locations are SSH hosts.
 
@@ -123,6 +126,8 @@ class SSHConnector(Connector):
         ValueError: If two hosts share a location name, a route names no other host of
             this connector, or a limit is out of range.
     """
+
+    __module__ = "streamdata"
 
     def __init__(
         self,

@@ -123,7 +123,7 @@ class Mover:
         if self._options.verify:
             digest = await verify_copies(self._endpoint, self._entry, jobs, results, digest)
         if tree is not None:
-            digest = tree  # a tree's digest is its print (see _treeprint)
+            digest = tree  # a tree's digest is its print (see .treeprint)
         async with asyncio.TaskGroup() as group:
             for job, error in zip(jobs, results, strict=True):
                 group.create_task(self._settlement.settle(job, error, digest))

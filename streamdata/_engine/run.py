@@ -85,7 +85,7 @@ async def stat_source(
     """What storage holds at ``source``: a regular file or a directory.
 
     Data changed since it was recorded is new data: the source leaves the replica set of
-    its old copies (see :func:`._truth.note_source`).
+    its old copies (see :func:`.truth.note_source`).
 
     Raises:
         TransferError: If the source cannot be looked at, or is neither a file nor a

@@ -2,7 +2,8 @@
 
 The same copy (one replica on site A to one exact path on site B) is made three ways, each
 on a fresh manager, and the events a listener sees from the copy's start to its end are
-compared: kinds, fields (all but the transfer id) and order, catalog events included.
+compared: kinds, fields (all but the transfer id) and order, catalog events included;
+for a copy that succeeds and for one that fails.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from streamdata import (
     ExecutionLocation,
     LocalConnector,
     ReplicaEvent,
+    TransferError,
     TransferEvent,
 )
 
@@ -27,6 +29,17 @@ A, B = ExecutionLocation("a", "site-a"), ExecutionLocation("b", "site-b")
 Event = TransferEvent | ReplicaEvent
 #: An event without what differs between runs (the transfer id, the replica object).
 Seen = tuple[object, ...]
+
+
+class _Breakable(LocalConnector):
+    """A local connector whose copies fail once ``broken`` is set (the fault to observe)."""
+
+    broken = False
+
+    async def copy(self, location: ExecutionLocation, src_path: str, dst_path: str) -> None:
+        if self.broken:
+            raise OSError("injected failure")
+        await super().copy(location, src_path, dst_path)
 
 
 def _make_data(root: Path, kind: str) -> Path:
@@ -59,36 +72,48 @@ def _seen(event: Event) -> Seen:
         event.bytes_total,
         event.files_done,
         event.files_total,
-        event.error,
+        None if event.error is None else (type(event.error), str(event.error)),
     )
 
 
-def _the_copy(events: list[Event]) -> list[Seen]:
+def _the_copy(events: list[Event], broken: bool) -> list[Seen]:
     """The events from the (one) transfer's start to its end, catalog events between included."""
     ends = [i for i, e in enumerate(events) if isinstance(e, TransferEvent)]
     assert ends, "no transfer happened"
     transfers = {e.transfer_id for e in events if isinstance(e, TransferEvent)}
     assert len(transfers) == 1
-    assert events[ends[-1]].kind is EventKind.TRANSFER_FINISHED
+    last = EventKind.TRANSFER_FAILED if broken else EventKind.TRANSFER_FINISHED
+    assert events[ends[-1]].kind is last
     return [_seen(e) for e in events[ends[0] : ends[-1] + 1]]
 
 
 async def _observed(
-    tmp_path: Path, kind: str, setup: bool, copy: Callable[[DataManager, str, str], Awaitable[None]]
+    tmp_path: Path,
+    kind: str,
+    broken: bool,
+    copy: Callable[[DataManager, str, str], Awaitable[None]],
+    *,
+    setup: bool = False,
 ) -> list[Seen]:
     """Events of ``copy(dm, src, dst)`` on a fresh manager; ``setup``: dst made, then lost."""
     data = _make_data(tmp_path / "src", kind)
     dst = str(tmp_path / "dst" / data.name)
     (tmp_path / "dst").mkdir()
     events: list[Event] = []
-    async with DataManager({"site-a": LocalConnector(), "site-b": LocalConnector()}) as dm:
+    site_b = _Breakable()
+    async with DataManager({"site-a": LocalConnector(), "site-b": site_b}) as dm:
         dm.register_path(A, str(data))
         if setup:  # a copy at dst that the repair will find missing
             await dm.transfer_data(A, str(data), [B], dst)
             shutil.rmtree(dst) if Path(dst).is_dir() else Path(dst).unlink()
+        site_b.broken = broken
         dm.add_listener(events.append)
-        await copy(dm, str(data), dst)
-    return _the_copy(events)
+        try:
+            await copy(dm, str(data), dst)
+        except TransferError:
+            assert broken
+        assert bool(dm.get_data_locations(dst, deployment="site-b")) is not broken
+    return _the_copy(events, broken)
 
 
 async def _by_transfer(dm: DataManager, src: str, dst: str) -> None:
@@ -101,22 +126,21 @@ async def _by_replicate(dm: DataManager, src: str, dst: str) -> None:
 
 async def _by_repair(dm: DataManager, src: str, dst: str) -> None:
     report = await dm.check(B, dst, repair=True)
-    assert report.repaired == [dst]
+    assert report.missing == [dst]
 
 
+@pytest.mark.parametrize("broken", [False, True], ids=["copied", "failed"])
 @pytest.mark.parametrize("kind", ["file", "tree"])
 async def test_replicate_and_repair_copy_with_the_events_of_transfer_data(
-    tmp_path: Path, kind: str
+    tmp_path: Path, kind: str, broken: bool
 ) -> None:
     """replicate and a repair emit the same events, fields and order as transfer_data."""
-    made = await _observed(tmp_path / "t", kind, False, _by_transfer)
+    made = await _observed(tmp_path / "t", kind, broken, _by_transfer)
     assert made[0][0] is EventKind.TRANSFER_STARTED
-    assert await _observed(tmp_path / "r", kind, False, _by_replicate) == _relocated(
-        made, tmp_path / "t", tmp_path / "r"
-    )
-    assert await _observed(tmp_path / "c", kind, True, _by_repair) == _relocated(
-        made, tmp_path / "t", tmp_path / "c"
-    )
+    replicated = await _observed(tmp_path / "r", kind, broken, _by_replicate)
+    assert replicated == _relocated(made, tmp_path / "t", tmp_path / "r")
+    repaired = await _observed(tmp_path / "c", kind, broken, _by_repair, setup=True)
+    assert repaired == _relocated(made, tmp_path / "t", tmp_path / "c")
 
 
 def _relocated(seen: list[Seen], old: Path, new: Path) -> list[Seen]:

@@ -17,20 +17,18 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
 
 from ._catalog.lineage import Signature
 from ._catalog.mapper import RemotePathMapper, parent_of
+from ._engine.engine import Engine
+from ._engine.replicate import fill
 from ._engine.treeprint import TreeAudit
 from ._errors import ConsistencyError, StreamDataError
-from ._integrity import digest_of
+from ._integrity import digest_of, entry_changed, entry_signature
 from ._models import DataLocation, DataType, ExecutionLocation
 from .connectors._base import Connector, Entry, EntryKind, entry_from_stat
 
-if TYPE_CHECKING:
-    from ._engine.replicate import Replicator
-
-__all__ = ["CheckReport", "entry_changed", "entry_signature", "record_local_entry", "run_check"]
+__all__ = ["CheckReport", "record_local_entry", "run_check"]
 
 
 @dataclass(frozen=True)
@@ -62,13 +60,6 @@ class CheckReport:
 CheckReport.__module__ = "streamdata"
 
 
-def entry_signature(entry: Entry) -> tuple[str, int, float]:
-    """What the audit compares: kind, size and mtime (size and mtime of files only)."""
-    if entry.kind is EntryKind.FILE:
-        return (entry.kind.value, entry.size, entry.mtime)
-    return (entry.kind.value, 0, 0.0)
-
-
 def record_local_entry(catalog: RemotePathMapper, replica: DataLocation) -> None:
     """Remember size and mtime of a local replica now, for the audit to compare."""
     try:
@@ -77,17 +68,6 @@ def record_local_entry(catalog: RemotePathMapper, replica: DataLocation) -> None
         return
     entry = entry_from_stat(replica.path, info)
     catalog.record_entry(replica, entry_signature(entry))
-
-
-def entry_changed(recorded: tuple[str, int, float], seen: tuple[str, int, float]) -> bool:
-    """True when ``seen`` differs from the ``recorded`` signature (see :func:`entry_signature`)."""
-    if recorded[0] != seen[0] or recorded[1] != seen[1]:
-        return True
-    # Some transports keep whole seconds only: a truncated copy of the same time is equal.
-    old, new = recorded[2], seen[2]
-    if old.is_integer() or new.is_integer():
-        return int(old) != int(new)
-    return abs(old - new) > 1e-6
 
 
 _FILE, _DIRECTORY = EntryKind.FILE, EntryKind.DIRECTORY
@@ -202,9 +182,7 @@ class _Audit:
 
 
 async def run_check(
-    replicator: Replicator,
-    catalog: RemotePathMapper,
-    connector: Connector,
+    engine: Engine,
     location: ExecutionLocation,
     path: str,
     *,
@@ -214,24 +192,14 @@ async def run_check(
     dry_run: bool = False,
 ) -> CheckReport:
     """Audit ``path`` on ``location`` (see :meth:`DataManager.check`)."""
+    catalog, connector = engine.catalog, engine.deployments.connector(location)
+    if not dry_run:
+        await engine.remove_stale_temporaries([location])
     audit = _Audit(catalog, location, path, collect_files=verify_content)
-    audit.in_flight = {
-        job.tmp
-        for job in replicator.context.inflight.values()
-        if job.location == location and job.tmp
-    }
+    audit.in_flight = engine.writing(location)
     async for entry in connector.walk(location, path):
         audit.visit(entry)
-    corrupt: dict[DataLocation, Signature] = {}
-    digests: dict[DataLocation, str] = {}
-    if audit.files is not None:
-        corrupt, digests = await _verify_contents(catalog, connector, location, audit.files)
-    damaged, prints = await audit.trees.judge(catalog, connector, location)
-    digests.update(prints)
-    lost: dict[DataLocation, Signature | None] = dict.fromkeys(audit.unseen())
-    lost.update(audit.missing)
-    lost.update(corrupt)
-    lost.update((tree, ("directory", 0, 0.0)) for tree in damaged if tree not in lost)
+    lost, digests = await _losses(audit, connector)
     missing = sorted(lost, key=lambda r: r.path)
     if max_missing is not None and len(missing) > max_missing:
         raise ConsistencyError(
@@ -243,6 +211,39 @@ async def run_check(
     if dry_run:
         would = [r.path for r, (candidates, _) in repairs.items() if _repairable(candidates)]
         return replace(report, repaired=sorted(would) if repair else [], dry_run=True)
+    _record(audit, missing, repairs, lost, digests)
+    if repair:
+        await _repair(engine, location, repairs, report)
+    return report
+
+
+async def _losses(
+    audit: _Audit, connector: Connector
+) -> tuple[dict[DataLocation, Signature | None], dict[DataLocation, str]]:
+    """The replicas the listing shows lost (with what is there now), and fresh digests."""
+    catalog, location = audit.catalog, audit.location
+    corrupt: dict[DataLocation, Signature] = {}
+    digests: dict[DataLocation, str] = {}
+    if audit.files is not None:
+        corrupt, digests = await _verify_contents(catalog, connector, location, audit.files)
+    damaged, prints = await audit.trees.judge(catalog, connector, location)
+    digests.update(prints)
+    lost: dict[DataLocation, Signature | None] = dict.fromkeys(audit.unseen())
+    lost.update(audit.missing)
+    lost.update(corrupt)
+    lost.update((tree, ("directory", 0, 0.0)) for tree in damaged if tree not in lost)
+    return lost, digests
+
+
+def _record(
+    audit: _Audit,
+    missing: list[DataLocation],
+    repairs: _Repairs,
+    lost: dict[DataLocation, Signature | None],
+    digests: dict[DataLocation, str],
+) -> None:
+    """Invalidate the missing replicas; record the entries and digests the check saw."""
+    catalog, location = audit.catalog, audit.location
     for replica in missing:
         catalog.invalidate(location, replica.path)
         catalog.remember_lost(replica, *repairs[replica])
@@ -251,9 +252,6 @@ async def run_check(
     for replica, digest in digests.items():
         if replica not in lost:
             catalog.record_entry(replica, catalog.entry_of(replica) or ("file", 0, 0.0), digest)
-    if repair:
-        await _repair(replicator, location, repairs, report)
-    return report
 
 
 #: For each replica to restore: the replicas it may be copied from, and the entry the
@@ -315,7 +313,7 @@ async def _verify_contents(
 
 
 async def _repair(
-    replicator: Replicator, location: ExecutionLocation, repairs: _Repairs, report: CheckReport
+    engine: Engine, location: ExecutionLocation, repairs: _Repairs, report: CheckReport
 ) -> None:
     """Copy back each repairable replica, in path order (a tree before what is inside)."""
     restored: set[str] = set()
@@ -324,8 +322,8 @@ async def _repair(
         if not _repairable(candidates):
             continue
         if _inside(replica.path, restored):  # the tree restored a moment ago holds it
-            seen = await _now_at(replicator, location, replica.path)
-        _, failures = await replicator.fill(candidates, [location], replica.path, replaceable=seen)
+            seen = await _now_at(engine, location, replica.path)
+        _, failures = await fill(engine, candidates, [location], replica.path, replaceable=seen)
         if failures:
             report.errors.append((replica.path, str(failures[location])))
         else:
@@ -341,11 +339,9 @@ def _inside(path: str, trees: set[str]) -> bool:
     return False
 
 
-async def _now_at(
-    replicator: Replicator, location: ExecutionLocation, path: str
-) -> Signature | None:
+async def _now_at(engine: Engine, location: ExecutionLocation, path: str) -> Signature | None:
     try:
-        entry = await replicator.deployments.connector(location).stat(location, path)
+        entry = await engine.deployments.connector(location).stat(location, path)
     except StreamDataError:
         return None  # the copy will meet the same trouble and report it
     return None if entry is None else entry_signature(entry)

@@ -1,9 +1,7 @@
 """The DataManager: the catalog, the connectors and the transfers that keep them true.
 
-The public API, checking its arguments and wiring the parts that do the work: the
-deployments (``_deployments``), the catalog (``_catalog``, ``_store``), a transfer
-(``_run``, ``_plan``: plan, move, settle), exact copies (``_replicate``) and the
-consistency audit (``_check``).
+The public API, checking its arguments and wiring the parts that do the work: the catalog
+(``_catalog``), the engine making every copy (``_engine``), the audit (``_audit``).
 """
 
 from __future__ import annotations
@@ -21,12 +19,9 @@ from ._catalog.sqlite import open_store
 from ._catalog.store import CatalogBatch
 from ._catalog.sync import CatalogSync
 from ._engine.deployments import Deployments, check_location
-from ._engine.plan import Job, TransferContext
-from ._engine.replicate import Replicator
-from ._engine.run import remove_stale_temporaries, run_transfer
-from ._engine.transfer import Endpoint
-from ._errors import DataNotFoundError, TransferError
-from ._events import Event, EventBus
+from ._engine.engine import Engine
+from ._engine.replicate import replicate
+from ._events import Event
 from ._models import DataLocation, DataType, ExecutionLocation, normalize_path
 from ._policy import SourcePolicy, default_source_policy
 from .connectors._base import Connector
@@ -43,19 +38,12 @@ class DataManager:
             file, durable once each call returns.
         rng: Random generator for the random tier of source selection.
         source_policy: Chooses transfer sources; defaults to the contract's tiers.
-        verify: Verify every copy end to end before it is renamed into place: a file's
-            XXH3-128 digest (computed while it streams, or by reading the source when the
-            copy ran in the kernel) against the destination's; a tree's listing (paths,
-            types, sizes). A mismatch fails that destination. Off by default; each
-            ``transfer_data`` call may override it.
+        verify: Verify every copy before it is renamed into place (a file's XXH3-128
+            digest, a tree's listing); a mismatch fails that destination. Off by
+            default; each ``transfer_data`` call may override it.
 
-    With a catalog file, each change is committed before the call that made it returns.
-    To register many paths quickly, group the calls in a batch: inside
-    ``with dm.batch():`` (or ``async with``) the block's changes are committed once, when
-    the outermost block exits (other tasks keep committing call by call), also when it
-    exits with an exception (the replicas registered before it are real in memory, so
-    the file keeps them too). A process killed inside the block loses at most the
-    changes made since the batch began.
+    With a catalog file, each change is committed before the call that made it returns;
+    to register many paths quickly, group the calls in a batch (:meth:`batch`).
 
     Raises:
         TypeError: If a deployment is not a :class:`Connector`.
@@ -77,21 +65,13 @@ class DataManager:
         for name, connector in (deployments or {}).items():
             self.add_deployment(name, connector)
         self._store = open_store(catalog)
-        self._events = EventBus(self._listen_to_catalog)
         self._catalog = RemotePathMapper(self._store)
         self._sync: CatalogSync | None = None
         if self._store is not None:
             self._store.load(self._catalog)
             self._sync = CatalogSync(self._store, self._catalog)
-        self._rng = rng if rng is not None else random.Random()
-        self._policy = source_policy
-        self._inflight: dict[tuple[ExecutionLocation, str], Job] = {}
-        self._verify = verify
-        connectors = self._deployments.connectors
-        self._context = TransferContext(self._catalog, connectors, self._inflight, self._store)
-        self._replicator = Replicator(
-            self._context, self._events, self._deployments, source_policy, self._rng, verify
-        )
+        parts = (self._catalog, self._deployments, self._store)
+        self._engine = Engine(*parts, policy=source_policy, rng=rng, verify=verify)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -136,14 +116,14 @@ class DataManager:
     def batch(self) -> CatalogBatch:
         """Commit the catalog changes made inside a block once, when the block exits.
 
-        ``with dm.batch(): ...`` or ``async with dm.batch(): ...``. Every change made by
-        the code inside the block (and by tasks it starts there) is written to the catalog
-        file when the outermost batch exits, normally or with an exception, instead of
-        call by call. Batches nest: only the outermost one commits. Other tasks are not
-        held back: their calls are durable when they return, as always, and may carry the
-        batch's changes to the file early. Changes may become durable earlier than the
-        block's end (a transfer journals its temporary file at once), never later. Without
-        a catalog file it does nothing.
+        ``with dm.batch(): ...`` or ``async with dm.batch(): ...``: every change made
+        inside the block (and by tasks it starts there) is written to the catalog file
+        once, when the outermost batch exits, normally or with an exception (what was
+        registered is real in memory, so the file keeps it too); a process killed
+        inside loses at most the changes since the batch began. Batches nest: only the
+        outermost one commits. Other tasks are not held back (their calls are durable
+        when they return) and may carry the batch's changes to the file early, as may a
+        transfer journalling its temporary file. Without a catalog file it does nothing.
 
         Returns:
             A context manager for ``with`` and ``async with``.
@@ -165,7 +145,7 @@ class DataManager:
         Returns:
             A function that removes the listener.
         """
-        return self._events.add_callback(callback)
+        return self._engine.events.add_callback(callback)
 
     def events(self, *, buffer: int = 1024) -> AsyncIterator[Event]:
         """Iterate over events from now on (``async for event in dm.events(): ...``).
@@ -173,11 +153,7 @@ class DataManager:
         The queue holds ``buffer`` events; a consumer that falls behind loses progress
         events, never the others. Stop iterating (``break``) to unsubscribe.
         """
-        return self._events.subscribe(buffer)
-
-    def _listen_to_catalog(self, active: bool) -> None:
-        """Catalog changes are reported only while somebody listens (it costs nothing else)."""
-        self._catalog._listener = self._events.replica_changed if active else None
+        return self._engine.events.subscribe(buffer)
 
     # -- catalog ---------------------------------------------------------------------------
 
@@ -254,11 +230,8 @@ class DataManager:
     ) -> list[DataLocation]:
         """Every valid replica at ``path`` and every replica related to them, filtered.
 
-        Args:
-            path: Absolute POSIX path.
-            deployment: Keep only replicas of this deployment.
-            location: Keep only replicas on locations with this name.
-            location_type: Keep only replicas of this type.
+        Only replicas of ``deployment``, on locations named ``location``, of type
+        ``location_type`` are kept (each filter when given; ``path`` is absolute POSIX).
 
         Returns:
             The matching replicas; ``[]`` for an unknown path.
@@ -280,20 +253,10 @@ class DataManager:
         Raises:
             ValueError: If ``path`` is relative.
         """
-        # Replicator.pick_source inlined: this is the hottest query of a workflow engine.
         sync = self._sync
         if sync is not None and monotonic() >= sync.due:  # CatalogSync.refresh, inlined
             sync.refresh()
-        replicas = self._catalog.locations(path)
-        candidates = [r for r in replicas if r._data_type is _PRIMARY and not r._implied]
-        if not candidates:
-            return None
-        return self._policy(
-            candidates,
-            dst_deployment=dst_deployment,
-            is_local=self._deployments.is_local,
-            rng=self._rng,
-        )
+        return self._engine.pick_source(self._catalog.locations(path), dst_deployment)
 
     def _refresh(self, *, now: bool = False, watch: bool = False) -> None:
         """See other processes' changes to a shared catalog; ``watch`` also from the loop."""
@@ -322,9 +285,8 @@ class DataManager:
         atomically and registered; unless ``writable``, it is related to the source, and a
         destination that is the source's location (or already holds the data) gets a
         symbolic link instead of a copy. A destination inside the data itself fails, as
-        ``cp`` refuses to copy a directory into itself.
-        ``verify`` (default: the manager's setting) checks each copy against the source
-        before it is renamed into place.
+        ``cp`` refuses to copy a directory into itself. ``verify`` (default: the
+        manager's setting) checks each copy against the source before it is renamed.
 
         Raises:
             ValueError: If a path is relative.
@@ -397,21 +359,10 @@ class DataManager:
             StreamDataError: As :meth:`transfer_data`.
         """
         src_path, dst_path = normalize_path(src_path), normalize_path(dst_path)
-        check_location(src_location)
-        if isinstance(dst_locations, ExecutionLocation):
-            raise TypeError("dst_locations must be a sequence of ExecutionLocation")
-        destinations = self._deployments.destinations(dst_locations)
-        source = Endpoint(self._deployments.connector(src_location), src_location, src_path)
+        source, destinations = self._deployments.ends(src_location, src_path, dst_locations)
         self._refresh(now=True, watch=True)
-        check = self._verify if verify is None else verify
-        return await run_transfer(
-            self._context,
-            self._events,
-            source,
-            destinations,
-            dst_path,
-            writable=writable,
-            verify=check,
+        return await self._engine.transfer(
+            source, destinations, dst_path, writable=writable, verify=verify
         )
 
     # -- consistency -----------------------------------------------------------------------
@@ -429,17 +380,14 @@ class DataManager:
         """Compare the catalog with what is really under ``path`` on ``location``.
 
         Missing or changed replicas are invalidated; the catalog remembers what each was
-        a copy of. With ``repair``, each one that has another valid replica in its set is
-        copied back from the best of them, and so is each replica an earlier check
-        invalidated there, while a valid replica of its former set is left (and no other
-        valid replica has taken its place). A repair replaces only what the check found
-        in a replica's place, never an entry of another type or one that appeared since;
-        such a repair fails (``errors``) and is tried again by the next one. With
-        ``verify_content``, every file is also read and its XXH3-128 digest compared with
-        the one recorded when it was transferred (a flipped byte counts as changed);
-        files with no recorded digest get one. With ``dry_run``, nothing is changed,
-        neither the catalog nor storage: the report says what would be invalidated
-        (``missing``) and, with ``repair``, copied back (``repaired``).
+        a copy of. ``repair`` copies back (through the same transfers as
+        ``transfer_data``) each one with another valid replica in its set, and each one an
+        earlier check invalidated there while its former set lives on and nothing else
+        took its place; it replaces only what the check found there, else that repair
+        fails (``errors``) and the next check tries again. ``verify_content`` also
+        compares each file's XXH3-128 digest with the recorded one (recording missing
+        ones). ``dry_run`` changes nothing, neither the catalog nor storage: the report
+        says what would be invalidated (``missing``) and, with ``repair``, copied back.
 
         Returns:
             The report: ``missing``, ``orphans`` and ``repaired`` paths, sorted.
@@ -454,12 +402,8 @@ class DataManager:
         check_location(location)
         path = normalize_path(path)
         self._refresh(now=True, watch=True)
-        if not dry_run:
-            await remove_stale_temporaries(self._context, [location])
         return await run_check(
-            self._replicator,
-            self._catalog,
-            self._deployments.connector(location),
+            self._engine,
             location,
             path,
             repair=repair,
@@ -476,11 +420,11 @@ class DataManager:
     ) -> list[DataLocation]:
         """Make sure every destination holds a valid replica of the data known at ``path``.
 
-        ``dst_path`` (default: ``path``) is the exact destination path (no cp rules). Each
-        destination with nothing there is filled with a real copy from the source the
-        policy picks for its deployment; destinations whose entry at ``dst_path`` is a
-        valid replica of the data (confirmed on storage) are left alone. Any other entry
-        there is never removed or overwritten: that destination fails.
+        ``dst_path`` (default: ``path``) is the exact destination path (no cp rules). A
+        destination with nothing there gets a real copy (a transfer, as ``transfer_data``
+        makes) from the source the policy picks for its deployment; one holding a valid
+        replica of the data (confirmed on storage) is left alone. Any other entry there
+        is never removed or overwritten: that destination fails.
 
         Returns:
             The destination replicas, in the order of ``dst_locations``.
@@ -497,17 +441,4 @@ class DataManager:
         target = normalize_path(dst_path) if dst_path is not None else path
         self._refresh(now=True, watch=True)
         replicas = self.get_data_locations(path)
-        if not any(r.data_type is DataType.PRIMARY and not r._implied for r in replicas):
-            raise DataNotFoundError(f"no valid replica of {path!r} is known")
-        destinations = self._deployments.destinations(dst_locations)
-        results, failures = await self._replicator.fill(replicas, destinations, target)
-        if failures:
-            details = "; ".join(f"{where}: {cause}" for where, cause in failures.items())
-            raise TransferError(
-                f"replication of {path!r} failed for {len(failures)} location(s): {details}",
-                failures,
-            )
-        return [results[d] for d in dict.fromkeys(dst_locations)]
-
-
-_PRIMARY = DataType.PRIMARY
+        return await replicate(self._engine, path, replicas, dst_locations, target)

@@ -1,4 +1,4 @@
-"""Progress of one ``transfer_data`` call, published as events and logged."""
+"""Progress of one transfer (``transfer_data``, ``replicate``, a repair), as events and logs."""
 
 from __future__ import annotations
 

@@ -7,11 +7,12 @@ process's filesystem, and whether the manager is still open.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from .._errors import ConfigurationError, StreamDataError
 from .._models import ExecutionLocation
 from ..connectors._base import Connector
+from .transfer import Endpoint
 
 __all__ = ["Deployments", "check_location"]
 
@@ -81,6 +82,21 @@ class Deployments:
             check_location(destination)
             self.connector(destination)
         return destinations
+
+    def ends(
+        self, source: ExecutionLocation, path: str, locations: Sequence[ExecutionLocation]
+    ) -> tuple[Endpoint, list[ExecutionLocation]]:
+        """The source of a transfer, with its connector, and its distinct destinations.
+
+        Raises:
+            TypeError: If a location has the wrong type, or ``locations`` is one location.
+            ConfigurationError: If the manager is closed or a deployment is unknown.
+        """
+        check_location(source)
+        if isinstance(locations, ExecutionLocation):
+            raise TypeError("dst_locations must be a sequence of ExecutionLocation")
+        destinations = self.destinations(locations)
+        return Endpoint(self.connector(source), source, path), destinations
 
     async def close(self) -> StreamDataError | None:
         """Mark the manager closed and close every connector.

@@ -15,176 +15,173 @@ other way round).
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Awaitable, Iterable, Sequence
-from dataclasses import dataclass
 
-from .._audit import entry_changed, entry_signature
 from .._catalog.lineage import Signature
 from .._catalog.mapper import RemotePathMapper
 from .._errors import DataNotFoundError, StreamDataError, TransferError
-from .._events import EventBus
+from .._integrity import entry_changed, entry_signature
 from .._models import DataLocation, DataType, ExecutionLocation
-from .._policy import SourcePolicy
 from ..connectors._base import Entry, EntryKind
-from .deployments import Deployments
-from .plan import TransferContext, transfer_error
-from .run import run_transfer
+from .engine import Engine
+from .job import transfer_error
 from .transfer import Endpoint
 
-__all__ = ["Replicator"]
+__all__ = ["fill", "replicate"]
 
-_PRIMARY = DataType.PRIMARY
+#: The replica of each destination holding the data, and the cause of each that failed.
+Filled = tuple[dict[ExecutionLocation, DataLocation], dict[ExecutionLocation, BaseException]]
 
 
-@dataclass(frozen=True, slots=True)
-class Replicator:
-    """Picks sources and makes exact copies, with its manager's state (passed in)."""
+async def replicate(
+    engine: Engine,
+    path: str,
+    replicas: Sequence[DataLocation],
+    locations: Iterable[ExecutionLocation],
+    target: str,
+) -> list[DataLocation]:
+    """Fill ``target`` on each location with the data of ``replicas`` (known at ``path``).
 
-    context: TransferContext
-    events: EventBus
-    deployments: Deployments
-    policy: SourcePolicy
-    rng: random.Random
-    verify: bool
+    Returns:
+        The replica of each distinct location, in order.
 
-    def pick_source(
-        self, replicas: Sequence[DataLocation], dst_deployment: str
-    ) -> DataLocation | None:
-        """The PRIMARY replica among ``replicas`` the policy picks for ``dst_deployment``."""
-        candidates = [r for r in replicas if r._data_type is _PRIMARY and not r._implied]
-        return self.policy(
-            candidates,
-            dst_deployment=dst_deployment,
-            is_local=self.deployments.is_local,
-            rng=self.rng,
+    Raises:
+        DataNotFoundError: If ``replicas`` holds no PRIMARY replica.
+        TypeError: If a location is not an :class:`ExecutionLocation`.
+        ConfigurationError: If the manager is closed or a deployment is unknown.
+        TransferError: If some destinations failed (``.failures`` maps each to its cause).
+    """
+    if not any(r.data_type is DataType.PRIMARY and not r._implied for r in replicas):
+        raise DataNotFoundError(f"no valid replica of {path!r} is known")
+    destinations = engine.deployments.destinations(locations)
+    results, failures = await fill(engine, replicas, destinations, target)
+    if failures:
+        details = "; ".join(f"{where}: {cause}" for where, cause in failures.items())
+        raise TransferError(
+            f"replication of {path!r} failed for {len(failures)} location(s): {details}",
+            failures,
         )
+    return [results[d] for d in destinations]
 
-    async def fill(
-        self,
-        replicas: Sequence[DataLocation],
-        destinations: Iterable[ExecutionLocation],
-        target: str,
-        *,
-        replaceable: Signature | None = None,
-    ) -> tuple[dict[ExecutionLocation, DataLocation], dict[ExecutionLocation, BaseException]]:
-        """Copy the data of ``replicas`` to ``target`` on each destination lacking it.
 
-        A destination whose entry at ``target`` is confirmed (on storage) to be one of
-        ``replicas`` is left alone; one where nothing is at ``target`` gets a copy. Any
-        other entry there is never touched and fails that destination, except one whose
-        signature is ``replaceable`` (the broken copy a check found) and whose type is the
-        data's own. The
-        copies are transfers like ``transfer_data``'s (:func:`~._run.run_transfer`, with
-        its events), one per source read.
+async def fill(
+    engine: Engine,
+    replicas: Sequence[DataLocation],
+    destinations: Iterable[ExecutionLocation],
+    target: str,
+    *,
+    replaceable: Signature | None = None,
+) -> Filled:
+    """Copy the data of ``replicas`` to ``target`` on each destination lacking it.
 
-        Returns:
-            The replica of each destination holding the data, and the cause of each
-            destination that failed.
-        """
-        results: dict[ExecutionLocation, DataLocation] = {}
-        failures: dict[ExecutionLocation, BaseException] = {}
-        sources: dict[ExecutionLocation, DataLocation] = {}
-        async with asyncio.TaskGroup() as group:
-            for destination in dict.fromkeys(destinations):
-                vet = self._vet(replicas, destination, target, replaceable, results, sources)
-                group.create_task(_capture(vet, [destination], failures))
-        async with asyncio.TaskGroup() as group:
-            for source, todo in _by_source(sources).items():
-                copy = self._copy(source, todo, target, results)
-                group.create_task(_capture(copy, todo, failures))
-        return results, failures
+    A destination whose entry at ``target`` is confirmed (on storage) to be one of
+    ``replicas`` is left alone; one where nothing is at ``target`` gets a copy. Any
+    other entry there is never touched and fails that destination, except one whose
+    signature is ``replaceable`` (the broken copy a check found) and whose type is the
+    data's own. The copies are transfers like ``transfer_data``'s
+    (:meth:`.Engine.transfer`, with its events), one per source read.
 
-    async def _vet(
-        self,
-        replicas: Sequence[DataLocation],
-        destination: ExecutionLocation,
-        target: str,
-        replaceable: Signature | None,
-        results: dict[ExecutionLocation, DataLocation],
-        sources: dict[ExecutionLocation, DataLocation],
-    ) -> None:
-        """Find ``destination`` holding the data, or the source to copy it from.
+    Returns:
+        The replica of each destination holding the data, and the cause of each
+        destination that failed.
+    """
+    results: dict[ExecutionLocation, DataLocation] = {}
+    failures: dict[ExecutionLocation, BaseException] = {}
+    sources: dict[ExecutionLocation, DataLocation] = {}
+    async with asyncio.TaskGroup() as group:
+        for destination in dict.fromkeys(destinations):
+            vet = _vet(engine, replicas, destination, target, replaceable, results, sources)
+            group.create_task(_capture(vet, [destination], failures))
+    async with asyncio.TaskGroup() as group:
+        for source, todo in _by_source(sources).items():
+            copy = _copy(engine, source, todo, target, results)
+            group.create_task(_capture(copy, todo, failures))
+    return results, failures
 
-        Raises:
-            ConnectorError: If a location cannot be reached.
-            DataNotFoundError: If no PRIMARY replica is left to copy from.
-            TransferError: If ``target`` holds an entry the copy must not replace.
-        """
-        entry = await self.deployments.connector(destination).stat(destination, target)
-        held = self._confirmed(replicas, destination, target, entry)
-        if held is not None:
-            results[destination] = held
-            return
-        source = self.pick_source(replicas, destination.deployment)
-        if source is None:
-            raise DataNotFoundError(f"no valid replica to copy to {target!r} on {destination}")
-        if entry is not None and not await self._may_replace(source, entry, replaceable):
-            raise _refusal(source, destination, target)
-        sources[destination] = source
 
-    async def _copy(
-        self,
-        source: DataLocation,
-        destinations: Sequence[ExecutionLocation],
-        target: str,
-        results: dict[ExecutionLocation, DataLocation],
-    ) -> None:
-        """Copy ``source`` to exactly ``target`` on each destination, related (a transfer).
+async def _vet(
+    engine: Engine,
+    replicas: Sequence[DataLocation],
+    destination: ExecutionLocation,
+    target: str,
+    replaceable: Signature | None,
+    results: dict[ExecutionLocation, DataLocation],
+    sources: dict[ExecutionLocation, DataLocation],
+) -> None:
+    """Find ``destination`` holding the data, or the source to copy it from.
 
-        Raises:
-            ConfigurationError: If the manager is closed or a deployment is unknown.
-            DataNotFoundError: If the source's data is gone.
-            TransferError: If some copies failed (the others are in ``results``).
-        """
-        connector = self.deployments.connector(source.location)
-        endpoint = Endpoint(connector, source.location, source.path)
-        try:
-            await run_transfer(
-                self.context,
-                self.events,
-                endpoint,
-                destinations,
-                target,
-                writable=False,
-                exact=True,
-                verify=self.verify,
-            )
-        finally:
-            for destination in destinations:
-                replica = self.context.catalog.lookup(destination, target)
-                if replica is not None and replica.is_available:
-                    results[destination] = replica
+    Raises:
+        ConnectorError: If a location cannot be reached.
+        DataNotFoundError: If no PRIMARY replica is left to copy from.
+        TransferError: If ``target`` holds an entry the copy must not replace.
+    """
+    entry = await engine.deployments.connector(destination).stat(destination, target)
+    held = _confirmed(engine.catalog, replicas, destination, target, entry)
+    if held is not None:
+        results[destination] = held
+        return
+    source = engine.pick_source(replicas, destination.deployment)
+    if source is None:
+        raise DataNotFoundError(f"no valid replica to copy to {target!r} on {destination}")
+    if entry is not None and not await _may_replace(engine, source, entry, replaceable):
+        raise _refusal(source, destination, target)
+    sources[destination] = source
 
-    def _confirmed(
-        self,
-        replicas: Sequence[DataLocation],
-        destination: ExecutionLocation,
-        target: str,
-        entry: Entry | None,
-    ) -> DataLocation | None:
-        """The replica of ``replicas`` at ``target`` if storage confirms it, else None.
 
-        One that storage does not confirm (gone, or changed) is invalidated.
-        """
-        catalog = self.context.catalog
-        held = catalog.lookup(destination, target)
-        if held is None or held._implied or held not in replicas:
-            return None
-        if entry is not None and _holds(catalog, held, entry):
-            return held
-        catalog.invalidate(destination, target)
+async def _copy(
+    engine: Engine,
+    source: DataLocation,
+    destinations: Sequence[ExecutionLocation],
+    target: str,
+    results: dict[ExecutionLocation, DataLocation],
+) -> None:
+    """Copy ``source`` to exactly ``target`` on each destination, related (a transfer).
+
+    Raises:
+        ConfigurationError: If the manager is closed or a deployment is unknown.
+        DataNotFoundError: If the source's data is gone.
+        TransferError: If some copies failed (the others are in ``results``).
+    """
+    connector = engine.deployments.connector(source.location)
+    endpoint = Endpoint(connector, source.location, source.path)
+    try:
+        await engine.transfer(endpoint, destinations, target, writable=False, exact=True)
+    finally:
+        for destination in destinations:
+            replica = engine.catalog.lookup(destination, target)
+            if replica is not None and replica.is_available:
+                results[destination] = replica
+
+
+def _confirmed(
+    catalog: RemotePathMapper,
+    replicas: Sequence[DataLocation],
+    destination: ExecutionLocation,
+    target: str,
+    entry: Entry | None,
+) -> DataLocation | None:
+    """The replica of ``replicas`` at ``target`` if storage confirms it, else None.
+
+    One that storage does not confirm (gone, or changed) is invalidated.
+    """
+    held = catalog.lookup(destination, target)
+    if held is None or held._implied or held not in replicas:
         return None
+    if entry is not None and _holds(catalog, held, entry):
+        return held
+    catalog.invalidate(destination, target)
+    return None
 
-    async def _may_replace(
-        self, source: DataLocation, entry: Entry, replaceable: Signature | None
-    ) -> bool:
-        """True when ``entry`` is ``replaceable`` and of the type of the data at ``source``."""
-        if replaceable is None or entry_changed(replaceable, entry_signature(entry)):
-            return False
-        connector = self.deployments.connector(source.location)
-        data = await connector.stat(source.location, source.path)
-        return data is None or data.kind is entry.kind  # gone: the copy will say so
+
+async def _may_replace(
+    engine: Engine, source: DataLocation, entry: Entry, replaceable: Signature | None
+) -> bool:
+    """True when ``entry`` is ``replaceable`` and of the type of the data at ``source``."""
+    if replaceable is None or entry_changed(replaceable, entry_signature(entry)):
+        return False
+    connector = engine.deployments.connector(source.location)
+    data = await connector.stat(source.location, source.path)
+    return data is None or data.kind is entry.kind  # gone: the copy will say so
 
 
 def _refusal(source: DataLocation, destination: ExecutionLocation, target: str) -> TransferError:

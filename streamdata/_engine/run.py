@@ -1,106 +1,59 @@
-"""How the manager runs one transfer, around its :class:`~._plan.TransferPlan`.
+"""One attempt of a transfer, and what comes before it: the source, resolved and looked at.
 
-Before anything moves, the destinations are cleared of temporary files left by an earlier
-process, the source replica is resolved in the catalog (waiting for the transfer still
-producing it) and its data is looked at on storage. The plan then runs with progress
-events: with cp rules for ``transfer_data``, exact for ``replicate`` and repairs.
-Module-level functions: the manager passes in its transfer context and event bus.
+Before anything moves, the source replica is resolved in the catalog (waiting for the
+transfer still producing it) and its data is looked at on storage
+(:func:`resolve_source`, :func:`stat_source`). An attempt then plans every destination
+(:mod:`.plan`), moves the data (:mod:`.move`) and settles each destination
+(:mod:`.settle`); a cancelled attempt leaves no valid replica and nothing half-done.
+:class:`~.engine.Engine` runs the attempts, with progress events.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from .._catalog.mapper import RemotePathMapper
-from .._errors import (
-    ConnectorError,
-    DataNotFoundError,
-    StreamDataError,
-    TransferError,
-    WriterGone,
-)
-from .._events import EventBus
+from .._errors import ConnectorError, DataNotFoundError, TransferError
 from .._models import DataLocation, ExecutionLocation
-from .._progress import Progress
 from ..connectors._base import Connector, Entry, EntryKind
-from .plan import TransferContext, TransferPlan, transfer_error
+from .job import EngineState, Options, transfer_error
+from .move import Mover, OnProgress
+from .plan import TransferPlan
+from .settle import Settlement
 from .transfer import Endpoint
 from .truth import note_source
 
-__all__ = ["remove_stale_temporaries", "resolve_source", "run_transfer", "stat_source"]
-
-#: How many times a transfer takes over copies whose writing process died.
-TAKEOVERS = 3
+__all__ = ["resolve_source", "run_attempt", "stat_source"]
 
 
-async def run_transfer(
-    context: TransferContext,
-    events: EventBus,
+async def run_attempt(
+    context: EngineState,
     endpoint: Endpoint,
+    source: DataLocation,
+    entry: Entry,
+    options: Options,
     destinations: Sequence[ExecutionLocation],
     dst_path: str,
-    *,
-    writable: bool,
-    verify: bool,
-    exact: bool = False,
+    on_progress: OnProgress,
 ) -> dict[ExecutionLocation, str]:
-    """Copy ``endpoint``'s data to ``dst_path`` on each destination (checked, distinct).
-
-    The one way data is copied: ``transfer_data``, and with ``exact`` (``dst_path`` is
-    the destination itself, no cp rules, always a real copy) ``replicate`` and repairs.
+    """Plan, move and settle every destination; failures go to ``options.failures``.
 
     Returns:
-        The path where the data is on each destination.
-
-    Raises:
-        DataNotFoundError: If the source is not a valid known replica, or its data is gone.
-        TransferError: If some destinations failed.
+        Where the data landed (or was found) on each destination that was planned.
     """
-    src_location, src_path = endpoint.location, endpoint.path
-    await remove_stale_temporaries(context, destinations)
-    source = await resolve_source(context.catalog, src_location, src_path)
-    entry = await stat_source(context.catalog, endpoint.connector, source, destinations)
-    failures: dict[ExecutionLocation, BaseException] = {}
-    finals: dict[ExecutionLocation, str] = {}
-    for attempt in range(TAKEOVERS + 1):
-        if not destinations:
-            break
-        transfer = TransferPlan(
-            context, endpoint, source, entry, writable=writable, exact=exact, verify=verify
-        )
-        report = Progress(events, src_location, src_path, destinations, dst_path, entry)
-        failed = await report.around(transfer.run(destinations, dst_path, report.advance))
-        finals.update(transfer.finals)
-        # A copy this one waited for died with its process: take it over (a new claim).
-        last = attempt == TAKEOVERS
-        gone = [d for d, cause in failed.items() if isinstance(cause, WriterGone) and not last]
-        failures.update((d, cause) for d, cause in failed.items() if d not in gone)
-        destinations = gone
-    if failures:
-        raise transfer_error(src_location, src_path, failures)
-    return finals
-
-
-async def remove_stale_temporaries(
-    context: TransferContext, locations: Sequence[ExecutionLocation]
-) -> None:
-    """Remove temporary files of transfers interrupted in an earlier process.
-
-    Done when a location is next used (connections are lazy); an unreachable location
-    keeps its entries for a later attempt.
-    """
-    store = context.store
-    if store is None:
-        return
-    wanted = set(locations)
-    for location, tmp in store.stale_temporaries():
-        if location not in wanted or location.deployment not in context.connectors:
-            continue
-        try:
-            await context.connectors[location.deployment].remove(location, tmp)
-        except StreamDataError:
-            continue
-        store.forget_temporary(location, tmp)
+    plan = TransferPlan(context, endpoint, source, entry, options)
+    settlement = Settlement(context, entry, options)
+    mover = Mover(context.catalog, endpoint, source, entry, options, settlement, on_progress)
+    try:
+        await plan.plan(destinations, dst_path)
+        await mover.move(plan.jobs)
+    except asyncio.CancelledError:
+        settlement.revoke(plan.jobs)
+        raise
+    finally:
+        await settlement.abandon(plan.jobs)
+    return plan.finals
 
 
 async def resolve_source(
@@ -132,7 +85,7 @@ async def stat_source(
     """What storage holds at ``source``: a regular file or a directory.
 
     Data changed since it was recorded is new data: the source leaves the replica set of
-    its old copies (see :func:`._truth.note_source`).
+    its old copies (see :func:`.truth.note_source`).
 
     Raises:
         TransferError: If the source cannot be looked at, or is neither a file nor a

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from .._audit import entry_changed, entry_signature
 from .._catalog.mapper import RemotePathMapper, parent_of
 from .._errors import TransferError
+from .._integrity import entry_changed, entry_signature
 from .._models import DataLocation, DataType, ExecutionLocation
 from ..connectors._base import Connector, Entry, EntryKind
 

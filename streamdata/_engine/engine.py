@@ -1,0 +1,190 @@
+"""The transfer engine: the one way the manager copies data, and the state it owns.
+
+Every copy goes through :meth:`Engine.transfer`: ``transfer_data`` (cp rules), and
+``replicate`` and repairs (:mod:`.replicate`, exact). It clears the destinations of
+temporary files an earlier process left, resolves the source and looks at its data,
+then runs the transfer (:func:`.run.run_attempt`) between a started and a finished or
+failed event, taking over copies whose writing process died. The engine owns the
+in-flight table and holds the catalog, the deployments, the store, the event bus and the
+one source policy (:meth:`Engine.pick_source`) that the manager wires in.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Mapping, Sequence
+
+from .._catalog.mapper import RemotePathMapper
+from .._catalog.store import CatalogStore
+from .._errors import StreamDataError, WriterGone
+from .._events import EventBus
+from .._models import DataLocation, DataType, ExecutionLocation
+from .._policy import SourcePolicy
+from .._progress import Progress
+from ..connectors._base import Connector, Entry
+from .deployments import Deployments
+from .job import InFlight, Options, transfer_error
+from .run import resolve_source, run_attempt, stat_source
+from .transfer import Endpoint
+
+__all__ = ["Engine"]
+
+#: How many times a transfer takes over copies whose writing process died.
+TAKEOVERS = 3
+
+_PRIMARY = DataType.PRIMARY
+
+
+class Engine:
+    """Runs every transfer of one :class:`~streamdata.DataManager` (see the module docstring).
+
+    Args:
+        catalog: The replicas.
+        deployments: The connectors by deployment name.
+        store: The durable catalog, if any.
+        policy: Chooses the source of a copy.
+        rng: Random generator for the policy's random tier (default: a fresh one).
+        verify: Whether copies are verified unless a call says otherwise.
+
+    Attributes:
+        events: Where transfers and catalog changes are published (owned here).
+        inflight: The links and copies being made (owned here).
+    """
+
+    def __init__(
+        self,
+        catalog: RemotePathMapper,
+        deployments: Deployments,
+        store: CatalogStore | None,
+        *,
+        policy: SourcePolicy,
+        rng: random.Random | None = None,
+        verify: bool = False,
+    ) -> None:
+        self.catalog = catalog
+        self.deployments = deployments
+        self.store = store
+        self.events = EventBus(self._listen_to_catalog)
+        self.policy = policy
+        self.rng = rng if rng is not None else random.Random()
+        self.verify = verify
+        self.inflight: InFlight = {}
+
+    def _listen_to_catalog(self, active: bool) -> None:
+        """Catalog changes are reported only while somebody listens (it costs nothing else)."""
+        self.catalog._listener = self.events.replica_changed if active else None
+
+    @property
+    def connectors(self) -> Mapping[str, Connector]:
+        """The connectors by deployment name."""
+        return self.deployments.connectors
+
+    def pick_source(
+        self, replicas: Iterable[DataLocation], dst_deployment: str
+    ) -> DataLocation | None:
+        """The PRIMARY replica among ``replicas`` the policy picks for ``dst_deployment``.
+
+        Implied ancestors and links are never picked; None if nothing is left to pick.
+        """
+        candidates = [r for r in replicas if r._data_type is _PRIMARY and not r._implied]
+        if not candidates:
+            return None
+        return self.policy(
+            candidates,
+            dst_deployment=dst_deployment,
+            is_local=self.deployments.is_local,
+            rng=self.rng,
+        )
+
+    def writing(self, location: ExecutionLocation) -> set[str]:
+        """The temporary paths this engine's transfers are writing on ``location``."""
+        return {job.tmp for job in self.inflight.values() if job.location == location and job.tmp}
+
+    async def transfer(
+        self,
+        endpoint: Endpoint,
+        destinations: Sequence[ExecutionLocation],
+        dst_path: str,
+        *,
+        writable: bool,
+        verify: bool | None = None,
+        exact: bool = False,
+    ) -> dict[ExecutionLocation, str]:
+        """Copy ``endpoint``'s data to ``dst_path`` on each destination (checked, distinct).
+
+        The one way data is copied: ``transfer_data``, and with ``exact`` (``dst_path`` is
+        the destination itself, no cp rules, always a real copy) ``replicate`` and repairs.
+        ``verify`` None: the engine's setting.
+
+        Returns:
+            The path where the data is on each destination.
+
+        Raises:
+            DataNotFoundError: If the source is not a valid known replica, or its data is gone.
+            TransferError: If some destinations failed.
+        """
+        src_location, src_path = endpoint.location, endpoint.path
+        await self.remove_stale_temporaries(destinations)
+        source = await resolve_source(self.catalog, src_location, src_path)
+        entry = await stat_source(self.catalog, endpoint.connector, source, destinations)
+        check = self.verify if verify is None else verify
+        failures: dict[ExecutionLocation, BaseException] = {}
+        finals: dict[ExecutionLocation, str] = {}
+        for attempt in range(TAKEOVERS + 1):
+            if not destinations:
+                break
+            options = Options(writable, exact, check)
+            failed = await self._attempt(
+                endpoint, source, entry, options, destinations, dst_path, finals
+            )
+            # A copy this one waited for died with its process: take it over (a new claim).
+            last = attempt == TAKEOVERS
+            gone = [d for d, cause in failed.items() if isinstance(cause, WriterGone) and not last]
+            failures.update((d, cause) for d, cause in failed.items() if d not in gone)
+            destinations = gone
+        if failures:
+            raise transfer_error(src_location, src_path, failures)
+        return finals
+
+    async def _attempt(
+        self,
+        endpoint: Endpoint,
+        source: DataLocation,
+        entry: Entry,
+        options: Options,
+        destinations: Sequence[ExecutionLocation],
+        dst_path: str,
+        finals: dict[ExecutionLocation, str],
+    ) -> dict[ExecutionLocation, BaseException]:
+        """One attempt, between its events; adds to ``finals``, returns the failures."""
+        report = Progress(
+            self.events, endpoint.location, endpoint.path, destinations, dst_path, entry
+        )
+
+        async def attempt() -> dict[ExecutionLocation, BaseException]:
+            where = await run_attempt(
+                self, endpoint, source, entry, options, destinations, dst_path, report.advance
+            )
+            finals.update(where)
+            return options.failures
+
+        return await report.around(attempt())
+
+    async def remove_stale_temporaries(self, locations: Iterable[ExecutionLocation]) -> None:
+        """Remove temporary files of transfers interrupted in an earlier process.
+
+        Done when a location is next used (connections are lazy); an unreachable location
+        keeps its entries for a later attempt.
+        """
+        store = self.store
+        if store is None:
+            return
+        wanted = set(locations)
+        for location, tmp in store.stale_temporaries():
+            if location not in wanted or location.deployment not in self.connectors:
+                continue
+            try:
+                await self.connectors[location.deployment].remove(location, tmp)
+            except StreamDataError:
+                continue
+            store.forget_temporary(location, tmp)

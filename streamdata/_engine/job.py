@@ -1,0 +1,94 @@
+"""What one transfer works on: its destinations (jobs), its options and the engine's state.
+
+A transfer is planned (:mod:`.plan`), moved (:mod:`.move`, :mod:`.verify`) and settled
+(:mod:`.settle`) by :func:`.run.run_attempt`; each of those sees the state the
+:class:`~.engine.Engine` owns through :class:`EngineState` (the engine is below none of
+them, so they name only what they use of it).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from .._catalog.mapper import RemotePathMapper
+from .._catalog.store import CatalogStore
+from .._errors import TransferError
+from .._models import DataLocation, ExecutionLocation
+from ..connectors._base import Connector
+
+__all__ = ["EngineState", "InFlight", "Job", "JobKind", "Options", "transfer_error"]
+
+
+class JobKind(enum.Enum):
+    """What a destination needs."""
+
+    NOTHING = "nothing"  # the data already is there
+    WAIT = "wait"  # an identical transfer is producing it, or it is there already
+    LINK = "link"  # a symbolic link to a replica on the same location
+    COPY = "copy"  # a real copy
+
+
+@dataclass(slots=True)
+class Job:
+    """One destination of a transfer: where it goes and how far it got."""
+
+    location: ExecutionLocation
+    connector: Connector
+    final: str
+    kind: JobKind = JobKind.NOTHING
+    replica: DataLocation | None = None
+    link_to: DataLocation | None = None
+    tmp: str | None = None
+    settled: bool = False
+    left_behind: bool = False  # its temporary could not be removed
+    elsewhere: bool = False  # waits for a copy another process is writing
+
+
+#: The links and copies being made, by (destination, final path): how concurrent
+#: identical transfers find each other.
+InFlight = dict[tuple[ExecutionLocation, str], Job]
+
+
+class EngineState(Protocol):
+    """The state a transfer uses, owned by the :class:`~.engine.Engine` that runs it."""
+
+    @property
+    def catalog(self) -> RemotePathMapper:
+        """The replicas."""
+
+    @property
+    def connectors(self) -> Mapping[str, Connector]:
+        """The connectors by deployment name."""
+
+    @property
+    def inflight(self) -> InFlight:
+        """The links and copies being made."""
+
+    @property
+    def store(self) -> CatalogStore | None:
+        """The durable catalog, if any (journals the temporaries)."""
+
+
+@dataclass(slots=True)
+class Options:
+    """How one transfer copies, and the destinations that failed so far."""
+
+    writable: bool = False
+    exact: bool = False  # replicate/repair: the destination path is exact, always a copy
+    verify: bool = False
+    failures: dict[ExecutionLocation, BaseException] = field(default_factory=dict)
+
+
+def transfer_error(
+    location: ExecutionLocation, path: str, failures: Mapping[ExecutionLocation, BaseException]
+) -> TransferError:
+    """The error ``transfer_data`` raises for ``failures``."""
+    details = "; ".join(f"{where}: {cause}" for where, cause in failures.items())
+    count = len(failures)
+    return TransferError(
+        f"transfer of {path!r} from {location} failed for {count} destination(s): {details}",
+        failures,
+    )

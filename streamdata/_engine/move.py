@@ -1,0 +1,160 @@
+"""Moving one planned transfer: waits, links and copies, each destination then settled.
+
+Links are made; copies read the source once for all streamed destinations
+(:func:`~.transfer.copy_to_all`); a destination whose copy failed with a *transient*
+:class:`ConnectorError` (a dropped connection, a broken stream) is copied once more from a
+clean state. A tree is printed (:mod:`.treeprint`) as it is copied: what its copies must
+hold. Copies are verified if asked (:mod:`.verify`), then every destination is settled
+(:mod:`.settle`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+
+from .._catalog.mapper import RemotePathMapper
+from .._errors import ConnectorError, StreamDataError, TransferError, WriterGone
+from .._models import DataLocation
+from ..connectors._base import Entry, EntryKind
+from .job import Job, JobKind, Options
+from .settle import Settlement
+from .transfer import Endpoint, copy_to_all, remove_quietly
+from .treeprint import print_of_tree
+from .verify import verify_copies
+
+__all__ = ["Mover"]
+
+logger = logging.getLogger("streamdata")
+
+#: Pause before the one retry of destinations that failed with a ConnectorError.
+_RETRY_DELAY = 0.2
+
+#: Told the bytes and, for a tree, the files done so far (see :func:`.copy_to_all`).
+OnProgress = Callable[[int, int | None], None]
+
+
+def _transient(error: BaseException | None) -> bool:
+    return isinstance(error, ConnectorError) and error.transient
+
+
+class Mover:
+    """Makes the links and copies of one planned transfer (see the module docstring).
+
+    Args:
+        catalog: The catalog (to tell whether a copy waited for holds this data).
+        endpoint: Where the data is read.
+        source: The source replica.
+        entry: What storage holds at the source.
+        options: The transfer's options; failed destinations are added to its failures.
+        settlement: Records each destination's outcome.
+        on_progress: Told the progress of the copies.
+    """
+
+    def __init__(
+        self,
+        catalog: RemotePathMapper,
+        endpoint: Endpoint,
+        source: DataLocation,
+        entry: Entry,
+        options: Options,
+        settlement: Settlement,
+        on_progress: OnProgress,
+    ) -> None:
+        self._catalog = catalog
+        self._endpoint = endpoint
+        self._source = source
+        self._entry = entry
+        self._options = options
+        self._settlement = settlement
+        self._on_progress = on_progress
+
+    async def move(self, jobs: Sequence[Job]) -> None:
+        """Wait for, link or copy every planned destination, and settle it."""
+        copies = [job for job in jobs if job.kind is JobKind.COPY]
+        async with asyncio.TaskGroup() as group:
+            for job in jobs:
+                if job.kind is JobKind.WAIT:
+                    group.create_task(self._wait(job))
+                elif job.kind is JobKind.LINK:
+                    group.create_task(self._link(job))
+            if copies:
+                group.create_task(self._copy(copies))
+
+    async def _wait(self, job: Job) -> None:
+        assert job.replica is not None
+        try:
+            await job.replica.wait_available()
+        except TransferError as exc:
+            self._options.failures[job.location] = exc
+            return
+        if job.elsewhere and job.replica not in self._catalog.replica_set(self._source):
+            # another process's copy there holds other data: plan this one again
+            self._options.failures[job.location] = WriterGone(
+                f"the copy another process made at {job.final!r} on {job.location} holds other data"
+            )
+
+    async def _link(self, job: Job) -> None:
+        assert job.link_to is not None
+        assert job.tmp is not None
+        try:
+            await job.connector.symlink(job.location, job.link_to.path, job.tmp)
+        except StreamDataError as exc:
+            await self._settlement.settle(job, exc)
+        else:
+            await self._settlement.settle(job, None)
+
+    async def _copy(self, jobs: Sequence[Job]) -> None:
+        targets = [Endpoint(job.connector, job.location, job.tmp or "") for job in jobs]
+        results, digest, tree = await self._copy_printed(targets)
+        retry = [i for i, error in enumerate(results) if _transient(error)]
+        if retry:  # e.g. a connection dropped mid-stream: once more, from a clean state
+            logger.info("retrying %d destination(s) of %r", len(retry), self._endpoint.path)
+            await asyncio.sleep(_RETRY_DELAY)
+            for index in retry:
+                await remove_quietly(targets[index])
+            again, second = await copy_to_all(
+                self._endpoint, self._entry, [targets[i] for i in retry], self._on_progress
+            )
+            for index, error in zip(retry, again, strict=True):
+                results[index] = error
+            digest = digest or second
+        if self._options.verify:
+            digest = await verify_copies(self._endpoint, self._entry, jobs, results, digest)
+        if tree is not None:
+            digest = tree  # a tree's digest is its print (see .treeprint)
+        async with asyncio.TaskGroup() as group:
+            for job, error in zip(jobs, results, strict=True):
+                group.create_task(self._settlement.settle(job, error, digest))
+
+    async def _copy_printed(
+        self, targets: list[Endpoint]
+    ) -> tuple[list[BaseException | None], str | None, str | None]:
+        """Copy to every target; for a tree, also print it (what the copies must hold).
+
+        A local tree is printed before and after the copy: if it changed meanwhile, the
+        copies may mix two versions of it, and they fail. Elsewhere the print is read
+        alongside the copy (``tar`` reports a tree that changes under it).
+
+        Returns:
+            Each target's error (None: copied), the file digest, and the tree's print.
+        """
+        source, entry, report = self._endpoint, self._entry, self._on_progress
+        if entry.kind is not EntryKind.DIRECTORY:
+            return (*await copy_to_all(source, entry, targets, report), None)
+        where = (source.connector, source.location, source.path)
+        if not source.connector.is_local:
+            async with asyncio.TaskGroup() as group:
+                printing = group.create_task(print_of_tree(*where))
+                results, digest = await copy_to_all(source, entry, targets, report)
+            return results, digest, printing.result()
+        before = await print_of_tree(*where)
+        results, digest = await copy_to_all(source, entry, targets, report)
+        if before is not None and await print_of_tree(*where) != before:
+            changed = TransferError(
+                f"{source.path!r} changed while it was copied: the copy could mix two "
+                "versions of it"
+            )
+            results = [error or changed for error in results]
+        return results, digest, before

@@ -297,8 +297,8 @@ class DataManager:
             TransferError: If some destinations failed; ``.failures`` maps each to its
                 cause, and the others stay registered and valid.
         """
-        await self._transfer_data(
-            src_location, src_path, dst_locations, dst_path, writable, verify=verify
+        await self.copy_data(
+            src_location, src_path, dst_locations, dst_path, writable=writable, verify=verify
         )
 
     async def copy_data(
@@ -309,23 +309,18 @@ class DataManager:
         dst_path: str,
         *,
         writable: bool = False,
+        verify: bool | None = None,
         register_source: bool = False,
     ) -> dict[ExecutionLocation, str]:
         """:meth:`transfer_data`, telling where the data is on each destination.
 
         For tools that report each copy, such as the ``streamdata cp`` command: under cp
         rules the data lands inside ``dst_path`` when that is a directory, and a
-        destination that already held the data keeps it where it is.
-
-        Args:
-            src_location: Where the data is read.
-            src_path: The source path.
-            dst_locations: The destinations.
-            dst_path: The destination path (cp rules, as for :meth:`transfer_data`).
-            writable: Real, independent copies, as for :meth:`transfer_data`.
-            register_source: First register ``src_path`` on ``src_location`` (PRIMARY)
-                when no valid replica there holds it, at that path or as a directory
-                registered above it: data the catalog has not seen yet.
+        destination that already held the data keeps it where it is. The arguments are
+        those of :meth:`transfer_data`, and ``register_source`` first registers
+        ``src_path`` on ``src_location`` (PRIMARY) when no valid replica there holds it,
+        at that path or as a directory registered above it: data the catalog has not
+        seen yet.
 
         Returns:
             Each destination mapped to the path of the data on it.
@@ -336,29 +331,9 @@ class DataManager:
             StreamDataError: As :meth:`transfer_data` (``TransferError`` when some
                 destinations failed).
         """
-        if (
-            register_source
-            and self._catalog.covering(src_location, normalize_path(src_path)) is None
-        ):
-            self.register_path(src_location, src_path)
-        return await self._transfer_data(src_location, src_path, dst_locations, dst_path, writable)
-
-    async def _transfer_data(
-        self,
-        src_location: ExecutionLocation,
-        src_path: str,
-        dst_locations: Sequence[ExecutionLocation],
-        dst_path: str,
-        writable: bool = False,
-        *,
-        verify: bool | None = None,
-    ) -> dict[ExecutionLocation, str]:
-        """:meth:`transfer_data`, telling where the data is on each destination (for the CLI).
-
-        Raises:
-            StreamDataError: As :meth:`transfer_data`.
-        """
         src_path, dst_path = normalize_path(src_path), normalize_path(dst_path)
+        if register_source and self._catalog.covering(src_location, src_path) is None:
+            self.register_path(src_location, src_path)
         source, destinations = self._deployments.ends(src_location, src_path, dst_locations)
         self._refresh(now=True, watch=True)
         return await self._engine.transfer(

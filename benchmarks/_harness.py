@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -34,6 +35,10 @@ class Options:
     streamflow_python: str
     repeats: int
     command: str
+    #: The streamdata tree the workers import (put first on their ``PYTHONPATH``).
+    tree: Path = REPO_ROOT
+    #: Whether a catalog rate that misses its target is profiled in one more process.
+    profile: bool = True
 
 
 @dataclass(frozen=True)
@@ -77,10 +82,10 @@ class WorkerError(RuntimeError):
     """A benchmark subprocess failed or printed no JSON record."""
 
 
-def streamdata_env() -> dict[str, str]:
-    """The environment for a worker that imports streamdata from this checkout."""
+def streamdata_env(tree: Path = REPO_ROOT) -> dict[str, str]:
+    """The environment for a worker that imports streamdata from ``tree`` (this checkout)."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree), env.get("PYTHONPATH")]))
     return env
 
 
@@ -163,23 +168,29 @@ def _filesystem(path: str) -> str:
         return "unknown"
 
 
-def streamdata_revision() -> str:
+def streamdata_revision(tree: Path = REPO_ROOT) -> str:
     """Which streamdata code ran: git commit, whether the package differs from it, digest."""
     digest = hashlib.sha256()
-    for source in sorted((REPO_ROOT / "streamdata").rglob("*.py")):
-        digest.update(source.relative_to(REPO_ROOT).as_posix().encode())
+    for source in sorted((tree / "streamdata").rglob("*.py")):
+        digest.update(source.relative_to(tree).as_posix().encode())
         digest.update(source.read_bytes())
     try:
-        head = _git("rev-parse", "--short", "HEAD") or "no commit"
-        dirty = " + uncommitted changes" if _git("status", "--porcelain", "streamdata") else ""
+        head = git(tree, "rev-parse", "--short", "HEAD") or "no commit"
+        changed = git(tree, "status", "--porcelain", "streamdata")
+        dirty = " + uncommitted changes" if changed else ""
     except (OSError, subprocess.SubprocessError):
         head, dirty = "unknown", ""
     return f"git {head}{dirty}; sources sha256 {digest.hexdigest()[:12]}"
 
 
-def _git(*args: str) -> str:
+def git(cwd: Path, *args: str) -> str:
+    """The stripped output of a git command run in ``cwd``.
+
+    Raises:
+        subprocess.CalledProcessError: If git fails.
+    """
     done = subprocess.run(
-        ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30, check=True
+        ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=120, check=True
     )
     return done.stdout.strip()
 
@@ -199,3 +210,14 @@ def machine_info() -> dict[str, str]:
         "kernel": f"{platform.system()} {platform.release()}",
         "/tmp filesystem": _filesystem("/tmp"),
     }
+
+
+def replace_block(document: str, key: str, body: str) -> str:
+    """Put ``body`` between the markers of ``key`` (appending the block if it is new)."""
+    block = f"<!-- section:{key} -->\n{body}\n<!-- /section:{key} -->"
+    pattern = re.compile(
+        rf"<!-- section:{re.escape(key)} -->.*?<!-- /section:{re.escape(key)} -->", re.S
+    )
+    if pattern.search(document):
+        return pattern.sub(lambda _: block, document)
+    return document.rstrip("\n") + "\n\n" + block + "\n"

@@ -110,16 +110,16 @@ def key_columns(header: list[str], rows: list[list[str]]) -> int:
 
 
 def quantities(report: SectionReport) -> dict[str, tuple[float, str]]:
-    """Every number in the section's tables, named ``row label | column``."""
+    """Every number in the section's tables, named ``row label: column``."""
     found: dict[str, tuple[float, str]] = {}
     for header, rows in report.tables:
         keys = key_columns(header, rows)
         for row in rows:
-            label = " / ".join(str(cell) for cell in row[:keys])
+            label = " · ".join(str(cell) for cell in row[:keys])
             for column, cell in zip(header[keys:], row[keys:], strict=True):
                 parsed = parse_number(cell)
                 if parsed is not None:
-                    found[f"{label} | {column}"] = parsed
+                    found[f"{label}: {column}"] = parsed
     return found
 
 
@@ -295,10 +295,12 @@ METHOD = (
     "before, ... (a round is one whole run of the section with `--repeats 1`; no cProfile "
     "of misses). Both trees ran this checkout's benchmark scripts; only the workers' "
     "`PYTHONPATH` differed (the `before` tree is a temporary `git worktree add --detach`). "
-    "A quantity is one number of the section's tables (row | column); its median over the "
+    "A quantity is one number of the section's tables (row: column); its median over the "
     "rounds of each tree is shown, then after / before of the medians, then after / before "
     "of each pair of rounds that ran side by side. A target shows PASS or MISS over every "
-    "round of that tree (PASS k/n when rounds disagree) and what each round measured."
+    "round of that tree (PASS k/n when rounds disagree) and what each round measured. "
+    "The baselines' rows (StreamFlow, `cp -a`, `scp`, `find`, `sha256sum`, ...) run the "
+    "same code for both trees: their after / before shows how noisy the run was."
 )
 
 
@@ -370,6 +372,7 @@ def run_comparison(
     if results is not None:
         block = results_markdown(comparisons, options.command, when, trees, rounds)
         document = results.read_text(encoding="utf-8") if results.exists() else ""
-        results.write_text(replace_block(document, KEY, block).rstrip("\n") + "\n", "utf-8")
+        document = replace_block(document, KEY, block).strip("\n") + "\n"
+        results.write_text(document, encoding="utf-8")
         print(f"\nwrote {results}")
     return comparisons

@@ -11,6 +11,8 @@ section measures a clean interpreter and ``run.py`` itself imports neither libra
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import json
 import os
@@ -19,6 +21,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,18 +92,28 @@ def streamdata_env(tree: Path = REPO_ROOT) -> dict[str, str]:
     return env
 
 
+#: What a worker waits for before it starts, in this thread: ``compare.py`` runs the two
+#: trees' sections side by side in two threads and lets their workers take turns.
+WORKER_GATE: contextvars.ContextVar[Callable[[], AbstractContextManager[None]] | None]
+WORKER_GATE = contextvars.ContextVar("WORKER_GATE", default=None)
+
+
 def run_json(
     command: Sequence[str], *, env: dict[str, str] | None = None, timeout: float = 3600
 ) -> dict[str, Any]:
     """Run a worker script and parse the JSON record on the last line of its stdout.
 
+    The worker starts when :data:`WORKER_GATE` (if set in this thread) lets it.
+
     Raises:
         WorkerError: If the worker exits non-zero, times out or prints no record.
     """
+    gate = WORKER_GATE.get()
     try:
-        done = subprocess.run(
-            list(command), capture_output=True, text=True, env=env, timeout=timeout, check=False
-        )
+        with gate() if gate else contextlib.nullcontext():
+            done = subprocess.run(
+                list(command), capture_output=True, text=True, env=env, timeout=timeout, check=False
+            )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise WorkerError(f"{' '.join(command)}: {exc}") from exc
     lines = done.stdout.strip().splitlines()

@@ -1,22 +1,26 @@
 """Before / after: the chosen sections on two streamdata trees in one run, alternated.
 
 ``python benchmarks/run.py --before REF [--only SECTION ...] [--repeats K]`` checks REF
-out into a temporary detached git worktree (removed at the end) and runs each section
-``K`` times on each tree, in the order before, after, after, before, ... (one *round* is
-one run of the whole section on one tree, with ``--repeats 1`` inside). Both trees run the
-same benchmark scripts, this checkout's; only the ``PYTHONPATH`` of the workers points at
-one tree or the other (the workers import streamdata through its public names, so they
-run on either layout).
+out into a temporary detached git worktree (removed at the end) and runs each section in
+``K`` rounds. In a round the section runs once on each tree (``--repeats 1`` inside), the
+two runs side by side in two threads whose worker processes take turns, one at a time:
+before, after, after, before, ... (odd rounds start with the after tree). So every
+measurement of one tree runs right next to the same measurement of the other, whether a
+section makes one worker per measurement (catalog, durable) or one for all (local_copy,
+ssh_transfer: there the alternation is per round). Both trees run the same benchmark
+scripts, this checkout's; only the workers' ``PYTHONPATH`` points at one tree or the
+other (the workers import streamdata by its public names, so they run on either layout).
 
-Every number in the section's tables is a *quantity* (row label + column); the comparison
+Every number in the section's tables is a *quantity* (``row: column``); the comparison
 table shows its median over the rounds of each tree, after / before, and after / before
-round by round (round ``r`` of each tree ran next to the other). Each target of the
-section is judged in every round, for both trees. ``run.py`` prints the tables and writes
-them into RESULTS.md between the markers of :data:`KEY`, so a re-run replaces them.
+round by round. Each target of the section is judged in every round, for both trees.
+``run.py`` prints the tables and writes them into RESULTS.md between the markers of
+:data:`KEY`, so a re-run replaces them.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import datetime
@@ -25,6 +29,7 @@ import re
 import shutil
 import statistics
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,6 +37,7 @@ from pathlib import Path
 
 from _harness import (
     REPO_ROOT,
+    WORKER_GATE,
     Options,
     Section,
     SectionReport,
@@ -61,15 +67,16 @@ class Tree:
 
 @dataclass(frozen=True)
 class Round:
-    """One run of a section on one tree: its numbers, targets, notes, load and duration."""
+    """One tree's run of a section in one round: its numbers, targets and notes."""
 
     tree: str
     index: int
     quantities: dict[str, tuple[float, str]]  # name -> (value, unit)
     targets: list[tuple[str, bool | None, str]]  # (text, met, detail)
     notes: list[str]
-    load: tuple[str, str]
-    seconds: float
+    load: tuple[str, str]  # of the round (both trees), before / after
+    seconds: float  # of the round (both trees)
+    first: str  # the tree whose worker went first
 
 
 @dataclass
@@ -125,7 +132,7 @@ def quantities(report: SectionReport) -> dict[str, tuple[float, str]]:
 
 def notable(notes: list[str]) -> list[str]:
     """The notes worth repeating in the comparison: failures and skipped measurements."""
-    words = ("fail", "skip", "not found", "not measured", "exited")
+    words = ("failed", "skipped", "not found", "not measured", "exited", "differs", "timed out")
     return [note for note in notes if any(word in note.lower() for word in words)]
 
 
@@ -152,35 +159,96 @@ def worktree(ref: str) -> Iterator[Path]:
             git(REPO_ROOT, "worktree", "prune")
 
 
-def order(rounds: int) -> list[tuple[int, str]]:
-    """(round, tree) in the order they run: before, after, after, before, before, ..."""
-    return [(r, tree) for r in range(rounds) for tree in (TREES if r % 2 == 0 else TREES[::-1])]
+class Turnstile:
+    """Two section runs in lockstep: one worker process at a time, the trees taking turns.
+
+    The k-th workers of the two runs go one right after the other, ``first``'s first for
+    even k and second for odd k (first, second, second, first, ...). Both runs make the
+    same workers in the same order, so each measurement of one tree runs next to the same
+    measurement of the other. A run that has finished no longer holds the other up.
+    """
+
+    def __init__(self, first: str, second: str) -> None:
+        self._cycle = (first, second, second, first)
+        self._turn = 0
+        self._finished: set[str] = set()
+        self._condition = threading.Condition()
+
+    @contextlib.contextmanager
+    def turn(self, tree: str) -> Iterator[None]:
+        """Wait for ``tree``'s turn; the next turn starts when the block exits."""
+        with self._condition:
+            while (owner := self._cycle[self._turn % 4]) != tree:
+                if owner in self._finished:
+                    self._turn += 1
+                else:
+                    self._condition.wait()
+        progress(f"   worker {self._turn + 1}: {tree} tree")
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._turn += 1
+                self._condition.notify_all()
+
+    def finish(self, tree: str) -> None:
+        """``tree``'s run makes no more workers."""
+        with self._condition:
+            self._finished.add(tree)
+            self._condition.notify_all()
 
 
-def run_round(section: Section, options: Options, tree: Tree, index: int) -> Round:
-    """One run of ``section`` on ``tree`` (``--repeats 1`` inside, no profiling)."""
-    load = load_average()
-    start = time.perf_counter()
-    report = section.run(dataclasses.replace(options, tree=tree.path, repeats=1, profile=False))
-    return Round(
-        tree=tree.label,
-        index=index,
-        quantities=quantities(report),
-        targets=[(target.text, target.met, target.detail) for target in report.targets],
-        notes=notable(report.notes),
-        load=(load, load_average()),
-        seconds=time.perf_counter() - start,
-    )
+def run_in_turn(
+    section: Section, options: Options, tree: Tree, turnstile: Turnstile
+) -> SectionReport:
+    """One run of ``section`` on ``tree`` (``--repeats 1``, no profiling), workers in turn."""
+    WORKER_GATE.set(lambda: turnstile.turn(tree.label))
+    try:
+        return section.run(dataclasses.replace(options, tree=tree.path, repeats=1, profile=False))
+    finally:
+        turnstile.finish(tree.label)
+
+
+def run_round(
+    section: Section, options: Options, trees: dict[str, Tree], index: int
+) -> list[Round]:
+    """Round ``index``: the section on both trees side by side, workers alternating.
+
+    Even rounds start with the before tree, odd ones with the after tree.
+    """
+    labels = TREES if index % 2 == 0 else TREES[::-1]
+    turnstile = Turnstile(*labels)
+    load, start = load_average(), time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {
+            label: pool.submit(run_in_turn, section, options, trees[label], turnstile)
+            for label in labels
+        }
+        reports = {label: future.result() for label, future in futures.items()}
+    seconds, load_after = time.perf_counter() - start, load_average()
+    return [
+        Round(
+            tree=label,
+            index=index,
+            quantities=quantities(reports[label]),
+            targets=[(t.text, t.met, t.detail) for t in reports[label].targets],
+            notes=notable(reports[label].notes),
+            load=(load, load_after),
+            seconds=seconds,
+            first=labels[0],
+        )
+        for label in TREES
+    ]
 
 
 def compare_section(
     section: Section, options: Options, trees: dict[str, Tree], rounds: int
 ) -> Comparison:
-    """Every round of ``section`` on both trees, alternated."""
+    """Every round of ``section`` on both trees."""
     comparison = Comparison(section.key, section.title)
-    for index, label in order(rounds):
-        progress(f"== {section.key}: round {index + 1}/{rounds}, {label} tree ==")
-        comparison.rounds.append(run_round(section, options, trees[label], index))
+    for index in range(rounds):
+        progress(f"== {section.key}: round {index + 1}/{rounds} ==")
+        comparison.rounds.extend(run_round(section, options, trees, index))
     return comparison
 
 
@@ -263,14 +331,14 @@ TARGET_HEADER = ["target (RESULTS.md)", "before", "after"]
 
 
 def round_rows(comparison: Comparison) -> list[list[str]]:
-    """When each round ran: tree, load average before / after, duration."""
+    """How each round ran: which tree went first, load average before / after, duration."""
     return [
-        [f"{one.index + 1}", one.tree, f"{one.load[0]} / {one.load[1]}", f"{one.seconds:.0f} s"]
-        for one in comparison.rounds
+        [f"{one.index + 1}", one.first, f"{one.load[0]} / {one.load[1]}", f"{one.seconds:.0f} s"]
+        for one in comparison.of("before")
     ]
 
 
-ROUND_HEADER = ["round", "tree", "1-min load before / after", "duration"]
+ROUND_HEADER = ["round", "first", "1-min load before / after", "duration (both trees)"]
 
 
 def print_comparison(comparison: Comparison) -> None:
@@ -291,10 +359,14 @@ def print_comparison(comparison: Comparison) -> None:
 
 
 METHOD = (
-    "Each section ran `{rounds}` time(s) on each tree, in the order before, after, after, "
-    "before, ... (a round is one whole run of the section with `--repeats 1`; no cProfile "
-    "of misses). Both trees ran this checkout's benchmark scripts; only the workers' "
-    "`PYTHONPATH` differed (the `before` tree is a temporary `git worktree add --detach`). "
+    "Each section ran in {rounds} round(s). In a round the section ran once on each tree "
+    "(`--repeats 1` inside, no cProfile of misses), the two runs side by side with their "
+    "worker processes taking turns one at a time: before, after, after, before, ... (odd "
+    "rounds start with after). catalog and durable make one worker per measurement, so "
+    "each measurement ran next to its twin; local_copy and ssh_transfer make one worker "
+    "for the whole section, alternated per round. Both trees ran this checkout's benchmark "
+    "scripts; only the workers' `PYTHONPATH` differed (the before tree is a temporary "
+    "`git worktree add --detach`). "
     "A quantity is one number of the section's tables (row: column); its median over the "
     "rounds of each tree is shown, then after / before of the medians, then after / before "
     "of each pair of rounds that ran side by side. A target shows PASS or MISS over every "

@@ -28,6 +28,7 @@ import json
 import re
 import shutil
 import statistics
+import subprocess
 import tempfile
 import threading
 import time
@@ -418,17 +419,26 @@ def results_markdown(
     return "\n\n".join(parts)
 
 
+def digest(revision: str) -> str:
+    """The sources' digest in a revision string (the commit may move during a run)."""
+    return revision.rsplit("sha256 ", 1)[-1]
+
+
 def run_comparison(
     sections: list[Section], options: Options, ref: str, results: Path | None
 ) -> list[Comparison]:
     """Check ``ref`` out, run every section on both trees, print, write ``results``.
 
     Raises:
-        subprocess.CalledProcessError: If git cannot resolve or check out ``ref``.
+        SystemExit: If git cannot resolve ``ref`` to a commit.
+        subprocess.CalledProcessError: If git cannot check it out.
     """
     rounds = options.repeats
     when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    commit = git(REPO_ROOT, "rev-parse", "--verify", f"{ref}^{{commit}}")
+    try:
+        commit = git(REPO_ROOT, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    except subprocess.CalledProcessError as exc:
+        raise SystemExit(f"--before {ref}: not a commit of {REPO_ROOT}") from exc
     with worktree(commit) as path:
         trees = {
             "before": Tree("before", path, f"{ref} = {streamdata_revision(path)}"),
@@ -441,6 +451,10 @@ def run_comparison(
             comparison = compare_section(section, options, trees, rounds)
             print_comparison(comparison)
             comparisons.append(comparison)
+    if digest(streamdata_revision(REPO_ROOT)) != digest(trees["after"].revision):
+        progress("warning: streamdata's sources changed during the run")
+        after = trees["after"]
+        trees["after"] = Tree("after", after.path, f"{after.revision} (changed during the run)")
     if results is not None:
         block = results_markdown(comparisons, options.command, when, trees, rounds)
         document = results.read_text(encoding="utf-8") if results.exists() else ""

@@ -11,13 +11,17 @@ section measures a clean interpreter and ``run.py`` itself imports neither libra
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +38,10 @@ class Options:
     streamflow_python: str
     repeats: int
     command: str
+    #: The streamdata tree the workers import (put first on their ``PYTHONPATH``).
+    tree: Path = REPO_ROOT
+    #: Whether a catalog rate that misses its target is profiled in one more process.
+    profile: bool = True
 
 
 @dataclass(frozen=True)
@@ -77,11 +85,17 @@ class WorkerError(RuntimeError):
     """A benchmark subprocess failed or printed no JSON record."""
 
 
-def streamdata_env() -> dict[str, str]:
-    """The environment for a worker that imports streamdata from this checkout."""
+def streamdata_env(tree: Path = REPO_ROOT) -> dict[str, str]:
+    """The environment for a worker that imports streamdata from ``tree`` (this checkout)."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tree), env.get("PYTHONPATH")]))
     return env
+
+
+#: What a worker waits for before it starts, in this thread: ``compare.py`` runs the two
+#: trees' sections side by side in two threads and lets their workers take turns.
+WORKER_GATE: contextvars.ContextVar[Callable[[], AbstractContextManager[None]] | None]
+WORKER_GATE = contextvars.ContextVar("WORKER_GATE", default=None)
 
 
 def run_json(
@@ -89,13 +103,17 @@ def run_json(
 ) -> dict[str, Any]:
     """Run a worker script and parse the JSON record on the last line of its stdout.
 
+    The worker starts when :data:`WORKER_GATE` (if set in this thread) lets it.
+
     Raises:
         WorkerError: If the worker exits non-zero, times out or prints no record.
     """
+    gate = WORKER_GATE.get()
     try:
-        done = subprocess.run(
-            list(command), capture_output=True, text=True, env=env, timeout=timeout, check=False
-        )
+        with gate() if gate else contextlib.nullcontext():
+            done = subprocess.run(
+                list(command), capture_output=True, text=True, env=env, timeout=timeout, check=False
+            )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise WorkerError(f"{' '.join(command)}: {exc}") from exc
     lines = done.stdout.strip().splitlines()
@@ -163,23 +181,29 @@ def _filesystem(path: str) -> str:
         return "unknown"
 
 
-def streamdata_revision() -> str:
+def streamdata_revision(tree: Path = REPO_ROOT) -> str:
     """Which streamdata code ran: git commit, whether the package differs from it, digest."""
     digest = hashlib.sha256()
-    for source in sorted((REPO_ROOT / "streamdata").rglob("*.py")):
-        digest.update(source.relative_to(REPO_ROOT).as_posix().encode())
+    for source in sorted((tree / "streamdata").rglob("*.py")):
+        digest.update(source.relative_to(tree).as_posix().encode())
         digest.update(source.read_bytes())
     try:
-        head = _git("rev-parse", "--short", "HEAD") or "no commit"
-        dirty = " + uncommitted changes" if _git("status", "--porcelain", "streamdata") else ""
+        head = git(tree, "rev-parse", "--short", "HEAD") or "no commit"
+        changed = git(tree, "status", "--porcelain", "streamdata")
+        dirty = " + uncommitted changes" if changed else ""
     except (OSError, subprocess.SubprocessError):
         head, dirty = "unknown", ""
     return f"git {head}{dirty}; sources sha256 {digest.hexdigest()[:12]}"
 
 
-def _git(*args: str) -> str:
+def git(cwd: Path, *args: str) -> str:
+    """The stripped output of a git command run in ``cwd``.
+
+    Raises:
+        subprocess.CalledProcessError: If git fails.
+    """
     done = subprocess.run(
-        ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30, check=True
+        ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=120, check=True
     )
     return done.stdout.strip()
 
@@ -199,3 +223,14 @@ def machine_info() -> dict[str, str]:
         "kernel": f"{platform.system()} {platform.release()}",
         "/tmp filesystem": _filesystem("/tmp"),
     }
+
+
+def replace_block(document: str, key: str, body: str) -> str:
+    """Put ``body`` between the markers of ``key`` (appending the block if it is new)."""
+    block = f"<!-- section:{key} -->\n{body}\n<!-- /section:{key} -->"
+    pattern = re.compile(
+        rf"<!-- section:{re.escape(key)} -->.*?<!-- /section:{re.escape(key)} -->", re.S
+    )
+    if pattern.search(document):
+        return pattern.sub(lambda _: block, document)
+    return document.rstrip("\n") + "\n\n" + block + "\n"

@@ -47,6 +47,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from _harness import (
@@ -410,7 +411,7 @@ def measure_size(
             if impl in failed:
                 continue
             progress(f"catalog: {impl} N={n:,} run {attempt + 1}/{repeats}")
-            env = streamdata_env() if impl == "streamdata" else None
+            env = streamdata_env(options.tree) if impl == "streamdata" else None
             try:
                 records[impl].append(run_json(worker_command(impl, n, options), env=env))
             except WorkerError as exc:
@@ -525,7 +526,8 @@ def run_section(options: Options) -> SectionReport:
     report.tables.append((header, rows))
     if judged:
         report.targets.extend(judge(*judged))
-        profile_misses(judged[0], report)
+        if options.profile:
+            profile_misses(judged[0], report, options.tree)
     report.notes = list(dict.fromkeys(report.notes))
     return report
 
@@ -538,7 +540,7 @@ PHASES = {
 }
 
 
-def profile_misses(n: int, report: SectionReport) -> None:
+def profile_misses(n: int, report: SectionReport, tree: Path) -> None:
     """cProfile streamdata's phases that missed their rate target, in one more process."""
     missed = [
         PHASES[key]
@@ -551,7 +553,7 @@ def profile_misses(n: int, report: SectionReport) -> None:
     command = [sys.executable, str(BENCHMARKS_DIR / "catalog.py"), "--impl", "streamdata"]
     command += ["--n", str(n), *(f"--profile={phase}" for phase in missed)]
     try:
-        record = run_json(command, env=streamdata_env())
+        record = run_json(command, env=streamdata_env(tree))
     except WorkerError as exc:
         report.notes.append(f"profiling failed: {exc}")
         return

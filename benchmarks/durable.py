@@ -26,8 +26,9 @@ turn and prints the tables::
   each, vs ``find ROOT -printf '%p %s %T@\\n' | LC_ALL=C sort > NEW; diff SAVED NEW``
   (over ``ssh`` for the SSH location), the saved listing made beforehand.
 * hash: a 1 GiB file in the page cache, read in 1 MiB chunks into streamdata's
-  ``_integrity.Hasher`` (XXH3-128), vs ``sha256sum``, ``xxhsum -H2`` (XXH128, the same
-  function) and ``b3sum`` when installed (``apt-get install xxhash b3sum``).
+  ``Hasher`` (XXH3-128; a private class, found by :func:`streamdata_hasher`), vs
+  ``sha256sum``, ``xxhsum -H2`` (XXH128, the same function) and ``b3sum`` when installed
+  (``apt-get install xxhash b3sum``).
 """
 
 from __future__ import annotations
@@ -35,8 +36,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import importlib
 import json
 import os
+import pkgutil
 import random
 import shlex
 import shutil
@@ -110,6 +113,55 @@ def fastest(passes: int, body: Callable[[], None]) -> float:
         body()
         best = min(best, time.perf_counter() - start)
     return best
+
+
+# -- the private names a worker needs, found in any streamdata tree ---------------------------
+
+#: Where streamdata trees keep the XXH3-128 ``Hasher`` (a private class), newest first.
+HASHER_MODULES = ("streamdata._integrity", "streamdata._engine.integrity", "streamdata.integrity")
+
+
+def streamdata_hasher() -> Any:
+    """streamdata's ``Hasher`` class, wherever the tree on ``sys.path`` keeps it.
+
+    The known homes first, then any module of the package (the tests and the CLI left out)
+    defining ``Hasher``: the same worker runs on the trees before and after a move
+    (``run.py --before REF``).
+
+    Raises:
+        RuntimeError: If no module of the package defines it.
+    """
+    for name in HASHER_MODULES:
+        try:
+            hasher = getattr(importlib.import_module(name), "Hasher", None)
+        except ImportError:
+            continue
+        if hasher is not None:
+            return hasher
+    import streamdata
+
+    for info in pkgutil.walk_packages(streamdata.__path__, "streamdata."):
+        if info.name.startswith(("streamdata.testing", "streamdata.cli")):
+            continue
+        try:
+            hasher = getattr(importlib.import_module(info.name), "Hasher", None)
+        except ImportError:
+            continue
+        if hasher is not None:
+            return hasher
+    raise RuntimeError(f"no Hasher in streamdata ({streamdata.__file__})")
+
+
+def replica_count(manager: Any) -> int | None:
+    """Replicas (explicit and implied) in the manager's catalog; None if it cannot tell.
+
+    There is no public count: this reads ``len(manager._catalog)``, which is what every
+    tree so far has; a tree without it gets None (the report says "n/a").
+    """
+    try:
+        return len(manager._catalog)
+    except (AttributeError, TypeError):
+        return None
 
 
 # -- worker: register ------------------------------------------------------------------------
@@ -197,7 +249,7 @@ def work_reopen(catalog: str) -> dict[str, Any]:
     start = time.perf_counter()
     manager = DataManager(catalog=catalog)
     open_seconds = time.perf_counter() - start
-    replicas = len(manager._catalog)  # explicit and implied replicas loaded
+    replicas = replica_count(manager)
     found = manager.get_data_locations(file_path(0))
     if len(found) != 1:
         raise RuntimeError(f"reopened catalog lost {file_path(0)}")
@@ -250,8 +302,9 @@ async def shell_seconds(command: str) -> float:
 
 async def work_check(files: int, runs: int) -> dict[str, Any]:
     """``check`` of a tree on a local and an SSH location vs ``find | sort`` and ``diff``."""
+    from _sshd import openssh_server
+
     from streamdata import DataManager, ExecutionLocation, LocalConnector, SSHConnector
-    from streamdata.testing._servers import openssh_server
 
     with tempfile.TemporaryDirectory(prefix="streamdata-bench-check-", dir="/tmp") as temp:
         scratch = Path(temp)
@@ -338,9 +391,7 @@ async def alternate(tools: dict[str, Callable[[], Any]], runs: int) -> dict[str,
 
 def hash_file_streamdata(path: Path) -> str:
     """Hash a file as a transfer does: 1 MiB reads into the XXH3-128 Hasher."""
-    from streamdata._integrity import Hasher
-
-    hasher = Hasher()
+    hasher = streamdata_hasher()()
     with path.open("rb", buffering=0) as handle:
         while chunk := handle.read(HASH_CHUNK):
             hasher.update(chunk)
@@ -349,9 +400,7 @@ def hash_file_streamdata(path: Path) -> str:
 
 def hash_memory_streamdata(chunks: list[bytes], repeat: int) -> None:
     """The Hasher alone, over 1 MiB chunks already in memory."""
-    from streamdata._integrity import Hasher
-
-    hasher = Hasher()
+    hasher = streamdata_hasher()()
     for _ in range(repeat):
         for chunk in chunks:
             hasher.update(chunk)
@@ -431,38 +480,43 @@ def _async(call: Callable[[], float]) -> Callable[[], Any]:
 # -- the section ------------------------------------------------------------------------------
 
 
-def worker(*args: str, timeout: float = 1800) -> dict[str, Any]:
-    """Run one sub-command of this script in a fresh interpreter."""
+def worker(tree: Path, *args: str, timeout: float = 1800) -> dict[str, Any]:
+    """Run one sub-command of this script in a fresh interpreter on streamdata ``tree``."""
     command = [sys.executable, str(BENCHMARKS_DIR / "durable.py"), *args]
-    return run_json(command, env=streamdata_env(), timeout=timeout)
+    return run_json(command, env=streamdata_env(tree), timeout=timeout)
 
 
 def run_section(options: Options) -> SectionReport:
     """Registration, lookups, reopen, check and hashing, each in fresh processes."""
     report = SectionReport(key="durable", title=TITLE)
     section_notes(report, options.repeats)
-    runs = options.repeats
+    runs, tree = options.repeats, options.tree
     sizes = [10_000, 100_000] if options.quick else [100_000, 1_000_000]
     budget = 60.0 if options.quick else 180.0
     with tempfile.TemporaryDirectory(prefix="streamdata-bench-durable-", dir="/tmp") as temp:
         try:
-            registrations = register_rows(report, sizes, runs, budget, Path(temp))
-            reopen_rows(report, registrations, sizes[-1], runs, Path(temp))
+            registrations = register_rows(report, sizes, runs, budget, Path(temp), tree)
+            reopen_rows(report, registrations, sizes[-1], runs, Path(temp), tree)
         except WorkerError as exc:
             report.notes.append(f"catalog part failed: {exc}")
     try:
-        check_rows(report, 10_000 if options.quick else 100_000, runs)
+        check_rows(report, 10_000 if options.quick else 100_000, runs, tree)
     except WorkerError as exc:
         report.notes.append(f"check part failed: {exc}")
     try:
-        hash_rows(report, 256 * MiB if options.quick else GiB, runs)
+        hash_rows(report, 256 * MiB if options.quick else GiB, runs, tree)
     except WorkerError as exc:
         report.notes.append(f"hash part failed: {exc}")
     return report
 
 
 def register_rows(
-    report: SectionReport, sizes: list[int], runs: int, budget: float, scratch: Path
+    report: SectionReport,
+    sizes: list[int],
+    runs: int,
+    budget: float,
+    scratch: Path,
+    tree: Path,
 ) -> dict[int, dict[str, dict[str, Any]]]:
     """Medians of ``runs`` processes below the largest size, one process at the largest."""
     results: dict[int, dict[str, dict[str, Any]]] = {}
@@ -478,7 +532,7 @@ def register_rows(
                 args += ["--batch", str(batch)]
                 if store == "sqlite":
                     args += ["--catalog", str(catalog)]
-                record = worker(*args)
+                record = worker(tree, *args)
                 record["catalog_path"] = str(catalog) if store == "sqlite" else None
                 report.raw.append({"phase": "register", "mode": key, **record})
                 records[key].append(record)
@@ -557,15 +611,17 @@ def reopen_rows(
     n: int,
     runs: int,
     scratch: Path,
+    tree: Path,
 ) -> None:
     """Reopen the largest batched durable catalog in ``runs`` fresh processes."""
     source = registrations[n]["sqlite-batch"]
     catalog = source["catalog_path"]
     progress(f"durable: reopen the {source['registered']:,}-path catalog ({runs} process(es))")
-    records = [worker("reopen", "--catalog", catalog) for _ in range(runs)]
+    records = [worker(tree, "reopen", "--catalog", catalog) for _ in range(runs)]
     report.raw.extend({"phase": "reopen", **record} for record in records)
     seconds = statistics.median(r["open_seconds"] for r in records)
-    replicas = records[0]["replicas"]
+    count = records[0]["replicas"]
+    replicas = "n/a" if count is None else f"{count:,}"
     partial = "" if source["complete"] else " (partial catalog: registration stopped early)"
     report.tables.append(
         (
@@ -573,7 +629,7 @@ def reopen_rows(
             [
                 [
                     f"{source['registered']:,} registered paths{partial}",
-                    f"{replicas:,}",
+                    replicas,
                     f"{seconds:.2f}",
                     f"{records[0]['rss_growth_mib']:,.0f}",
                 ]
@@ -582,12 +638,12 @@ def reopen_rows(
     )
     if source["complete"] and n >= 1_000_000:
         met: bool | None = seconds < REOPEN_TARGET
-        detail = f"{seconds:.2f} s ({replicas:,} replicas incl. implied directories)"
+        detail = f"{seconds:.2f} s ({replicas} replicas incl. implied directories)"
     else:
         scaled = seconds * 1_000_000 / max(1, source["registered"])
         met = None
         detail = (
-            f"{seconds:.2f} s for {replicas:,} replicas; 10^6 not measured "
+            f"{seconds:.2f} s for {replicas} replicas; 10^6 not measured "
             f"(linear extrapolation: {scaled:.1f} s)"
         )
     report.targets.append(
@@ -595,10 +651,10 @@ def reopen_rows(
     )
 
 
-def check_rows(report: SectionReport, files: int, runs: int) -> None:
+def check_rows(report: SectionReport, files: int, runs: int, tree: Path) -> None:
     """``check`` vs ``find | sort; diff`` locally and over SSH."""
     progress(f"durable: check of a {files:,}-file tree, local and ssh ({runs} runs)")
-    record = worker("check", "--files", str(files), "--runs", str(runs))
+    record = worker(tree, "check", "--files", str(files), "--runs", str(runs))
     report.raw.append({"phase": "check", **record})
     medians = {name: statistics.median(values) for name, values in record["seconds"].items()}
     rows = []
@@ -631,10 +687,10 @@ def check_rows(report: SectionReport, files: int, runs: int) -> None:
     )
 
 
-def hash_rows(report: SectionReport, size: int, runs: int) -> None:
+def hash_rows(report: SectionReport, size: int, runs: int, tree: Path) -> None:
     """MB/s of each hasher."""
     progress(f"durable: hashing a {size // MiB} MiB file ({runs} runs)")
-    record = worker("hash", "--size", str(size), "--runs", str(runs))
+    record = worker(tree, "hash", "--size", str(size), "--runs", str(runs))
     report.raw.append({"phase": "hash", **record})
     rows = []
     for name, values in record["seconds"].items():

@@ -237,7 +237,9 @@ def run_section(options: Options) -> SectionReport:
     command = [sys.executable, str(BENCHMARKS_DIR / "local_copy.py"), "--runs", str(runs)]
     progress(f"local copy: {runs} timed runs per tool and case")
     try:
-        record = run_json([*command, *(["--quick"] if options.quick else [])], env=streamdata_env())
+        record = run_json(
+            [*command, *(["--quick"] if options.quick else [])], env=streamdata_env(options.tree)
+        )
     except WorkerError as exc:
         report.notes.append(str(exc))
         return report

@@ -2,6 +2,7 @@
 
     python benchmarks/run.py            # full run (about 10 minutes on 2 cores)
     python benchmarks/run.py --quick    # smoke test with small sizes; RESULTS.md untouched
+    python benchmarks/run.py --before a6041b5 --only catalog   # before / after (compare.py)
 
 Each section is a module of ``benchmarks/`` exposing ``SECTION`` (see ``_harness.py``);
 add a module name to :data:`SECTION_MODULES` to add a section. In RESULTS.md every
@@ -16,11 +17,11 @@ import datetime
 import importlib
 import json
 import os
-import re
 import shlex
 import sys
 from pathlib import Path
 
+import compare
 from _harness import (
     BENCHMARKS_DIR,
     Options,
@@ -30,6 +31,7 @@ from _harness import (
     machine_info,
     markdown_table,
     progress,
+    replace_block,
     streamdata_revision,
 )
 
@@ -88,17 +90,6 @@ def header_markdown(command: str, when: str, revision: str) -> str:
     return "\n".join(lines)
 
 
-def replace_block(document: str, key: str, body: str) -> str:
-    """Put ``body`` between the markers of ``key`` (appending the block if it is new)."""
-    block = f"<!-- section:{key} -->\n{body}\n<!-- /section:{key} -->"
-    pattern = re.compile(
-        rf"<!-- section:{re.escape(key)} -->.*?<!-- /section:{re.escape(key)} -->", re.S
-    )
-    if pattern.search(document):
-        return pattern.sub(lambda _: block, document)
-    return document.rstrip("\n") + "\n\n" + block + "\n"
-
-
 def update_results(
     path: Path, reports: list[SectionReport], command: str, when: str, revision: str
 ) -> None:
@@ -147,8 +138,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--repeats",
         type=int,
-        default=3,
-        help="fresh processes per catalog size below 10^6, median taken (default 3)",
+        help="fresh processes per catalog size below 10^6, median taken (default 3); "
+        "with --before: rounds per tree (default 3, 1 with --quick)",
+    )
+    parser.add_argument(
+        "--before",
+        metavar="REF",
+        help="also run the sections on git REF (a temporary worktree), alternating with "
+        "this checkout, and print / write before-after tables instead (see compare.py)",
     )
     parser.add_argument(
         "--only", action="append", choices=SECTION_MODULES, help="run only this section"
@@ -165,12 +162,21 @@ def main(argv: list[str] | None = None) -> None:
     """Run the selected sections, print their tables, update the results file."""
     args = parse_args(argv)
     command = shlex.join(["python", *sys.argv]) if argv is None else shlex.join(argv)
+    if args.quick and not args.before:
+        repeats = 1  # a smoke test
+    else:
+        repeats = max(1, args.repeats or (1 if args.quick else 3))
     options = Options(
         quick=args.quick,
         streamflow_python=args.streamflow_python,
-        repeats=1 if args.quick else max(1, args.repeats),
+        repeats=repeats,
         command=command,
     )
+    results = args.results or (None if args.quick else RESULTS)
+    if args.before:
+        sections = load_sections(args.only or list(SECTION_MODULES))
+        compare.run_comparison(sections, options, args.before, results)
+        return
     when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     revision = streamdata_revision()
     progress(f"streamdata {revision}")
@@ -184,7 +190,6 @@ def main(argv: list[str] | None = None) -> None:
         )
         reports.append(report)
         print_report(report)
-    results = args.results or (None if args.quick else RESULTS)
     if results is not None:
         if _digest(streamdata_revision()) != _digest(revision):
             progress("warning: streamdata's sources changed during the run")

@@ -16,9 +16,9 @@ from types import TracebackType
 from typing import Self
 
 from ._audit import CheckReport, record_local_entry, run_check
+from ._catalog.batch import CatalogBatch
 from ._catalog.mapper import RemotePathMapper
 from ._catalog.sqlite import open_store
-from ._catalog.store import CatalogBatch
 from ._catalog.sync import CatalogSync
 from ._engine.deployments import Deployments, check_location
 from ._engine.plan import Job, TransferContext
@@ -79,8 +79,8 @@ class DataManager:
         self._catalog = RemotePathMapper(self._store)
         self._sync: CatalogSync | None = None
         if self._store is not None:
-            self._store.load(self._catalog)
-            self._sync = CatalogSync(self._store, self._catalog)
+            self._catalog.load()
+            self._sync = CatalogSync(self._catalog)
         self._rng = rng if rng is not None else random.Random()
         self._policy = source_policy
         self._inflight: dict[tuple[ExecutionLocation, str], Job] = {}
@@ -240,7 +240,7 @@ class DataManager:
             self._sync.refresh(now=True)
         catalog = self._catalog
         catalog.invalidate(location, path)
-        if catalog._anchored:
+        if catalog.has_lost:
             catalog.forget_lost(location, path)
 
     def get_data_locations(
@@ -282,8 +282,7 @@ class DataManager:
         sync = self._sync
         if sync is not None and monotonic() >= sync.due:  # CatalogSync.refresh, inlined
             sync.refresh()
-        replicas = self._catalog.locations(path)
-        candidates = [r for r in replicas if r._data_type is _PRIMARY and not r._implied]
+        candidates = self._catalog.sources(path)
         if not candidates:
             return None
         return self._policy(
@@ -453,7 +452,7 @@ class DataManager:
         target = normalize_path(dst_path) if dst_path is not None else path
         self._refresh(now=True, watch=True)
         replicas = self.get_data_locations(path)
-        if not any(r.data_type is DataType.PRIMARY and not r._implied for r in replicas):
+        if not any(r.data_type is DataType.PRIMARY and not r.implied for r in replicas):
             raise DataNotFoundError(f"no valid replica of {path!r} is known")
         destinations = self._deployments.destinations(dst_locations)
         results, failures = await self._replicator.fill(replicas, destinations, target)

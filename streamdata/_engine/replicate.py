@@ -52,7 +52,7 @@ class Replicator:
         self, replicas: Sequence[DataLocation], dst_deployment: str
     ) -> DataLocation | None:
         """The PRIMARY replica among ``replicas`` the policy picks for ``dst_deployment``."""
-        candidates = [r for r in replicas if r._data_type is _PRIMARY and not r._implied]
+        candidates = [r for r in replicas if r.data_type is _PRIMARY and not r.implied]
         return self.policy(
             candidates,
             dst_deployment=dst_deployment,
@@ -169,7 +169,7 @@ class Replicator:
         """
         catalog = self.context.catalog
         held = catalog.lookup(destination, target)
-        if held is None or held._implied or held not in replicas:
+        if held is None or held.implied or held not in replicas:
             return None
         if entry is not None and _holds(catalog, held, entry):
             return held

@@ -240,7 +240,7 @@ class DataManager:
             self._sync.refresh(now=True)
         catalog = self._catalog
         catalog.invalidate(location, path)
-        if catalog.has_lost:
+        if catalog.lineage.anchored:
             catalog.forget_lost(location, path)
 
     def get_data_locations(

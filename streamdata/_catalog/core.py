@@ -206,11 +206,6 @@ class CatalogCore:
         """The content digest recorded for a file replica, if any."""
         return self._digests.get(replica)
 
-    @property
-    def has_lost(self) -> bool:
-        """True when some replica a check took away is remembered (see ``lineage``)."""
-        return bool(self._anchored)
-
     def __len__(self) -> int:
         return sum(len(by_location) for by_location in self._replicas.values())
 
@@ -301,7 +296,13 @@ class CatalogCore:
     def _drop(self, replica: DataLocation) -> None:
         """Mark INVALID and take out of its set (the others stay related)."""
         replica._data_type = _INVALID
-        members = sets.leave(replica)
+        members = replica._set  # (sets.leave, inlined: the hot path of invalidating)
+        if members is not None:
+            replica._set = None
+            del members[replica]
+            if len(members) == 1:
+                for alone in members:
+                    alone._set = None  # alone again: no set to keep
         anchored = self._anchored
         if anchored and replica in anchored:
             self.lineage.dropped(replica, next(iter(members)) if members else None)

@@ -151,22 +151,16 @@ class RemotePathMapper(CatalogCore):
         if self._store is not None:
             self._store.set_link_target(_key(link), _key(target))
 
-    def invalidate(self, location: ExecutionLocation, path: str) -> list[DataLocation]:
+    def invalidate(
+        self, location: ExecutionLocation, path: str, *, commit: bool = True
+    ) -> list[DataLocation]:
         """Invalidate ``location``'s replica at ``path``, its subtree and links to them.
+
+        ``commit=False`` leaves the commit to the caller's next one.
 
         Returns:
             The replicas that became INVALID (an unknown path gives an empty list).
         """
-        invalidated = self._invalidate(location, path)
-        if invalidated and self._store is not None:
-            self._store.commit()
-        if self._listener is not None and invalidated:
-            for replica in invalidated:
-                self._listener(True, replica)
-        return invalidated
-
-    def _invalidate(self, location: ExecutionLocation, path: str) -> list[DataLocation]:
-        """:meth:`invalidate` without the commit and the listener."""
         by_location = self._replicas.get(path)
         if by_location is None:  # keys are normal paths: normalise only on a miss
             normal = normalize_path(path)
@@ -194,6 +188,11 @@ class RemotePathMapper(CatalogCore):
                     pending.extend(self._links_to.pop(replica, ()))
         if invalidated and self._store is not None:
             self._store.invalidate([_key(replica) for replica in invalidated])
+            if commit:
+                self._store.commit()
+        if self._listener is not None and invalidated:
+            for replica in invalidated:
+                self._listener(True, replica)
         return invalidated
 
     def split_off(self, replica: DataLocation) -> None:
@@ -285,7 +284,8 @@ class RemotePathMapper(CatalogCore):
         if held is not None:
             return held, True
         replaced = self.lookup(location, path)
-        gone = [] if replaced is None else self._invalidate(location, path)  # replaced
+        if replaced is not None and replaced._data_type is not _INVALID:
+            self.invalidate(location, path, commit=False)  # about to be replaced
         data_type = DataType.PRIMARY if link_to is None else DataType.SYMBOLIC_LINK
         replica = self._register(location, path, None, data_type, False, False)
         if link_to is not None:
@@ -296,8 +296,6 @@ class RemotePathMapper(CatalogCore):
         if self._store is not None:
             self._store.note_temporary(_key(replica), tmp_path)  # writes the rest first
         if self._listener is not None:
-            for invalidated in gone:
-                self._listener(True, invalidated)
             self._listener(False, replica)
         return replica, False
 

@@ -10,7 +10,8 @@ replica costs nothing (``_set`` is None). A BFS over a networkx graph per lookup
 slower than StreamFlow's aliasing; the networkx view is still there, built on demand by
 the catalog's ``graph()``.
 
-Only the catalog package calls these functions.
+Only the catalog package calls these functions (leaving a set is inlined in the
+catalog's ``_drop``, the hot path of invalidating).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from itertools import chain
 
 from .._models import DataLocation, DataType
 
-__all__ = ["Members", "leave", "merge", "split", "union"]
+__all__ = ["Members", "merge", "split", "union"]
 
 #: The members of one replica set, in the order they joined.
 Members = dict[DataLocation, None]
@@ -38,18 +39,6 @@ def merge(first: DataLocation, second: DataLocation) -> None:
     for member in small:
         member._set = big
     first._set = second._set = big
-
-
-def leave(replica: DataLocation) -> Members | None:
-    """Take ``replica`` out of its set; returns the members left (None: it had no set)."""
-    members = replica._set
-    if members is not None:
-        replica._set = None
-        del members[replica]
-        if len(members) == 1:
-            for alone in members:
-                alone._set = None  # alone again: no set to keep
-    return members
 
 
 def split(replica: DataLocation, links: Iterable[DataLocation]) -> list[DataLocation] | None:

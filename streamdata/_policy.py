@@ -51,8 +51,8 @@ def default_source_policy(
     Returns:
         The chosen replica, or None when there are no candidates.
     """
-    if not candidates:
-        return None
+    if len(candidates) < 2:  # no choice to make: every tier picks the one there is
+        return candidates[0] if candidates else None
     pending_dst = local = pending_local = None
     for candidate in candidates:
         location = candidate.location

@@ -49,7 +49,8 @@ class Snapshot:
         locations: Location numbers to locations.
         data_types: Data type numbers (positions) to types.
         replicas: Batches of ``(id, location number, path, relpath, type number,
-            implied)``, every ancestor of a path before it (each has its own row).
+            implied)``, every ancestor of a path before it (each has its own row); the
+            catalog takes the batches out of the list as it restores them.
         pending: ``(id, owner token)`` of the replicas being written.
         relations: ``(id, id)`` pairs holding the same data.
         links: ``(link id, target id)`` of SYMBOLIC_LINK replicas.

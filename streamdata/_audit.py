@@ -97,8 +97,6 @@ class _Audit:
         )
         self.in_flight: set[str] = set()
         self.trees = TreeAudit(path, with_content=collect_files)
-        self._index = catalog._replicas  # path -> {location -> replica}, read only
-        self._entries = catalog._entries
 
     def visit(self, entry: Entry) -> None:
         path = entry.path
@@ -112,9 +110,8 @@ class _Audit:
                     self.skipped.add(path)
                 return
         self.trees.visit(entry)
-        by_location = self._index.get(path)
-        replica = by_location.get(self.location) if by_location is not None else None
-        if replica is not None and replica._data_type is not _INVALID:
+        replica = self.catalog.lookup(self.location, path)
+        if replica is not None and replica.data_type is not _INVALID:
             self._compare(replica, entry)
             return
         parent = path[: path.rfind("/")] or "/"
@@ -141,7 +138,7 @@ class _Audit:
             signature: tuple[str, int, float] = ("file", entry.size, entry.mtime)
         else:
             signature = (kind.value, 0, 0.0)
-        recorded = self._entries.get(replica)
+        recorded = self.catalog.entry_of(replica)
         if recorded is None:
             if replica.is_available:
                 self.updates.append((replica, signature))
@@ -149,9 +146,9 @@ class _Audit:
             self.missing[replica] = signature
             return
         if kind is _FILE:
-            if self.files is not None and replica._data_type is _PRIMARY:
+            if self.files is not None and replica.data_type is _PRIMARY:
                 self.files.append((replica, signature))
-        elif kind is _DIRECTORY and not replica._implied:
+        elif kind is _DIRECTORY and not replica.implied:
             self.covered.add(entry.path)
             if replica.is_available:
                 self.trees.start(replica)
@@ -162,20 +159,18 @@ class _Audit:
         Walks the catalog's tree of paths; a path seen in the listing is known to hold a
         valid replica of this location, so only its children need looking at.
         """
-        seen, location, index = self.seen, self.location, self._index
-        children = self.catalog._children
+        seen, location, catalog = self.seen, self.location, self.catalog
         lost: list[DataLocation] = []
         stack = [self.path]
         while stack:
             current = stack.pop()
             if current not in seen:
-                by_location = index.get(current)
-                replica = by_location.get(location) if by_location is not None else None
+                replica = catalog.lookup(location, current)
                 if replica is None:
                     continue  # nothing of this location here, hence nothing below either
-                if replica._data_type is not _INVALID and replica.is_available:
+                if replica.data_type is not _INVALID and replica.is_available:
                     lost.append(replica)
-            below = children.get(current)
+            below = catalog.children(current)
             if below:
                 stack.extend(below)
         return lost
@@ -286,7 +281,7 @@ def _repairs(
 
 
 def _repairable(candidates: list[DataLocation]) -> bool:
-    return any(r.data_type is _PRIMARY and not r._implied for r in candidates)
+    return any(r.data_type is _PRIMARY and not r.implied for r in candidates)
 
 
 async def _verify_contents(

@@ -14,9 +14,9 @@ from types import TracebackType
 from typing import Self
 
 from ._audit import CheckReport, record_local_entry, run_check
+from ._catalog.batch import CatalogBatch
 from ._catalog.mapper import RemotePathMapper
 from ._catalog.sqlite import open_store
-from ._catalog.store import CatalogBatch
 from ._catalog.sync import CatalogSync
 from ._engine.deployments import Deployments, check_location
 from ._engine.engine import Engine
@@ -64,14 +64,14 @@ class DataManager:
         self._deployments = Deployments()
         for name, connector in (deployments or {}).items():
             self.add_deployment(name, connector)
-        self._store = open_store(catalog)
-        self._catalog = RemotePathMapper(self._store)
+        self._catalog = RemotePathMapper(open_store(catalog))
         self._sync: CatalogSync | None = None
-        if self._store is not None:
-            self._store.load(self._catalog)
-            self._sync = CatalogSync(self._store, self._catalog)
-        parts = (self._catalog, self._deployments, self._store)
-        self._engine = Engine(*parts, policy=source_policy, rng=rng, verify=verify)
+        if self._catalog.durable:
+            self._catalog.load()
+            self._sync = CatalogSync(self._catalog)
+        self._engine = Engine(
+            self._catalog, self._deployments, policy=source_policy, rng=rng, verify=verify
+        )
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -96,8 +96,7 @@ class DataManager:
         error = await self._deployments.close()
         if self._sync is not None:
             await self._sync.close()
-        if self._store is not None:
-            self._store.close()
+        self._catalog.close()
         if error is not None:
             raise error
 
@@ -132,7 +131,7 @@ class DataManager:
             ConfigurationError: If the manager is closed.
         """
         self._deployments.ensure_open()
-        return CatalogBatch(self._store)
+        return self._catalog.batch()
 
     # -- events ----------------------------------------------------------------------------
 
@@ -218,7 +217,7 @@ class DataManager:
             self._sync.refresh(now=True)
         catalog = self._catalog
         catalog.invalidate(location, path)
-        if catalog._anchored:
+        if catalog.lineage.anchored:
             catalog.forget_lost(location, path)
 
     def get_data_locations(

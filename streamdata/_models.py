@@ -16,8 +16,6 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._errors import TransferError
-
 __all__ = ["DataLocation", "DataType", "ExecutionLocation", "normalize_path"]
 
 
@@ -244,6 +242,15 @@ class DataLocation:
         return self._data_type
 
     @property
+    def implied(self) -> bool:
+        """True for an ancestor directory recorded by registering a path below it.
+
+        An implied replica is not a complete replica of that directory: it is never the
+        source of a transfer or of a link.
+        """
+        return self._implied
+
+    @property
     def is_available(self) -> bool:
         """True when the data is fully present (not still being written, not failed)."""
         return self._state.available
@@ -293,38 +300,19 @@ class DataLocation:
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
-        error = getattr(self._state, "_error", None)
-        return (
-            _rebuild_data_location,
-            (
-                self._location,
-                self._path,
-                self._relpath,
-                self._data_type,
-                self._state.done,
-                error,
-                self._implied,
-            ),
-        )
+        # The public constructor plus public state: a pickle never names a private field.
+        state = {
+            "available": self._state.available,
+            "implied": self._implied,
+            "error": getattr(self._state, "_error", None),
+        }
+        return (DataLocation, (self._location, self._path, self._relpath, self._data_type), state)
 
-
-def _rebuild_data_location(
-    location: ExecutionLocation,
-    path: str,
-    relpath: str,
-    data_type: DataType,
-    done: bool,
-    error: BaseException | None,
-    implied: bool,
-) -> DataLocation:
-    replica = DataLocation(
-        location, path, relpath, data_type, available=done and error is None, implied=implied
-    )
-    if error is not None:
-        replica._finish(error)
-    return replica
-
-
-def failed_transfer(message: str) -> TransferError:
-    """Build the error given to waiters of a replica whose transfer failed."""
-    return TransferError(message)
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`__reduce__` saved (pending, failed, implied) after ``__init__``."""
+        self._implied = bool(state.get("implied", False))
+        error = state.get("error")
+        if error is not None or not state.get("available", True):
+            self._state = _Availability()
+            if error is not None:
+                self._state.finish(error)

@@ -107,7 +107,7 @@ def test_set_survives_reopening_after_a_middle_replica_is_invalidated(tmp_path: 
     store.close()
     reopened_store = SQLiteStore(path)
     reopened = RemotePathMapper(reopened_store)
-    reopened_store.load(reopened)
+    reopened.load()
     assert {(r.deployment, r.path) for r in reopened.locations("/p")} == {
         ("d0", "/p"),
         ("d2", "/p"),

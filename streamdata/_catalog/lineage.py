@@ -10,24 +10,18 @@ turn, the replicas anchored on it move to another member of its set, or are forg
 with the last one. A lost replica that becomes valid again (copied back, registered
 again) is forgotten, and so are those the user invalidates on purpose.
 
-Owned by the catalog (:class:`~._catalog.RemotePathMapper`), which calls it on every
+Owned by the catalog (:class:`~.mapper.RemotePathMapper`), which calls it on every
 change that matters and commits what it records in the store.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 from .._models import DataLocation, DataType, ExecutionLocation
-
-if TYPE_CHECKING:
-    from .store import CatalogStore
+from .store import CatalogStore, Signature
 
 __all__ = ["Lineage", "Signature"]
-
-#: What the audit compares of an entry: kind, size and mtime (see ``_check``).
-Signature = tuple[str, int, float]
 
 
 class Lineage:
@@ -108,7 +102,8 @@ class Lineage:
         if anchor is not None:
             self._link(lost, anchor, seen)
         if self._store is not None:
-            self._store.set_anchor(lost, anchor, seen)
+            key = None if anchor is None else (anchor.location, anchor.path)
+            self._store.set_anchor((lost.location, lost.path), key, seen)
 
     def _link(self, lost: DataLocation, anchor: DataLocation, seen: Signature | None) -> None:
         self._anchor[lost] = anchor

@@ -1,60 +1,36 @@
 """The replica catalog: which copies of which paths exist where, and which hold the same data.
 
-:class:`RemotePathMapper` is synchronous and does no I/O. It keeps
-
-* a path index ``path -> {location -> replica}`` plus a tree of child paths, so that
-  registering a path with its ancestors costs O(depth) and invalidating a subtree costs
-  O(depth + subtree), never O(catalog);
-* replica sets: "same data" relations are symmetric and transitive, so the related
-  replicas form the connected components of a graph. Invalidating a replica takes it out
-  of its component without splitting it (the others stay related), so components only
-  ever merge or shrink, and each is kept as one member table shared by its replicas:
-  relating two sets merges the smaller into the larger (O(smaller)), finding a replica's
-  set is O(1), leaving it is O(1), and an unrelated replica costs nothing. A BFS over a
-  networkx graph per lookup measured slower than StreamFlow's aliasing; the networkx view
-  is still there, built on demand by :meth:`RemotePathMapper.graph`. No all-pairs
-  aliasing, and reuse survives invalidation;
-* for each SYMBOLIC_LINK replica, the PRIMARY replica it points at, so invalidating data
-  also invalidates the links to it;
-* for each replica a check invalidated, a valid replica of the set it left
-  (:class:`~._lineage.Lineage`), so that a later repair can restore it.
-
-Every change is reported to a :class:`~streamdata._store.CatalogStore`, which makes it
-durable when the store is backed by a file.
+:class:`RemotePathMapper` is synchronous and does no I/O of its own. Its state and
+queries are :class:`~.core.CatalogCore`'s; this module adds the changes, each reported
+to a :class:`~.store.CatalogStore` (durable when the store is backed by a file) as plain
+rows, and the catalog's side of sharing a store with other processes: restoring itself
+from the store's rows (:mod:`.restore`) and giving up replicas whose writer died
+(:mod:`.writers`). The catalog is the only writer of the replicas it hands out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from itertools import chain, pairwise
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
-import networkx as nx
-
-from .._errors import DataNotFoundError, TransferError
+from .._errors import DataNotFoundError, WriterGone
 from .._models import DataLocation, DataType, ExecutionLocation, normalize_path
-from .lineage import Lineage, Signature
+from . import restore, sets
+from .batch import CatalogBatch
+from .core import CatalogCore, default_relpath, parent_of
+from .store import CatalogStore, Key
+from .writers import RemoteWriters
 
-if TYPE_CHECKING:
-    from .store import CatalogStore
-
-__all__ = ["RemotePathMapper"]
+__all__ = ["RemotePathMapper", "default_relpath", "parent_of"]
 
 _INVALID = DataType.INVALID
 
 
-def default_relpath(path: str) -> str:
-    """The relpath a replica gets when none is given: the basename (``/`` for the root)."""
-    return path[path.rfind("/") + 1 :] or "/"
+def _key(replica: DataLocation) -> Key:
+    return (replica._location, replica._path)
 
 
-def parent_of(path: str) -> str:
-    """The parent of a normal absolute path (``/`` for ``/``); posixpath.dirname, cheaper."""
-    return path[: path.rfind("/")] or "/"
-
-
-class RemotePathMapper:
-    """The replica catalog (see the module docstring for the data structures).
+class RemotePathMapper(CatalogCore):
+    """The replica catalog (see the module docstring and :class:`~.core.CatalogCore`).
 
     Args:
         store: Where changes are recorded; None records nothing (pure in-memory).
@@ -67,142 +43,8 @@ class RemotePathMapper:
         store: CatalogStore | None = None,
         listener: Callable[[bool, DataLocation], None] | None = None,
     ) -> None:
-        self._listener = listener
-        self._replicas: dict[str, dict[ExecutionLocation, DataLocation]] = {}
-        self._children: dict[str, list[str]] = {}
-        self._link_target: dict[DataLocation, DataLocation] = {}
-        self._links_to: dict[DataLocation, list[DataLocation]] = {}
-        self._entries: dict[DataLocation, tuple[str, int, float]] = {}
-        self._digests: dict[DataLocation, str] = {}
-        #: What the replicas a check invalidated held (read it; change it through the
-        #: methods below, which commit).
-        self.lineage = Lineage(store)
-        self._anchored = self.lineage.anchored  # the same dict, read on hot paths
-        self._store = store
-
-    # -- queries ---------------------------------------------------------------------------
-
-    def lookup(self, location: ExecutionLocation, path: str) -> DataLocation | None:
-        """The replica of ``location`` at ``path`` (normalised), whatever its type."""
-        by_location = self._replicas.get(path)
-        return by_location.get(location) if by_location else None
-
-    def covering(self, location: ExecutionLocation, path: str) -> DataLocation | None:
-        """The valid explicit replica of ``location`` at ``path`` or at its closest ancestor."""
-        current = path
-        while True:
-            replica = self.lookup(location, current)
-            if replica is not None:
-                if replica.data_type is DataType.INVALID:
-                    return None
-                if not replica._implied:
-                    return replica
-            if current == "/":
-                return None
-            current = parent_of(current)
-
-    def replica_set(self, replica: DataLocation) -> list[DataLocation]:
-        """Every valid replica holding the same data as ``replica`` (itself included)."""
-        if replica._data_type is DataType.INVALID:
-            return []
-        members = replica._set
-        return [replica] if members is None else list(members)
-
-    def graph(self) -> nx.Graph:
-        """The relations as a networkx graph: valid replicas, one component per replica set.
-
-        Each set is drawn as a chain through its members (the catalog records sets, not
-        the individual relation calls that made them).
-        """
-        graph = nx.Graph()
-        seen: set[int] = set()
-        for replica in self:
-            if replica._data_type is DataType.INVALID:
-                continue
-            graph.add_node(replica)
-            members = replica._set
-            if members is not None and id(members) not in seen:
-                seen.add(id(members))
-                graph.add_edges_from(pairwise(members))
-        return graph
-
-    def locations(
-        self,
-        path: str,
-        deployment: str | None = None,
-        location: str | None = None,
-        location_type: DataType | None = None,
-    ) -> list[DataLocation]:
-        """Valid replicas at ``path`` and every replica related to them, filtered.
-
-        Raises:
-            TypeError: If ``path`` is not a string.
-            ValueError: If ``path`` is relative.
-        """
-        # Keys are normal absolute paths, so a hit needs no normalisation; a miss does.
-        by_location = self._replicas.get(path)
-        if by_location is None:
-            normal = normalize_path(path)
-            if normal == path or (by_location := self._replicas.get(normal)) is None:
-                return []
-        found: list[DataLocation] | None = None
-        first: dict[DataLocation, None] | None = None
-        for replica in by_location.values():
-            if replica._data_type is _INVALID:
-                continue
-            members = replica._set
-            if found is None:
-                found = [replica] if members is None else list(members)
-                first = members
-            elif members is None or members is not first:
-                found = self._union(by_location)  # several replica sets at this path
-                break
-        if found is None:
-            return []
-        if deployment is None and location is None and location_type is None:
-            return found
-        return [
-            replica
-            for replica in found
-            if (deployment is None or replica._location.deployment == deployment)
-            and (location is None or replica._location.name == location)
-            and (location_type is None or replica._data_type is location_type)
-        ]
-
-    @staticmethod
-    def _union(by_location: dict[ExecutionLocation, DataLocation]) -> list[DataLocation]:
-        groups: list[Iterable[DataLocation]] = []
-        for replica in by_location.values():
-            if replica._data_type is _INVALID:
-                continue
-            members = replica._set
-            if members is None:
-                groups.append((replica,))
-            elif not any(members is group for group in groups):
-                groups.append(members)
-        return list(dict.fromkeys(chain.from_iterable(groups)))
-
-    def replicas_of(self, location: ExecutionLocation, path: str) -> Iterator[DataLocation]:
-        """Every replica (any type) of ``location`` at ``path`` and below, parents first."""
-        stack = [path]
-        while stack:
-            current = stack.pop()
-            replica = self.lookup(location, current)
-            if replica is None:
-                continue  # nothing of this location here, hence nothing below either
-            yield replica
-            stack.extend(reversed(self._children.get(current, ())))
-
-    def link_target(self, replica: DataLocation) -> DataLocation | None:
-        """The replica a SYMBOLIC_LINK replica points at, when known."""
-        return self._link_target.get(replica)
-
-    def __len__(self) -> int:
-        return sum(len(by_location) for by_location in self._replicas.values())
-
-    def __iter__(self) -> Iterator[DataLocation]:
-        for by_location in self._replicas.values():
-            yield from by_location.values()
+        super().__init__(store, listener)
+        self._writers = RemoteWriters(store) if store is not None else None
 
     # -- changes ---------------------------------------------------------------------------
 
@@ -219,7 +61,28 @@ class RemotePathMapper:
         """Record a replica and, as implied replicas, every missing ancestor directory.
 
         Registering an existing ``(location, path)`` returns the same replica, valid again.
+
+        Raises:
+            TypeError: If ``path`` is not a string.
+            ValueError: If ``path`` is relative, or ``data_type`` is INVALID.
         """
+        replica = self._register(location, path, relpath, data_type, available, implied)
+        if self._store is not None:
+            self._store.commit()
+        if self._listener is not None:
+            self._listener(False, replica)
+        return replica
+
+    def _register(
+        self,
+        location: ExecutionLocation,
+        path: str,
+        relpath: str | None,
+        data_type: DataType,
+        available: bool,
+        implied: bool,
+    ) -> DataLocation:
+        """:meth:`register` without the commit and the listener."""
         path = normalize_path(path)
         if data_type is _INVALID:
             raise ValueError("cannot register a replica as INVALID")
@@ -229,10 +92,7 @@ class RemotePathMapper:
             self._register_ancestors(location, path)  # (a valid parent has valid ancestors)
         replica = self._put(location, path, relpath, data_type, available, implied)
         if self._store is not None:
-            self._store.put_replica(replica)
-            self._store.commit()
-        if self._listener is not None:
-            self._listener(False, replica)
+            self._store_replica(replica)
         return replica
 
     def _register_ancestors(self, location: ExecutionLocation, path: str) -> None:
@@ -241,52 +101,13 @@ class RemotePathMapper:
         while current != "/":
             current = parent_of(current)
             existing = self.lookup(location, current)
-            if existing is not None and existing.data_type is not DataType.INVALID:
+            if existing is not None and existing._data_type is not _INVALID:
                 break  # a valid replica always has valid ancestors
             missing.append(current)
         for ancestor in reversed(missing):
             replica = self._put(location, ancestor, None, DataType.PRIMARY, True, True)
             if self._store is not None:
-                self._store.put_replica(replica)
-
-    def _put(
-        self,
-        location: ExecutionLocation,
-        path: str,
-        relpath: str | None,
-        data_type: DataType,
-        available: bool,
-        implied: bool,
-    ) -> DataLocation:
-        by_location = self._replicas.get(path)
-        if by_location is None:
-            by_location = self._replicas[path] = {}
-            if path != "/":
-                self._children.setdefault(parent_of(path), []).append(path)
-        replica = by_location.get(location)
-        if replica is None:
-            replica = DataLocation(
-                location,
-                path,
-                relpath if relpath is not None else default_relpath(path),
-                data_type,
-                available=available,
-                implied=implied,
-            )
-            by_location[location] = replica
-            return replica
-        was_invalid = replica.data_type is DataType.INVALID
-        replica._implied = implied and (replica._implied or was_invalid)
-        replica._data_type = data_type
-        if relpath is not None:
-            replica._relpath = relpath
-        if available:
-            replica._set_available()
-            if self.lineage.anchored:
-                self.lineage.forget(replica)  # valid again: nothing to restore
-        else:
-            replica._start_pending()
-        return replica
+                self._store_replica(replica)
 
     def relate(self, first: DataLocation, second: DataLocation) -> None:
         """Record that two valid replicas hold the same data.
@@ -294,52 +115,49 @@ class RemotePathMapper:
         Raises:
             DataNotFoundError: If either replica is unknown or INVALID.
         """
-        first, second = self._known_valid(first), self._known_valid(second)
-        if first is second or (first._set is not None and first._set is second._set):
-            return
-        self._merge(first, second)
-        for link, target in ((first, second), (second, first)):
-            if (
-                link.data_type is DataType.SYMBOLIC_LINK
-                and target.data_type is DataType.PRIMARY
-                and link not in self._link_target
-            ):
-                self.set_link_target(link, target)
+        self._relate(first, second)
         if self._store is not None:
-            self._store.add_relation(first, second)
             self._store.commit()
 
-    @staticmethod
-    def _merge(first: DataLocation, second: DataLocation) -> None:
-        """Join the sets of two replicas, moving the smaller one's members."""
-        big = first._set if first._set is not None else {first: None}
-        small = second._set if second._set is not None else {second: None}
-        if len(big) < len(small):
-            big, small = small, big
-        big.update(small)
-        for member in small:
-            member._set = big
-        first._set = second._set = big
+    def _relate(self, first: DataLocation, second: DataLocation) -> None:
+        """:meth:`relate` without the commit."""
+        first, second = self._known_valid(first), self._known_valid(second)
+        if self.same_data(first, second):
+            return
+        sets.merge(first, second)
+        for link, target in ((first, second), (second, first)):
+            if (
+                link._data_type is DataType.SYMBOLIC_LINK
+                and target._data_type is DataType.PRIMARY
+                and link not in self._link_target
+            ):
+                self._set_link_target(link, target)
+        if self._store is not None:
+            self._store.add_relation(_key(first), _key(second))
 
     def _known_valid(self, replica: DataLocation) -> DataLocation:
         known = self.lookup(replica.location, replica.path)
-        if known is None or known.data_type is DataType.INVALID:
+        if known is None or known._data_type is _INVALID:
             raise DataNotFoundError(f"no valid replica {replica!r} in the catalog")
         return known
 
     def set_link_target(self, link: DataLocation, target: DataLocation) -> None:
         """Record that the SYMBOLIC_LINK replica ``link`` points at ``target``."""
-        old = self._link_target.get(link)
-        if old is not None:
-            self._links_to[old].remove(link)
-        self._link_target[link] = target
-        self._links_to.setdefault(target, []).append(link)
+        self._set_link_target(link, target)
         if self._store is not None:
-            self._store.set_link_target(link, target)
             self._store.commit()
 
-    def invalidate(self, location: ExecutionLocation, path: str) -> list[DataLocation]:
+    def _set_link_target(self, link: DataLocation, target: DataLocation) -> None:
+        self._point(link, target)
+        if self._store is not None:
+            self._store.set_link_target(_key(link), _key(target))
+
+    def invalidate(
+        self, location: ExecutionLocation, path: str, *, commit: bool = True
+    ) -> list[DataLocation]:
         """Invalidate ``location``'s replica at ``path``, its subtree and links to them.
+
+        ``commit=False`` leaves the commit to the caller's next one.
 
         Returns:
             The replicas that became INVALID (an unknown path gives an empty list).
@@ -370,34 +188,13 @@ class RemotePathMapper:
                 if self._links_to:
                     pending.extend(self._links_to.pop(replica, ()))
         if invalidated and self._store is not None:
-            self._store.invalidate(invalidated)
-            self._store.commit()
+            self._store.invalidate([_key(replica) for replica in invalidated])
+            if commit:
+                self._store.commit()
         if self._listener is not None and invalidated:
             for replica in invalidated:
                 self._listener(True, replica)
         return invalidated
-
-    def _drop(self, replica: DataLocation) -> None:
-        """Mark INVALID and take out of its set (the others stay related)."""
-        replica._data_type = _INVALID
-        members = replica._set
-        if members is not None:
-            replica._set = None
-            del members[replica]
-            if len(members) == 1:
-                for alone in members:
-                    alone._set = None  # alone again: no set to keep
-        anchored = self._anchored
-        if anchored and replica in anchored:
-            self.lineage.dropped(replica, next(iter(members)) if members else None)
-        if self._link_target:
-            target = self._link_target.pop(replica, None)
-            links = self._links_to.get(target) if target is not None else None
-            if links is not None:
-                links.remove(replica)
-        if self._entries:
-            self._entries.pop(replica, None)
-            self._digests.pop(replica, None)
 
     def split_off(self, replica: DataLocation) -> None:
         """Take ``replica`` and the links to it out of its replica set: its data changed.
@@ -405,23 +202,9 @@ class RemotePathMapper:
         The other members stay related to each other (they hold the old data); the links
         stay related to ``replica``. Nothing becomes INVALID.
         """
-        members = replica._set
-        if members is None:
-            return
-        links = [link for link in self._links_to.get(replica, ()) if link._set is members]
-        moving = dict.fromkeys([replica, *links])
-        if all(member in moving for member in members):
-            return  # nothing but the new data and its links: nothing to leave
-        for member in moving:
-            del members[member]
-            member._set = None
-        if len(members) == 1:
-            next(iter(members))._set = None  # alone again: no set to keep
-        if links:
-            for member in moving:
-                member._set = moving
-        if self._store is not None:
-            self._store_split(list(moving), links)
+        links = sets.split(replica, self._links_to.get(replica, ()))
+        if links is not None and self._store is not None:
+            self._store_split([replica, *links], links)
 
     def _store_split(self, moving: list[DataLocation], links: list[DataLocation]) -> None:
         """Record :meth:`split_off` with the store's operations, in one commit.
@@ -430,17 +213,28 @@ class RemotePathMapper:
         then stored valid again with their links, relations and entries.
         """
         assert self._store is not None
-        store, holder = self._store, moving[0]
-        store.invalidate(moving)
+        store, holder = self._store, _key(moving[0])
+        store.invalidate([_key(member) for member in moving])
         for member in moving:
-            store.put_replica(member)
+            self._store_replica(member)
             entry = self._entries.get(member)
             if entry is not None:
-                store.record_entry(member, entry, self._digests.get(member))
+                store.record_entry(_key(member), entry, self._digests.get(member))
         for link in links:
-            store.add_relation(holder, link)
-            store.set_link_target(link, holder)
+            store.add_relation(holder, _key(link))
+            store.set_link_target(_key(link), holder)
         store.commit()
+
+    def _store_replica(self, replica: DataLocation) -> None:
+        assert self._store is not None
+        self._store.put_replica(
+            replica._location,
+            replica._path,
+            replica._relpath,
+            replica._data_type,
+            replica._implied,
+            not replica._state.done,
+        )
 
     def complete(self, replica: DataLocation, error: BaseException | None = None) -> None:
         """End the transfer producing ``replica``: available, or INVALID with ``error``.
@@ -449,167 +243,158 @@ class RemotePathMapper:
         """
         if error is None:
             replica._set_available()
-            if self.lineage.anchored:
+            if self._anchored:
                 self.lineage.forget(replica)
             if self._store is not None:
-                self._store.put_replica(replica)
+                self._store_replica(replica)
                 self._store.commit()
             return
-        if replica.data_type is not DataType.INVALID:
+        if replica._data_type is not _INVALID:
             self.invalidate(replica.location, replica.path)
         replica._finish(error)
 
-    # -- lost replicas (for repairs after the check that invalidated them) -----------------
+    # -- claiming a destination ------------------------------------------------------------
 
-    def remember_lost(
-        self, lost: DataLocation, candidates: Iterable[DataLocation], seen: Signature | None
-    ) -> None:
-        """Remember what the INVALID ``lost`` was a copy of: the set of ``candidates``.
-
-        ``seen`` is the entry a check found at its path (None: nothing). See
-        :mod:`._lineage`.
-        """
-        self.lineage.remember(lost, candidates, seen)
-        if self._store is not None:
-            self._store.commit()
-
-    def forget_lost(self, location: ExecutionLocation, path: str) -> None:
-        """Forget what the lost replicas of ``location`` at and below ``path`` held."""
-        if not self.lineage.anchored:
-            return
-        for lost in self.lineage.lost_below(location, normalize_path(path), pending=True):
-            self.lineage.forget(lost)
-        if self._store is not None:
-            self._store.commit()
-
-    # -- recorded entries (for the consistency audit) --------------------------------------
-
-    def entry_of(self, replica: DataLocation) -> tuple[str, int, float] | None:
-        """The (kind, size, mtime) recorded for ``replica``, if any."""
-        return self._entries.get(replica)
-
-    def digest_of(self, replica: DataLocation) -> str | None:
-        """The content digest recorded for a file replica, if any."""
-        return self._digests.get(replica)
-
-    def record_entry(
-        self, replica: DataLocation, entry: tuple[str, int, float], digest: str | None = None
-    ) -> None:
-        """Record the (kind, size, mtime) and content digest a valid replica has now."""
-        if replica.data_type is DataType.INVALID:
-            return
-        self._entries[replica] = entry
-        if digest is None:
-            self._digests.pop(replica, None)
-        else:
-            self._digests[replica] = digest
-        if self._store is not None:
-            self._store.record_entry(replica, entry, digest)
-            self._store.commit()
-
-    # -- restoring from a store (no store writes) ------------------------------------------
-
-    def _restore_replicas(
-        self,
-        rows: Iterable[tuple[int, int, str, str, int, int]],
-        locations: Mapping[int, ExecutionLocation],
-        data_types: Sequence[DataType],
-    ) -> list[DataLocation]:
-        """Add stored replicas, returned in order; paths are normal, no store writes.
-
-        Each row is ``(row id, location number, path, relpath, data type number, implied)``,
-        numbers that ``locations`` and ``data_types`` resolve. The bulk path of reopening:
-        no normalisation, no ancestor walk (every ancestor has its own row), one dict per
-        new path and one replica per row.
-        """
-        index, children = self._replicas, self._children
-        restored: list[DataLocation] = []
-        add = restored.append
-        for _, number, path, relpath, data_type, implied in rows:
-            location = locations[number]
-            by_location = index.get(path)
-            if by_location is None:
-                by_location = index[path] = {}
-                if path != "/":
-                    parent = path[: path.rfind("/")] or "/"
-                    siblings = children.get(parent)
-                    if siblings is None:
-                        children[parent] = [path]
-                    else:
-                        siblings.append(path)
-            replica = DataLocation(
-                location, path, relpath, data_types[data_type], implied=bool(implied)
-            )
-            by_location[location] = replica
-            add(replica)
-        return restored
-
-    def _restore_edges(self, edges: Iterable[tuple[DataLocation, DataLocation]]) -> None:
-        for first, second in edges:
-            if first._set is None or first._set is not second._set:
-                self._merge(first, second)
-
-    def _restore_link(self, link: DataLocation, target: DataLocation) -> None:
-        self._link_target[link] = target
-        self._links_to.setdefault(target, []).append(link)
-
-    def _restore_entries(
-        self, rows: Iterable[tuple[DataLocation, tuple[str, int, float], str | None]]
-    ) -> None:
-        entries, digests = self._entries, self._digests
-        for replica, entry, digest in rows:
-            entries[replica] = entry
-            if digest is not None:
-                digests[replica] = digest
-
-    # -- applying other processes' changes (no store writes) -------------------------------
-
-    def _apply_row(
+    def claim(
         self,
         location: ExecutionLocation,
         path: str,
-        relpath: str,
-        data_type: DataType,
         *,
-        implied: bool,
-        pending: bool,
-    ) -> DataLocation | None:
-        """Make the replica of ``location`` at ``path`` say what its stored row says.
+        tmp_path: str,
+        source: DataLocation | None,
+        link_to: DataLocation | None = None,
+    ) -> tuple[DataLocation, bool]:
+        """Take ``path`` on ``location`` for a copy (or a link), in one step.
+
+        In a shared store the destination is first claimed for this process; if another
+        live process is writing it, the replica it writes is returned, to wait for.
+        Otherwise a valid replica there is invalidated (it is about to be replaced), the
+        destination is registered pending (SYMBOLIC_LINK when ``link_to`` is given),
+        related to ``link_to`` (which it then points at) or else to ``source`` (None: a
+        copy unrelated to anything), and ``tmp_path`` is journalled as its temporary, all
+        committed before this returns.
 
         Returns:
-            The replica, or None for an INVALID row this catalog never knew.
+            The replica to wait for or to write, and whether another process writes it.
+
+        Raises:
+            DataNotFoundError: If ``source`` or ``link_to`` is not a valid replica.
+            ConfigurationError: If the store cannot be written.
         """
-        existing = self.lookup(location, path)
-        if data_type is _INVALID:
-            if existing is not None:
-                self._apply_drop(existing)
-            return existing
-        replica = self._put(location, path, relpath, data_type, not pending, implied)
-        replica._implied = implied
-        return replica
-
-    def _apply_drop(self, replica: DataLocation) -> None:
-        """Another process invalidated ``replica``: INVALID here too, out of its set."""
-        if replica._data_type is _INVALID:
-            return
-        self._drop(replica)
-        if not replica._state.done:
-            replica._finish(TransferError(f"the transfer producing {replica!r} failed elsewhere"))
+        held = self._held_elsewhere(location, path)
+        if held is not None:
+            return held, True
+        replaced = self.lookup(location, path)
+        if replaced is not None and replaced._data_type is not _INVALID:
+            self.invalidate(location, path, commit=False)  # about to be replaced
+        data_type = DataType.PRIMARY if link_to is None else DataType.SYMBOLIC_LINK
+        replica = self._register(location, path, None, data_type, False, False)
+        if link_to is not None:
+            self._relate(link_to, replica)
+            self._set_link_target(replica, link_to)
+        elif source is not None:
+            self._relate(source, replica)
+        if self._store is not None:
+            self._store.note_temporary(_key(replica), tmp_path)  # writes the rest first
         if self._listener is not None:
-            self._listener(True, replica)
+            self._listener(False, replica)
+        return replica, False
 
-    def _apply_edge(self, first: DataLocation, second: DataLocation) -> None:
-        """Relate two valid replicas, as a stored relation says."""
-        if _INVALID in (first._data_type, second._data_type):
-            return
-        if first is not second and (first._set is None or first._set is not second._set):
-            self._merge(first, second)
+    def _held_elsewhere(self, location: ExecutionLocation, path: str) -> DataLocation | None:
+        """The replica another live process is writing at ``path``, if the store says so."""
+        if self._store is None or self._store.claim(location, path):
+            return None
+        self.refresh()
+        held = self.lookup(location, path)
+        return None if held is None or held.is_available else held
 
-    def _apply_link(self, link: DataLocation, target: DataLocation) -> None:
-        """Point a link replica at ``target``, as a stored link row says."""
-        old = self._link_target.get(link)
-        if old is target:
-            return
-        if old is not None:
-            self._links_to[old].remove(link)
-        self._restore_link(link, target)
+    def note_temporary(self, replica: DataLocation, tmp_path: str | None) -> None:
+        """Journal (None: clear) the temporary path ``replica`` is written to, at once."""
+        if self._store is not None:
+            self._store.note_temporary(_key(replica), tmp_path)
+
+    def leave_temporary(self, replica: DataLocation) -> None:
+        """Journal the temporary of ``replica`` as nobody's: it could not be removed."""
+        if self._store is not None:
+            self._store.leave_temporary(_key(replica))
+
+    def stale_temporaries(self) -> list[tuple[ExecutionLocation, str]]:
+        """The journalled temporaries of transfers whose process is gone."""
+        return self._store.stale_temporaries() if self._store is not None else []
+
+    def forget_temporary(self, location: ExecutionLocation, tmp_path: str) -> None:
+        """Drop a journalled temporary once it has been removed from storage."""
+        if self._store is not None:
+            self._store.forget_temporary(location, tmp_path)
+
+    def listen(self, listener: Callable[[bool, DataLocation], None] | None) -> None:
+        """Call ``listener(invalidated, replica)`` on each change from now on (None: stop)."""
+        self._listener = listener
+
+    # -- the store -------------------------------------------------------------------------
+
+    @property
+    def durable(self) -> bool:
+        """True when the catalog is backed by a store (a file), False in memory."""
+        return self._store is not None
+
+    def batch(self) -> CatalogBatch:
+        """A context manager committing the changes made inside it once (see the manager)."""
+        return CatalogBatch(self._store)
+
+    def close(self) -> None:
+        """Close the store; the catalog stays readable in memory."""
+        if self._store is not None:
+            self._store.close()
+
+    # -- sharing the store with other processes --------------------------------------------
+
+    def load(self) -> None:
+        """Fill this empty catalog with what its store holds.
+
+        Transfers that were in flight in a process that is gone come back INVALID; those
+        of live processes stay pending, and :meth:`refresh` sees how they end.
+
+        Raises:
+            ConfigurationError: If the store cannot be read.
+        """
+        if self._store is not None:
+            self._watch(restore.restore(self, self._store.load()))
+
+    def refresh(self) -> bool:
+        """Apply what other processes changed in the store since the last look.
+
+        Returns:
+            True if anything was read.
+
+        Raises:
+            ConfigurationError: If the store cannot be read.
+        """
+        changes = self._store.changes() if self._store is not None else None
+        if changes is None:
+            return False
+        self._watch(restore.apply(self, changes))
+        return True
+
+    def reap(self) -> None:
+        """Invalidate the replicas other processes were writing, if those processes died.
+
+        Raises:
+            ConfigurationError: If the store cannot be read.
+        """
+        if self._writers is not None:
+            for replica, owner in self._writers.gone():
+                self._abandon(replica, owner)
+
+    def _watch(self, pending: list[tuple[DataLocation, str | None]]) -> None:
+        assert self._writers is not None
+        for replica, owner in pending:
+            if not self._writers.track(replica, owner):
+                self._abandon(replica, owner)
+
+    def _abandon(self, replica: DataLocation, owner: str | None) -> None:
+        """A pending replica whose writer is gone: INVALID, out of its set, waiters woken."""
+        self.invalidate(replica.location, replica.path)
+        replica._finish(WriterGone(f"the transfer producing {replica!r} was interrupted"))
+        if owner is not None and self._store is not None:
+            self._store.forget_owner(owner)

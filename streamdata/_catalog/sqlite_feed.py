@@ -4,8 +4,8 @@ Triggers append the id of each replica whose row, relations, link or entry chang
 the ``changes`` table, inside the transaction that changed it. A process remembers the
 last change it has seen; :func:`read_changes` returns everything about the replicas
 changed since then (their rows, their relations and link targets, named by location and
-path, and their entries), all read in one snapshot, and :func:`apply` makes the
-in-memory catalog say the same, without writing anything back.
+path, and their entries), all read in one snapshot, as the rows of a
+:class:`~.store.Changes`, from which the catalog updates itself.
 
 Each change names the process that wrote it, and a process reads only the others'. The
 table keeps the
@@ -17,23 +17,18 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from .._models import DataLocation, DataType, ExecutionLocation
-
-if TYPE_CHECKING:
-    from .mapper import RemotePathMapper
+from .._models import DataType, ExecutionLocation
+from .store import Changes, Key, ReplicaRow
 
 __all__ = [
     "KEEP_CHANGES",
     "SCHEMA",
-    "Changes",
-    "apply",
     "from_db",
     "name_writer",
     "prune",
     "read_changes",
+    "row_key",
     "to_db",
 ]
 
@@ -85,7 +80,10 @@ _ENTRIES = (
     "FROM entries e JOIN replicas x ON x.id = e.id WHERE " + _WHERE.format(alias="x")
 )
 
-Key = tuple[str, str, int, "str | bytes"]
+#: A row's key as stored: deployment, name, local, path.
+_Stored = tuple[str, str, int, "str | bytes"]
+#: Makes (and keeps) the location of a stored ``(deployment, name, local)``.
+LocationOf = Callable[[str, str, int], ExecutionLocation]
 
 
 def to_db(text: str) -> str | bytes:
@@ -99,31 +97,15 @@ def to_db(text: str) -> str | bytes:
     return text
 
 
+def row_key(key: Key) -> tuple[str, str, str | bytes]:
+    """The stored key of a replica: its location's deployment and name, and its path."""
+    location, path = key
+    return (location.deployment, location.name, to_db(path))
+
+
 def from_db(value: str | bytes) -> str:
     """The string a stored value stands for (:func:`to_db` reversed)."""
     return value if isinstance(value, str) else os.fsdecode(value)
-
-
-@dataclass(frozen=True, slots=True)
-class Changes:
-    """What changed since a process last looked, read in one snapshot.
-
-    Attributes:
-        last: The newest change included.
-        rows: The changed replica rows: location key, relpath, type, implied, pending, owner.
-        edges: Relations touching a changed replica, as pairs of keys.
-        links: Link targets of changed replicas, as (link key, target key).
-        entries: Recorded entries of changed replicas: key, (kind, size, mtime), digest.
-        dropped: Replicas invalidated since (maybe registered again after): they left
-            their replica sets, whatever their rows say now.
-    """
-
-    last: int
-    rows: list[tuple[Key, str | bytes, str, int, int, str | None]]
-    edges: list[tuple[Key, Key]]
-    links: list[tuple[Key, Key]]
-    entries: list[tuple[Key, tuple[str, int, float], str | None]]
-    dropped: list[Key]
 
 
 def name_writer(db: sqlite3.Connection, token: str) -> None:
@@ -131,10 +113,15 @@ def name_writer(db: sqlite3.Connection, token: str) -> None:
     db.create_function(WRITER, 0, lambda: token)
 
 
-def read_changes(db: sqlite3.Connection, seen: int, token: str) -> Changes:
+def read_changes(
+    db: sqlite3.Connection, seen: int, token: str, location_of: LocationOf
+) -> tuple[int, Changes]:
     """Everything about the replicas other writers changed after change number ``seen``.
 
     Call it inside a read transaction, so that all of it comes from one snapshot.
+
+    Returns:
+        The newest change included, and the changes.
     """
     (first, last) = db.execute("SELECT min(seq), max(seq) FROM changes").fetchone()
     last = last or 0
@@ -148,18 +135,27 @@ def read_changes(db: sqlite3.Connection, seen: int, token: str) -> Changes:
             "WHERE seq > ? AND writer IS NOT ?",
             (seen, token),
         )
+
+    def key(stored: _Stored) -> Key:
+        deployment, name, local, path = stored
+        return (location_of(deployment, name, local), from_db(path))
+
     rows = [
-        ((d, n, lo, p), relpath, kind, implied, pending, owner)
-        for d, n, lo, p, relpath, kind, implied, pending, owner in db.execute(_ROWS)
+        ReplicaRow(*key((d, n, lo, p)), from_db(rel), DataType(kind), bool(imp), bool(busy), owner)
+        for d, n, lo, p, rel, kind, imp, busy, owner in db.execute(_ROWS)
     ]
-    pairs = [((a, b, c, d), (e, f, g, h)) for a, b, c, d, e, f, g, h in db.execute(_EDGES)]
-    links = [((a, b, c, d), (e, f, g, h)) for a, b, c, d, e, f, g, h in db.execute(_LINKS)]
+    pairs = [
+        (key((a, b, c, d)), key((e, f, g, h))) for a, b, c, d, e, f, g, h in db.execute(_EDGES)
+    ]
+    links = [
+        (key((a, b, c, d)), key((e, f, g, h))) for a, b, c, d, e, f, g, h in db.execute(_LINKS)
+    ]
     entries = [
-        ((d, n, lo, p), (kind, size, mtime), digest)
+        (key((d, n, lo, p)), (kind, size, mtime), digest)
         for d, n, lo, p, kind, size, mtime, digest in db.execute(_ENTRIES)
     ]
-    dropped = [(d, n, lo, p) for d, n, lo, p in db.execute(_DROPPED, (seen, token))]
-    return Changes(last, rows, pairs, links, entries, dropped)
+    dropped = [key(stored) for stored in db.execute(_DROPPED, (seen, token))]
+    return last, Changes(rows, pairs, links, entries, dropped)
 
 
 def prune(db: sqlite3.Connection) -> None:
@@ -167,50 +163,3 @@ def prune(db: sqlite3.Connection) -> None:
     db.execute(
         "DELETE FROM changes WHERE seq <= (SELECT max(seq) FROM changes) - ?", (KEEP_CHANGES,)
     )
-
-
-def apply(
-    catalog: RemotePathMapper,
-    changes: Changes,
-    location_of: Callable[[str, str, int], ExecutionLocation],
-) -> list[tuple[DataLocation, str | None]]:
-    """Make ``catalog`` say what the changed rows say (no store writes).
-
-    Returns:
-        The replicas now pending (being written by some process), with their owners.
-    """
-
-    def find(key: Key) -> DataLocation | None:
-        deployment, name, local, path = key
-        return catalog.lookup(location_of(deployment, name, local), from_db(path))
-
-    for key in changes.dropped:
-        replica = find(key)
-        if replica is not None:
-            catalog._apply_drop(replica)
-    pending: list[tuple[DataLocation, str | None]] = []
-    for (deployment, name, local, path), relpath, kind, implied, busy, owner in changes.rows:
-        replica = catalog._apply_row(
-            location_of(deployment, name, local),
-            from_db(path),
-            from_db(relpath),
-            DataType(kind),
-            implied=bool(implied),
-            pending=bool(busy),
-        )
-        if busy and replica is not None:
-            pending.append((replica, owner))
-    for first_key, second_key in changes.edges:
-        first, second = find(first_key), find(second_key)
-        if first is not None and second is not None:
-            catalog._apply_edge(first, second)
-    for link_key, target_key in changes.links:
-        link, target = find(link_key), find(target_key)
-        if link is not None and target is not None:
-            catalog._apply_link(link, target)
-    catalog._restore_entries(
-        (replica, entry, digest)
-        for key, entry, digest in changes.entries
-        if (replica := find(key)) is not None and replica.data_type is not DataType.INVALID
-    )
-    return pending

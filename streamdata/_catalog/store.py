@@ -1,89 +1,148 @@
-"""The interface between the catalog and its storage, and batches of changes.
+"""The interface between the catalog and its storage: rows in, rows out.
 
-The catalog reports every change to a :class:`CatalogStore` and calls
-:meth:`CatalogStore.commit` at the end of each operation. A :class:`CatalogBatch` marks
-the running context (the task that opened it, and the tasks it starts) as inside a batch
-of that store; the store defers the commits made in such a context (:func:`in_batch`)
-until the context's outermost batch ends.
+The catalog reports every change to a :class:`CatalogStore` as plain values (a location,
+a path, a type, ...) and calls :meth:`CatalogStore.commit` at the end of each operation.
+Reading back, the store returns rows (:class:`Snapshot` when the catalog is rebuilt,
+:class:`Changes` for what other processes changed since) and the catalog restores itself
+from them. A store never sees a catalog nor a :class:`~streamdata.DataLocation`: a replica
+is named by its natural key ``(location, path)``, and whatever ids the store uses for its
+rows are its own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from contextvars import ContextVar
-from types import TracebackType
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol
 
-from .._models import DataLocation, ExecutionLocation
+from .._models import DataType, ExecutionLocation
 
-if TYPE_CHECKING:
-    from .mapper import RemotePathMapper
+__all__ = ["CatalogStore", "Changes", "Key", "ReplicaRow", "Signature", "Snapshot"]
 
-__all__ = ["CatalogBatch", "CatalogStore", "in_batch"]
+#: A replica's natural key: its location and its normal absolute path.
+Key = tuple[ExecutionLocation, str]
+#: What the audit compares of an entry: kind, size and mtime.
+Signature = tuple[str, int, float]
 
 
-class _Frame:
-    """One open batch of one store, as seen by the contexts that entered or inherited it.
+class ReplicaRow(NamedTuple):
+    """One stored replica, as :meth:`CatalogStore.changes` returns it."""
 
-    A frame is never taken out of a context by ``ContextVar.reset`` (a batch may end in
-    another context than its own, e.g. an async generator's finaliser): ending the batch
-    marks its frame closed, which makes it inert in every context that holds it.
+    location: ExecutionLocation
+    path: str
+    relpath: str
+    data_type: DataType
+    implied: bool
+    pending: bool
+    owner: str | None  # the token of the process writing it, while pending
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything stored, read at once (:meth:`CatalogStore.load`).
+
+    Rows name replicas by ids that mean something only inside this snapshot; a replica
+    row names its location and type by small numbers, resolved by ``locations`` and
+    ``data_types`` (a million rows then hold no strings for them).
+
+    Attributes:
+        locations: Location numbers to locations.
+        data_types: Data type numbers (positions) to types.
+        replicas: Batches of ``(id, location number, path, relpath, type number,
+            implied)``, every ancestor of a path before it (each has its own row); the
+            catalog takes the batches out of the list as it restores them.
+        pending: ``(id, owner token)`` of the replicas being written.
+        relations: ``(id, id)`` pairs holding the same data.
+        links: ``(link id, target id)`` of SYMBOLIC_LINK replicas.
+        entries: ``(id, signature, digest)`` recorded for replicas.
+        anchors: ``(lost id, anchor id, signature seen)`` of replicas a check took away.
     """
 
-    __slots__ = ("open", "store")
+    locations: Mapping[int, ExecutionLocation]
+    data_types: Sequence[DataType]
+    replicas: list[list[tuple[int, int, str, str, int, int]]]
+    pending: list[tuple[int, str | None]]
+    relations: list[tuple[int, int]]
+    links: list[tuple[int, int]]
+    entries: list[tuple[int, Signature, str | None]]
+    anchors: list[tuple[int, int, Signature | None]]
 
-    def __init__(self, store: object) -> None:
-        self.store = store
-        self.open = True
 
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """What other processes changed since the store last looked, named by natural keys.
 
-_IN_BATCH: ContextVar[tuple[_Frame, ...]] = ContextVar("streamdata_in_batch", default=())
+    Attributes:
+        rows: The changed replicas, as stored now.
+        edges: Relations touching a changed replica.
+        links: ``(link, target)`` of changed replicas.
+        entries: ``(replica, signature, digest)`` recorded for changed replicas.
+        dropped: Replicas invalidated since (maybe registered again after): they left
+            their replica sets, whatever their rows say now.
+    """
+
+    rows: list[ReplicaRow]
+    edges: list[tuple[Key, Key]]
+    links: list[tuple[Key, Key]]
+    entries: list[tuple[Key, Signature, str | None]]
+    dropped: list[Key]
 
 
 class CatalogStore(Protocol):
     """Where the catalog records its changes (see the module docstring)."""
 
-    def load(self, catalog: RemotePathMapper) -> None:
-        """Fill an empty catalog with what was stored."""
+    @property
+    def token(self) -> str:
+        """This store's owner token, stamped on the rows of the transfers it runs."""
 
-    def refresh(self, catalog: RemotePathMapper) -> bool:
-        """Apply other processes' changes to ``catalog``; True if there were any."""
+    def load(self) -> Snapshot:
+        """Everything stored (see :class:`Snapshot`)."""
 
-    def reap(self, catalog: RemotePathMapper) -> None:
-        """Invalidate replicas that other processes were writing when they died."""
+    def changes(self) -> Changes | None:
+        """What other processes changed since the last look; None when nothing did."""
+
+    def alive(self, owner: str | None) -> bool:
+        """True while the process holding ``owner`` has its store open."""
+
+    def owner_of(self, key: Key) -> str | None:
+        """The owner stamped on a replica's row while it is pending (None when it is not)."""
+
+    def forget_owner(self, owner: str) -> None:
+        """Release what is kept about an owner found dead."""
 
     def claim(self, location: ExecutionLocation, path: str) -> bool:
         """Take the destination ``path`` for a copy; False if another live process has it."""
 
-    def put_replica(self, replica: DataLocation) -> None:
-        """Record a new or changed replica (type, implied, pending)."""
+    def put_replica(
+        self,
+        location: ExecutionLocation,
+        path: str,
+        relpath: str,
+        data_type: DataType,
+        implied: bool,
+        pending: bool,
+    ) -> None:
+        """Record a new or changed replica."""
 
-    def add_relation(self, first: DataLocation, second: DataLocation) -> None:
+    def add_relation(self, first: Key, second: Key) -> None:
         """Record a "same data" edge."""
 
-    def set_link_target(self, link: DataLocation, target: DataLocation) -> None:
+    def set_link_target(self, link: Key, target: Key) -> None:
         """Record what a SYMBOLIC_LINK replica points at."""
 
-    def invalidate(self, replicas: Sequence[DataLocation]) -> None:
+    def invalidate(self, keys: Sequence[Key]) -> None:
         """Record replicas turned INVALID, taken out of their sets (the rest stay related)."""
 
-    def record_entry(
-        self, replica: DataLocation, entry: tuple[str, int, float], digest: str | None
-    ) -> None:
-        """Record (kind, size, mtime) and the content digest seen for a replica."""
+    def record_entry(self, key: Key, entry: Signature, digest: str | None) -> None:
+        """Record the signature and the content digest seen for a replica."""
 
-    def set_anchor(
-        self,
-        lost: DataLocation,
-        anchor: DataLocation | None,
-        seen: tuple[str, int, float] | None,
-    ) -> None:
-        """Record what an INVALID replica was a copy of (None: forget it; see ``_lineage``)."""
+    def set_anchor(self, lost: Key, anchor: Key | None, seen: Signature | None) -> None:
+        """Record what an INVALID replica was a copy of (None: forget it; see ``lineage``)."""
 
-    def note_temporary(self, replica: DataLocation, tmp_path: str | None) -> None:
+    def note_temporary(self, key: Key, tmp_path: str | None) -> None:
         """Journal the temporary path a pending replica is being written to."""
 
-    def leave_temporary(self, replica: DataLocation) -> None:
+    def leave_temporary(self, key: Key) -> None:
         """Journal a temporary this process could not remove as nobody's (stale)."""
 
     def stale_temporaries(self) -> list[tuple[ExecutionLocation, str]]:
@@ -103,56 +162,3 @@ class CatalogStore(Protocol):
 
     def close(self) -> None:
         """Commit and release the storage."""
-
-
-class CatalogBatch:
-    """What :meth:`DataManager.batch` returns: a context manager, ``with`` or ``async with``.
-
-    Entering opens a batch on the store (nothing happens without one) for the running
-    context; leaving closes it, and the outermost batch commits, also when the block raised.
-    """
-
-    __slots__ = ("_frames", "_store")
-
-    def __init__(self, store: CatalogStore | None) -> None:
-        self._store = store
-        self._frames: list[_Frame] = []
-
-    def __enter__(self) -> None:
-        if self._store is not None:
-            frame = _Frame(self._store)
-            self._frames.append(frame)
-            _IN_BATCH.set((*_IN_BATCH.get(), frame))
-            self._store.begin_batch()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._store is not None:
-            frame = self._frames.pop()
-            frame.open = False  # inert wherever it was inherited or whatever context exits
-            try:
-                current = _IN_BATCH.get()
-                if frame in current:
-                    _IN_BATCH.set(tuple(f for f in current if f is not frame))
-            finally:
-                self._store.end_batch()
-
-    async def __aenter__(self) -> None:
-        self.__enter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
-
-
-def in_batch(store: object) -> bool:
-    """True when the running context is inside a batch of ``store`` still open."""
-    return any(frame.open and frame.store is store for frame in _IN_BATCH.get())

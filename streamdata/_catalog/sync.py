@@ -18,7 +18,6 @@ import time
 
 from .._errors import StreamDataError
 from .mapper import RemotePathMapper
-from .store import CatalogStore
 
 __all__ = ["REFRESH_SECONDS", "WATCH_SECONDS", "CatalogSync"]
 
@@ -31,15 +30,13 @@ WATCH_SECONDS = 0.25
 
 
 class CatalogSync:
-    """Refreshes ``catalog`` from ``store`` (see the module docstring).
+    """Refreshes ``catalog`` from its shared store (see the module docstring).
 
     Args:
-        store: The shared store.
-        catalog: The in-memory catalog it fills.
+        catalog: The in-memory catalog, backed by a store.
     """
 
-    def __init__(self, store: CatalogStore, catalog: RemotePathMapper) -> None:
-        self._store = store
+    def __init__(self, catalog: RemotePathMapper) -> None:
         self._catalog = catalog
         #: When queries should look at the store again (monotonic clock); read inline by
         #: the manager's hottest queries, which call :meth:`refresh` once it has passed.
@@ -55,7 +52,7 @@ class CatalogSync:
         clock = time.monotonic()
         if now or clock >= self.due:
             self.due = clock + REFRESH_SECONDS
-            self._store.refresh(self._catalog)
+            self._catalog.refresh()
 
     def watch(self) -> None:
         """Start the watcher on the running loop, once (a no-op while it runs)."""
@@ -67,7 +64,7 @@ class CatalogSync:
             await asyncio.sleep(WATCH_SECONDS)
             try:
                 self.refresh(now=True)
-                self._store.reap(self._catalog)
+                self._catalog.reap()
             except StreamDataError as exc:  # the next call that needs the store raises it
                 _log.debug("cannot refresh the catalog: %s", exc)
 

@@ -5,7 +5,7 @@ Every copy goes through :meth:`Engine.transfer`: ``transfer_data`` (cp rules), a
 temporary files an earlier process left, resolves the source and looks at its data,
 then runs the transfer (:func:`.run.run_attempt`) between a started and a finished or
 failed event, taking over copies whose writing process died. The engine owns the
-in-flight table and holds the catalog, the deployments, the store, the event bus and the
+in-flight table and holds the catalog, the deployments, the event bus and the
 one source policy (:meth:`Engine.pick_source`) that the manager wires in.
 """
 
@@ -15,7 +15,6 @@ import random
 from collections.abc import Iterable, Mapping, Sequence
 
 from .._catalog.mapper import RemotePathMapper
-from .._catalog.store import CatalogStore
 from .._errors import StreamDataError, WriterGone
 from .._events import EventBus
 from .._models import DataLocation, DataType, ExecutionLocation
@@ -41,7 +40,6 @@ class Engine:
     Args:
         catalog: The replicas.
         deployments: The connectors by deployment name.
-        store: The durable catalog, if any.
         policy: Chooses the source of a copy.
         rng: Random generator for the policy's random tier (default: a fresh one).
         verify: Whether copies are verified unless a call says otherwise.
@@ -55,7 +53,6 @@ class Engine:
         self,
         catalog: RemotePathMapper,
         deployments: Deployments,
-        store: CatalogStore | None,
         *,
         policy: SourcePolicy,
         rng: random.Random | None = None,
@@ -63,7 +60,6 @@ class Engine:
     ) -> None:
         self.catalog = catalog
         self.deployments = deployments
-        self.store = store
         self.events = EventBus(self._listen_to_catalog)
         self.policy = policy
         self.rng = rng if rng is not None else random.Random()
@@ -72,7 +68,7 @@ class Engine:
 
     def _listen_to_catalog(self, active: bool) -> None:
         """Catalog changes are reported only while somebody listens (it costs nothing else)."""
-        self.catalog._listener = self.events.replica_changed if active else None
+        self.catalog.listen(self.events.replica_changed if active else None)
 
     @property
     def connectors(self) -> Mapping[str, Connector]:
@@ -86,7 +82,7 @@ class Engine:
 
         Implied ancestors and links are never picked; None if nothing is left to pick.
         """
-        candidates = [r for r in replicas if r._data_type is _PRIMARY and not r._implied]
+        candidates = [r for r in replicas if r.data_type is _PRIMARY and not r.implied]
         if not candidates:
             return None
         return self.policy(
@@ -176,15 +172,13 @@ class Engine:
         Done when a location is next used (connections are lazy); an unreachable location
         keeps its entries for a later attempt.
         """
-        store = self.store
-        if store is None:
-            return
+        catalog = self.catalog
         wanted = set(locations)
-        for location, tmp in store.stale_temporaries():
+        for location, tmp in catalog.stale_temporaries():
             if location not in wanted or location.deployment not in self.connectors:
                 continue
             try:
                 await self.connectors[location.deployment].remove(location, tmp)
             except StreamDataError:
                 continue
-            store.forget_temporary(location, tmp)
+            catalog.forget_temporary(location, tmp)

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from .._catalog.mapper import RemotePathMapper
-from .._catalog.store import CatalogStore
 from .._errors import TransferError
 from .._models import DataLocation, ExecutionLocation
 from ..connectors._base import Connector
@@ -66,10 +65,6 @@ class EngineState(Protocol):
     @property
     def inflight(self) -> InFlight:
         """The links and copies being made."""
-
-    @property
-    def store(self) -> CatalogStore | None:
-        """The durable catalog, if any (journals the temporaries)."""
 
 
 @dataclass(slots=True)

@@ -21,6 +21,7 @@ import asyncio
 import posixpath
 from collections.abc import Sequence
 
+from .._catalog.mapper import RemotePathMapper
 from .._errors import StreamDataError, TransferError
 from .._models import DataLocation, DataType, ExecutionLocation, normalize_path
 from ..connectors._base import Connector, Entry, EntryKind
@@ -33,7 +34,7 @@ __all__ = ["TransferPlan"]
 
 def _same_data(first: DataLocation, second: DataLocation) -> bool:
     """True when two valid replicas are in one replica set (or are one replica)."""
-    return first is second or (first._set is not None and first._set is second._set)
+    return RemotePathMapper.same_data(first, second)
 
 
 class TransferPlan:
@@ -111,7 +112,7 @@ class TransferPlan:
     def _holding(self, location: ExecutionLocation, path: str) -> DataLocation | None:
         """The replica of the source's data the catalog has at ``path``, unless writable."""
         existing = self._catalog.lookup(location, path)
-        if existing is None or existing._implied or self._options.writable:
+        if existing is None or existing.implied or self._options.writable:
             return None
         if existing.data_type is DataType.INVALID:
             return None
@@ -147,30 +148,21 @@ class TransferPlan:
             link_to = self._link_target(job.location, job.final)
             if link_to is not None and not self._lookout.confirmed(link_to):
                 return link_to
-        held = self._held_elsewhere(job)
-        if held is not None:
-            job.kind, job.replica, job.elsewhere = JobKind.WAIT, held, True
+        # One claim: another live process's copy there to wait for (which may not be
+        # related to the source yet: the wait checks that once it ends, and plans that
+        # destination again if not, WriterGone), or the destination registered as ours.
+        tmp = temporary_path(job.final)
+        related = None if self._options.writable else self._source
+        replica, elsewhere = self._catalog.claim(
+            job.location, job.final, tmp_path=tmp, source=related, link_to=link_to
+        )
+        if elsewhere:
+            job.kind, job.replica, job.elsewhere = JobKind.WAIT, replica, True
             return None
-        replaced = self._catalog.lookup(job.location, job.final)
-        if replaced is not None and replaced.data_type is not DataType.INVALID:
-            self._catalog.invalidate(job.location, job.final)  # about to be replaced
-        self._register(job, link_to)
+        job.kind = JobKind.COPY if link_to is None else JobKind.LINK
+        job.replica, job.link_to, job.tmp = replica, link_to, tmp
+        self._context.inflight[(job.location, job.final)] = job
         return None
-
-    def _held_elsewhere(self, job: Job) -> DataLocation | None:
-        """Claim ``job``'s destination in a shared catalog, or return the replica another
-        live process is writing there, to wait for.
-
-        The other copy may not be related to the source yet (its process claims, then
-        registers): the wait checks that once it ends, and a copy of other data, or one
-        whose process died, makes the transfer plan that destination again
-        (``WriterGone``)."""
-        store = self._context.store
-        if store is None or store.claim(job.location, job.final):
-            return None
-        store.refresh(self._catalog)
-        held = self._catalog.lookup(job.location, job.final)
-        return None if held is None or held.is_available else held
 
     def _refuse(self, job: Job) -> None:
         """Fail a destination inside the data itself, or holding data of the other kind.
@@ -191,23 +183,6 @@ class TransferPlan:
                 f"cannot put {self._source.path!r} at {job.final!r} on {job.location}: {reason}"
             )
 
-    def _register(self, job: Job, link_to: DataLocation | None) -> None:
-        data_type = DataType.PRIMARY if link_to is None else DataType.SYMBOLIC_LINK
-        job.replica = self._catalog.register(
-            job.location, job.final, data_type=data_type, available=False
-        )
-        if link_to is not None:
-            self._catalog.relate(link_to, job.replica)
-            self._catalog.set_link_target(job.replica, link_to)
-        elif not self._options.writable:
-            self._catalog.relate(self._source, job.replica)
-        job.kind = JobKind.COPY if link_to is None else JobKind.LINK
-        job.link_to = link_to
-        job.tmp = temporary_path(job.final)
-        if self._context.store is not None:
-            self._context.store.note_temporary(job.replica, job.tmp)
-        self._context.inflight[(job.location, job.final)] = job
-
     def _link_target(self, location: ExecutionLocation, final: str) -> DataLocation | None:
         """The replica a link at ``final`` points to; None for a real copy.
 
@@ -221,7 +196,7 @@ class TransferPlan:
                 replica.location == location
                 and replica.data_type is DataType.PRIMARY
                 and replica.is_available
-                and not replica._implied
+                and not replica.implied
                 and not inside(at, replica.path)
             ):
                 return replica

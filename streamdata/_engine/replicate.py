@@ -51,7 +51,7 @@ async def replicate(
         ConfigurationError: If the manager is closed or a deployment is unknown.
         TransferError: If some destinations failed (``.failures`` maps each to its cause).
     """
-    if not any(r.data_type is DataType.PRIMARY and not r._implied for r in replicas):
+    if not any(r.data_type is DataType.PRIMARY and not r.implied for r in replicas):
         raise DataNotFoundError(f"no valid replica of {path!r} is known")
     destinations = engine.deployments.destinations(locations)
     results, failures = await fill(engine, replicas, destinations, target)
@@ -165,7 +165,7 @@ def _confirmed(
     One that storage does not confirm (gone, or changed) is invalidated.
     """
     held = catalog.lookup(destination, target)
-    if held is None or held._implied or held not in replicas:
+    if held is None or held.implied or held not in replicas:
         return None
     if entry is not None and _holds(catalog, held, entry):
         return held

@@ -72,15 +72,14 @@ class Settlement:
             )
             failure.__cause__ = error
             self._catalog.complete(job.replica, failure)
-        if self._context.store is not None:
-            # Last, and committed at once even inside a batch: the outcome is on disk
-            # before any other task (waiting for this replica, maybe outside any batch)
-            # goes on. A temporary that could not be removed stays journalled, owned by
-            # nobody: the next transfer to that location (or a check) removes it.
-            if job.left_behind:
-                self._context.store.leave_temporary(job.replica)
-            else:
-                self._context.store.note_temporary(job.replica, None)
+        # Last, and committed at once even inside a batch: the outcome is on disk
+        # before any other task (waiting for this replica, maybe outside any batch)
+        # goes on. A temporary that could not be removed stays journalled, owned by
+        # nobody: the next transfer to that location (or a check) removes it.
+        if job.left_behind:
+            self._catalog.leave_temporary(job.replica)
+        else:
+            self._catalog.note_temporary(job.replica, None)
 
     def revoke(self, jobs: Sequence[Job]) -> None:
         """A cancelled call leaves no valid replica, even of a destination it finished.

@@ -1,7 +1,6 @@
-"""The DataManager: the catalog, the connectors and the transfers that keep them true.
+"""The DataManager, the public API: it checks arguments and wires the parts doing the work.
 
-The public API, checking its arguments and wiring the parts that do the work: the catalog
-(``_catalog``), the engine making every copy (``_engine``), the audit (``_audit``).
+The catalog (``_catalog``), the engine making every copy (``_engine``), the audit (``_audit``).
 """
 
 from __future__ import annotations
@@ -15,9 +14,7 @@ from typing import Self
 
 from ._audit import CheckReport, record_local_entry, run_check
 from ._catalog.batch import CatalogBatch
-from ._catalog.mapper import RemotePathMapper
-from ._catalog.sqlite import open_store
-from ._catalog.sync import CatalogSync
+from ._catalog.sync import open_catalog
 from ._engine.deployments import Deployments, check_location
 from ._engine.engine import Engine
 from ._engine.replicate import replicate
@@ -64,11 +61,7 @@ class DataManager:
         self._deployments = Deployments()
         for name, connector in (deployments or {}).items():
             self.add_deployment(name, connector)
-        self._catalog = RemotePathMapper(open_store(catalog))
-        self._sync: CatalogSync | None = None
-        if self._catalog.durable:
-            self._catalog.load()
-            self._sync = CatalogSync(self._catalog)
+        self._catalog, self._sync = open_catalog(catalog)
         self._engine = Engine(
             self._catalog, self._deployments, policy=source_policy, rng=rng, verify=verify
         )
@@ -94,14 +87,13 @@ class DataManager:
         if self._deployments.closed:
             return
         error = await self._deployments.close()
-        if self._sync is not None:
-            await self._sync.close()
+        await self._sync.close()
         self._catalog.close()
         if error is not None:
             raise error
 
     async def __aenter__(self) -> Self:
-        self._refresh(watch=True)
+        self._sync.watch()
         return self
 
     async def __aexit__(
@@ -177,7 +169,7 @@ class DataManager:
         if not isinstance(data_type, DataType):
             raise TypeError(f"data_type must be a DataType, not {data_type!r}")
         self._deployments.ensure_open()
-        self._refresh()
+        self._sync.refresh()
         replica = self._catalog.register(location, path, relpath, data_type)
         if self._deployments.is_local(location):
             record_local_entry(self._catalog, replica)
@@ -195,7 +187,7 @@ class DataManager:
             if not isinstance(replica, DataLocation):
                 raise TypeError(f"expected a DataLocation, got {replica!r}")
         self._deployments.ensure_open()
-        self._refresh(now=True)
+        self._sync.refresh(now=True)
         self._catalog.relate(src_location, dst_location)
 
     def invalidate_location(self, location: ExecutionLocation, path: str) -> None:
@@ -213,8 +205,7 @@ class DataManager:
             raise TypeError(f"expected an ExecutionLocation, got {location!r}")
         if self._deployments.closed:
             self._deployments.ensure_open()  # raises
-        if self._sync is not None:  # self._refresh(now=True), inlined: hot
-            self._sync.refresh(now=True)
+        self._sync.refresh(now=True)
         catalog = self._catalog
         catalog.invalidate(location, path)
         if catalog.lineage.anchored:
@@ -238,9 +229,8 @@ class DataManager:
         Raises:
             ValueError: If ``path`` is relative.
         """
-        sync = self._sync
-        if sync is not None and monotonic() >= sync.due:  # CatalogSync.refresh, inlined
-            sync.refresh()
+        if monotonic() >= self._sync.due:  # CatalogSync.refresh, inlined: hot
+            self._sync.refresh()
         return self._catalog.locations(path, deployment, location, location_type)
 
     def get_source_location(self, path: str, dst_deployment: str) -> DataLocation | None:
@@ -252,17 +242,9 @@ class DataManager:
         Raises:
             ValueError: If ``path`` is relative.
         """
-        sync = self._sync
-        if sync is not None and monotonic() >= sync.due:  # CatalogSync.refresh, inlined
-            sync.refresh()
+        if monotonic() >= self._sync.due:  # CatalogSync.refresh, inlined: hot
+            self._sync.refresh()
         return self._engine.pick_source(self._catalog.locations(path), dst_deployment)
-
-    def _refresh(self, *, now: bool = False, watch: bool = False) -> None:
-        """See other processes' changes to a shared catalog; ``watch`` also from the loop."""
-        if self._sync is not None:
-            self._sync.refresh(now=now)
-            if watch:
-                self._sync.watch()
 
     # -- transfers -------------------------------------------------------------------------
 
@@ -334,7 +316,7 @@ class DataManager:
         if register_source and self._catalog.covering(src_location, src_path) is None:
             self.register_path(src_location, src_path)
         source, destinations = self._deployments.ends(src_location, src_path, dst_locations)
-        self._refresh(now=True, watch=True)
+        self._sync.refresh_and_watch()
         return await self._engine.transfer(
             source, destinations, dst_path, writable=writable, verify=verify
         )
@@ -375,7 +357,7 @@ class DataManager:
         """
         check_location(location)
         path = normalize_path(path)
-        self._refresh(now=True, watch=True)
+        self._sync.refresh_and_watch()
         return await run_check(
             self._engine,
             location,
@@ -413,6 +395,6 @@ class DataManager:
         """
         path = normalize_path(path)
         target = normalize_path(dst_path) if dst_path is not None else path
-        self._refresh(now=True, watch=True)
+        self._sync.refresh_and_watch()
         replicas = self.get_data_locations(path)
         return await replicate(self._engine, path, replicas, dst_locations, target)

@@ -14,12 +14,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 
 from .._errors import StreamDataError
 from .mapper import RemotePathMapper
+from .sqlite import open_store
 
-__all__ = ["REFRESH_SECONDS", "WATCH_SECONDS", "CatalogSync"]
+__all__ = ["REFRESH_SECONDS", "WATCH_SECONDS", "CatalogSync", "open_catalog"]
 
 _log = logging.getLogger(__name__)
 
@@ -38,9 +40,11 @@ class CatalogSync:
 
     def __init__(self, catalog: RemotePathMapper) -> None:
         self._catalog = catalog
+        self._durable = catalog.durable
         #: When queries should look at the store again (monotonic clock); read inline by
         #: the manager's hottest queries, which call :meth:`refresh` once it has passed.
-        self.due = time.monotonic() + REFRESH_SECONDS
+        #: Never for a catalog in memory: there is nobody else to look for.
+        self.due = time.monotonic() + REFRESH_SECONDS if self._durable else float("inf")
         self._watcher: asyncio.Task[None] | None = None
 
     def refresh(self, *, now: bool = False) -> None:
@@ -50,13 +54,18 @@ class CatalogSync:
             ConfigurationError: If the store cannot be read.
         """
         clock = time.monotonic()
-        if now or clock >= self.due:
+        if self._durable and (now or clock >= self.due):
             self.due = clock + REFRESH_SECONDS
             self._catalog.refresh()
 
+    def refresh_and_watch(self) -> None:
+        """:meth:`refresh` at once, and start the watcher if it is not running."""
+        self.refresh(now=True)
+        self.watch()
+
     def watch(self) -> None:
-        """Start the watcher on the running loop, once (a no-op while it runs)."""
-        if self._watcher is None or self._watcher.done():
+        """Start the watcher on the running loop, once (a no-op while it runs or in memory)."""
+        if self._durable and (self._watcher is None or self._watcher.done()):
             self._watcher = asyncio.get_running_loop().create_task(self._watch())
 
     async def _watch(self) -> None:
@@ -81,3 +90,14 @@ class CatalogSync:
         if same_loop:
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
+
+
+def open_catalog(path: str | os.PathLike[str] | None) -> tuple[RemotePathMapper, CatalogSync]:
+    """The catalog kept at ``path`` (None: in memory only), loaded, and its sync.
+
+    Raises:
+        ConfigurationError: If the catalog file cannot be opened or read.
+    """
+    catalog = RemotePathMapper(open_store(path))
+    catalog.load()
+    return catalog, CatalogSync(catalog)

@@ -410,7 +410,9 @@ class TransferPlan:
         source = self._endpoint
         if self._entry.kind is EntryKind.FILE:
             if digest is None:  # copied in the kernel: nothing streamed through us
-                digest = await digest_of(source.connector, source.location, source.path)
+                digest = await digest_of(
+                    source.connector, source.location, source.path, self._entry.size
+                )
             expected: object = digest
         else:
             expected = await listing_of(source.connector, source.location, source.path)
@@ -423,7 +425,9 @@ class TransferPlan:
         assert job.tmp is not None
         try:
             if self._entry.kind is EntryKind.FILE:
-                found: object = await digest_of(job.connector, job.location, job.tmp)
+                found: object = await digest_of(
+                    job.connector, job.location, job.tmp, self._entry.size
+                )
             else:
                 found = await listing_of(job.connector, job.location, job.tmp)
         except StreamDataError as exc:

@@ -38,6 +38,8 @@ __all__ = ["AsyncSSHTestServer", "SSHTestServer", "asyncssh_server", "openssh_se
 LOOPBACK = "127.0.0.1"
 _KEY_TYPE = "ssh-ed25519"
 _READ_SIZE = 1 << 18
+#: SFTP requests that start an operation (a file's reads and writes follow an "open").
+_SFTP_REQUESTS = frozenset({"open", "stat", "lstat", "realpath", "mkdir", "remove", "symlink"})
 
 
 class SSHTestServer:
@@ -124,10 +126,12 @@ class AsyncSSHTestServer(SSHTestServer):
     Attributes:
         open_channels: Channels (exec and SFTP) open right now.
         max_open_channels: The most channels that were open at once.
+        sftp_requests: The SFTP operations started so far, by name (``"open"``, ``"stat"``...).
     """
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.sftp_requests: list[str] = []
         self.open_channels = 0
         self.max_open_channels = 0
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
@@ -183,6 +187,11 @@ def _sftp_factory(server: AsyncSSHTestServer) -> Callable[[asyncssh.SSHServerCha
         def __init__(self, chan: asyncssh.SSHServerChannel[bytes]) -> None:
             super().__init__(chan)
             server.channel_opened()
+
+        def __getattribute__(self, name: str) -> Any:
+            if name in _SFTP_REQUESTS:  # looked up once per request by the SFTP handler
+                server.sftp_requests.append(name)
+            return super().__getattribute__(name)
 
         def exit(self) -> None:
             server.channel_closed()

@@ -302,7 +302,7 @@ async def _verify_contents(
     corrupt: dict[DataLocation, Signature] = {}
     fresh: dict[DataLocation, str] = {}
     for replica, signature in files:
-        digest = await digest_of(connector, location, replica.path, signature[1])
+        digest = await digest_of(connector, location, replica.path)
         recorded = catalog.digest_of(replica)
         if recorded is None:
             fresh[replica] = digest

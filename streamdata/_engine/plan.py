@@ -410,9 +410,7 @@ class TransferPlan:
         source = self._endpoint
         if self._entry.kind is EntryKind.FILE:
             if digest is None:  # copied in the kernel: nothing streamed through us
-                digest = await digest_of(
-                    source.connector, source.location, source.path, self._entry.size
-                )
+                digest = await digest_of(source.connector, source.location, source.path)
             expected: object = digest
         else:
             expected = await listing_of(source.connector, source.location, source.path)
@@ -425,9 +423,7 @@ class TransferPlan:
         assert job.tmp is not None
         try:
             if self._entry.kind is EntryKind.FILE:
-                found: object = await digest_of(
-                    job.connector, job.location, job.tmp, self._entry.size
-                )
+                found: object = await digest_of(job.connector, job.location, job.tmp)
             else:
                 found = await listing_of(job.connector, job.location, job.tmp)
         except StreamDataError as exc:

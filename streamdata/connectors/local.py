@@ -27,7 +27,6 @@ from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
-    Callable,
     Hashable,
     Iterator,
 )
@@ -39,7 +38,7 @@ from aiofiles.threadpool.binary import AsyncBufferedReader
 from .._errors import ConnectorError
 from .._models import ExecutionLocation
 from ._base import Connector, Entry, EntryKind, entry_from_stat
-from ._diskio import WritePacing, in_thread
+from ._diskio import WritePacing, copy_file, in_thread
 from ._errors import ErrorMap
 from ._listing import ListingParser, find_command
 from ._process import feed_process, read_process, run_process
@@ -48,7 +47,6 @@ from ._tar.filter import filter_tree, inside_root
 __all__ = ["LOCAL_ERRORS", "LocalConnector"]
 
 _CHUNK = 1 << 20
-_COPY_SLICE = 1 << 26
 _WALK_BATCH = 2048
 
 
@@ -140,7 +138,7 @@ class LocalConnector(Connector):
         source = os.path.realpath(src_path)
         if not os.path.isdir(source):
             with _mapped("copy to", dst_path, location):
-                await in_thread(lambda cancelled: _copy_file(source, dst_path, cancelled))
+                await in_thread(lambda cancelled: copy_file(source, dst_path, cancelled))
             return
         with _mapped("copy", src_path, location):
             filtered = await in_thread(lambda cancelled: _needs_filter(src_path, cancelled))
@@ -371,35 +369,3 @@ async def _read_chunks(
         if not chunk:
             return
         yield chunk
-
-
-def _copy_file(source: str, target: str, cancelled: threading.Event) -> None:
-    with open(source, "rb") as src, open(target, "xb") as dst:
-        info = os.fstat(src.fileno())
-        _copy_bytes(src.fileno(), dst.fileno(), info.st_size, cancelled)
-    os.chmod(target, stat_module.S_IMODE(info.st_mode))
-    os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))
-
-
-def _copy_bytes(src: int, dst: int, size: int, cancelled: threading.Event) -> None:
-    """Copy in the kernel, a slice at a time so a cancellation is noticed."""
-    copy: Callable[[int, int, int], int] = _copy_file_range
-    while not cancelled.is_set():
-        try:
-            done = copy(src, dst, _COPY_SLICE)
-        except OSError as exc:
-            if copy is _sendfile or exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL):
-                raise
-            copy = _sendfile
-            continue
-        if done == 0:
-            return
-    raise InterruptedError("copy cancelled")
-
-
-def _copy_file_range(src: int, dst: int, count: int) -> int:
-    return os.copy_file_range(src, dst, count)
-
-
-def _sendfile(src: int, dst: int, count: int) -> int:
-    return os.sendfile(dst, src, None, count)

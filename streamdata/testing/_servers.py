@@ -38,8 +38,6 @@ __all__ = ["AsyncSSHTestServer", "SSHTestServer", "asyncssh_server", "openssh_se
 LOOPBACK = "127.0.0.1"
 _KEY_TYPE = "ssh-ed25519"
 _READ_SIZE = 1 << 18
-#: SFTP requests that start an operation (a file's reads and writes follow an "open").
-_SFTP_REQUESTS = frozenset({"open", "stat", "lstat", "realpath", "mkdir", "remove", "symlink"})
 
 
 class SSHTestServer:
@@ -126,7 +124,7 @@ class AsyncSSHTestServer(SSHTestServer):
     Attributes:
         open_channels: Channels (exec and SFTP) open right now.
         max_open_channels: The most channels that were open at once.
-        sftp_requests: The SFTP operations started so far, by name (``"open"``, ``"stat"``...).
+        sftp_requests: The SFTP operations started so far (``"open"``, ``"stat"``, ...).
     """
 
     def __init__(self, **kwargs: Any) -> None:
@@ -189,7 +187,7 @@ def _sftp_factory(server: AsyncSSHTestServer) -> Callable[[asyncssh.SSHServerCha
             server.channel_opened()
 
         def __getattribute__(self, name: str) -> Any:
-            if name in _SFTP_REQUESTS:  # looked up once per request by the SFTP handler
+            if name in ("open", "stat", "lstat", "realpath", "mkdir", "remove", "symlink"):
                 server.sftp_requests.append(name)
             return super().__getattribute__(name)
 

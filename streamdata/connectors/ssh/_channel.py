@@ -25,6 +25,7 @@ from typing import cast
 from ..._errors import ConnectorError
 from .._stderr import StderrBuffer, summarize
 from ._asyncssh import asyncssh
+from ._errors import SSH_ERRORS
 from ._host import PoolSettings
 
 __all__ = ["CommandSession", "RemoteCommand", "close_session", "open_session"]
@@ -155,7 +156,7 @@ class RemoteCommand:
             await self._fail_closed()
         try:
             self._channel.write(data)
-        except (OSError, asyncssh.Error) as exc:
+        except SSH_ERRORS.handled as exc:
             raise self._error("cannot send data", exc) from exc
 
     def write_eof(self) -> None:
@@ -187,7 +188,7 @@ class RemoteCommand:
         self._check()
         raise self._error("the command stopped reading its input", None)
 
-    def _error(self, reason: str, cause: Exception | None) -> ConnectorError:
+    def _error(self, reason: str, cause: BaseException | None) -> ConnectorError:
         stderr = self._session.stderr.text()
         summary = summarize(stderr)
         detail = f": {summary}" if summary else ""

@@ -1,10 +1,13 @@
 """The connector interface: how the transfer engine reaches a location's storage.
 
-A connector owns the connections to the locations of one deployment. The engine in
-``streamdata._transfer`` only ever calls the methods below; it never builds a command line
-itself. Every method raises :class:`~streamdata.ConnectorError` (never a raw ``OSError`` or
-``asyncssh`` error) and, when cancelled, stops its work promptly; temporary paths it was
-writing are removed by the engine.
+A connector owns the connections to the locations of one deployment. The transfer engine
+only ever calls the methods below; it never builds a command line itself. What it learnt
+of a source (its :class:`Entry`: kind, size, mode, mtime) travels down with every stream
+(:meth:`Connector.read`, :meth:`Connector.write`, :meth:`Connector.send`), so a connector
+never asks the location again. Every method raises :class:`~streamdata.ConnectorError`
+(never a raw ``OSError`` or ``asyncssh`` error: each connector translates them with one
+table, :mod:`._errors`) and, when cancelled, stops its work promptly; temporary paths it
+was writing are removed by the engine.
 
 Streams: a regular file travels as its raw bytes; a directory travels as a POSIX tar stream
 of its *contents* (member names relative to the directory, e.g. ``./sub/file``), which keeps

@@ -17,7 +17,7 @@ import pytest
 from conftest import ConnectorEnv
 
 from streamdata._errors import ConnectorError
-from streamdata.connectors._base import Entry, EntryKind
+from streamdata.connectors import Entry, EntryKind
 
 MTIME = 1_600_000_000.0
 HOSTILE_NAMES = (

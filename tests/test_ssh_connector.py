@@ -20,7 +20,7 @@ import pytest
 
 from streamdata._errors import ConfigurationError, ConnectorError
 from streamdata._models import ExecutionLocation
-from streamdata.connectors._base import Entry, EntryKind, entry_from_stat
+from streamdata.connectors import Entry, EntryKind
 from streamdata.connectors.ssh import SSHConnector, SSHHost
 from streamdata.testing import _servers as _testservers
 from streamdata.testing._servers import AsyncSSHTestServer, SSHTestServer
@@ -39,7 +39,8 @@ def closed_port() -> int:
 
 def existing(path: Path) -> Entry:
     """The entry of a local file, as the engine's stat gives it to ``read``."""
-    return entry_from_stat(str(path), path.stat())
+    info = path.stat()
+    return Entry(str(path), EntryKind.FILE, info.st_size, info.st_mtime, info.st_mode & 0o7777)
 
 
 def new_file(path: str, size: int, mtime: float = 0.0) -> Entry:

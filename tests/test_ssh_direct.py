@@ -28,7 +28,7 @@ from streamdata import (
     SSHHost,
     TransferError,
 )
-from streamdata.connectors._base import Entry
+from streamdata.connectors import Entry
 from streamdata.testing._servers import SSHTestServer
 
 FIRST = ExecutionLocation("first", "site")

@@ -24,7 +24,7 @@ import pytest
 from conftest import ConnectorEnv
 
 from streamdata import DataManager, ExecutionLocation, LocalConnector, SSHConnector, TransferError
-from streamdata.connectors._base import Connector, Entry, EntryKind
+from streamdata.connectors import Connector, Entry, EntryKind
 from streamdata.testing._servers import AsyncSSHTestServer, SSHTestServer
 
 #: (source kind, destination kind); "same" copies on the source's own location.

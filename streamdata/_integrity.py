@@ -59,14 +59,22 @@ class Hasher:
         return str(self._state.hexdigest())
 
 
-async def digest_of(connector: Connector, location: ExecutionLocation, path: str) -> str:
+async def digest_of(
+    connector: Connector, location: ExecutionLocation, path: str, size: int | None = None
+) -> str:
     """Hash the file at ``path`` on ``location`` by reading it through its connector.
+
+    ``size`` is the file's size if known; else it is asked first (one ``stat``).
 
     Raises:
         ConnectorError: If the file cannot be read.
     """
+    if size is None:
+        found = await connector.stat(location, path)
+        size = found.size if found is not None else 0
     hasher = Hasher()
-    async with connector.read(location, path, EntryKind.FILE) as chunks:
+    entry = Entry(path, EntryKind.FILE, size, 0.0, 0o600)
+    async with connector.read(location, entry) as chunks:
         async for chunk in chunks:
             hasher.update(chunk)
     return hasher.hexdigest()

@@ -17,8 +17,7 @@ import pytest_asyncio
 from cli_env import Env, make_env
 
 from streamdata import Connector, ExecutionLocation, LocalConnector, SSHConnector
-from streamdata.testing import AsyncSSHTestServer, SSHTestServer, open_ssh_server
-from streamdata.testing import _servers as _testservers
+from streamdata.testing import AsyncSSHTestServer, SSHTestServer, _openssh, open_ssh_server
 
 CONNECTOR_KINDS = ("local", "asyncssh", "openssh")
 
@@ -26,7 +25,7 @@ CONNECTOR_KINDS = ("local", "asyncssh", "openssh")
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def openssh_server() -> AsyncIterator[SSHTestServer]:
     """A real OpenSSH sshd on a free loopback port, shared by the whole test session."""
-    async with _testservers.openssh_server() as server:
+    async with _openssh.openssh_server() as server:
         yield server
 
 

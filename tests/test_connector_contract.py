@@ -17,7 +17,7 @@ import pytest
 from conftest import ConnectorEnv
 
 from streamdata import ConnectorError
-from streamdata.connectors import EntryKind
+from streamdata.connectors import Entry, EntryKind
 
 MTIME = 1_600_000_000.0
 HOSTILE_NAMES = (
@@ -81,9 +81,15 @@ def assert_same_tree(source: Path, copy: Path) -> None:
     assert linked[0].st_ino == linked[1].st_ino
 
 
+def entry_for(path: str, kind: EntryKind, size: int = 0, mode: int = 0o644) -> Entry:
+    """An entry describing a stream's source, as the engine passes it."""
+    return Entry(path, kind, size, MTIME, mode)
+
+
 async def read_all(env: ConnectorEnv, path: str, kind: EntryKind) -> bytes:
     """Read a whole stream from the environment's location."""
-    async with env.connector.read(env.location, path, kind) as chunks:
+    entry = await env.connector.stat(env.location, path) or entry_for(path, kind)
+    async with env.connector.read(env.location, entry) as chunks:
         return b"".join([chunk async for chunk in chunks])
 
 
@@ -91,10 +97,9 @@ async def stream_copy(env: ConnectorEnv, source: str, target: str, kind: EntryKi
     """Pipe ``read`` of ``source`` into ``write`` of ``target``, like the engine does."""
     entry = await env.connector.stat(env.location, source)
     assert entry is not None
-    async with env.connector.read(env.location, source, kind) as chunks:
-        await env.connector.write(
-            env.location, target, kind, chunks, mode=entry.mode, mtime=entry.mtime
-        )
+    assert entry.kind is kind
+    async with env.connector.read(env.location, entry) as chunks:
+        await env.connector.write(env.location, target, entry, chunks)
 
 
 async def chunks_of(*parts: bytes) -> AsyncIterator[bytes]:
@@ -295,13 +300,9 @@ async def test_file_stream_round_trip(connector_env: ConnectorEnv, size: int) ->
 async def test_write_keeps_fractional_mtime_and_exec_bit(connector_env: ConnectorEnv) -> None:
     """write applies mode and a fractional mtime after the last byte."""
     target = connector_env.path("fresh")
+    entry = Entry(target, EntryKind.FILE, 2, MTIME + 0.5, 0o755)
     await connector_env.connector.write(
-        connector_env.location,
-        target,
-        EntryKind.FILE,
-        chunks_of(b"a", b"b"),
-        mode=0o755,
-        mtime=MTIME + 0.5,
+        connector_env.location, target, entry, chunks_of(b"a", b"b")
     )
     info = os.stat(target)
     assert Path(target).read_bytes() == b"ab"
@@ -335,7 +336,10 @@ async def test_write_does_not_replace_an_existing_path(
     existing = connector_env.write_file("existing", b"old")
     with pytest.raises(ConnectorError):
         await connector_env.connector.write(
-            connector_env.location, existing, EntryKind.FILE, chunks_of(b"n" * size)
+            connector_env.location,
+            existing,
+            entry_for(existing, EntryKind.FILE, size),
+            chunks_of(b"n" * size),
         )
     assert Path(existing).read_bytes() == b"old"
 
@@ -344,9 +348,13 @@ async def test_write_does_not_replace_an_existing_path(
 async def test_write_into_a_missing_directory_fails(connector_env: ConnectorEnv, size: int) -> None:
     """write below a missing directory raises ConnectorError, for files and trees."""
     for kind in (EntryKind.FILE, EntryKind.DIRECTORY):
+        target = connector_env.path("no/dir/x")
         with pytest.raises(ConnectorError):
             await connector_env.connector.write(
-                connector_env.location, connector_env.path("no/dir/x"), kind, chunks_of(b"x" * size)
+                connector_env.location,
+                target,
+                entry_for(target, kind, size),
+                chunks_of(b"x" * size),
             )
 
 
@@ -363,7 +371,7 @@ async def test_garbage_tar_stream_fails(connector_env: ConnectorEnv) -> None:
         await connector_env.connector.write(
             connector_env.location,
             connector_env.path("bad"),
-            EntryKind.DIRECTORY,
+            entry_for(connector_env.path("bad"), EntryKind.DIRECTORY),
             chunks_of(b"this is not a tar archive" * 100),
         )
 

@@ -33,7 +33,7 @@ from streamdata import (
     StreamDataError,
     TransferError,
 )
-from streamdata.connectors import EntryKind
+from streamdata.connectors import Entry
 
 A = ExecutionLocation("a", "site-a")
 B = ExecutionLocation("b", "site-b")
@@ -55,17 +55,10 @@ class CountingConnector(LocalConnector):
         await super().copy(location, src_path, dst_path)
 
     async def write(
-        self,
-        location: ExecutionLocation,
-        path: str,
-        kind: EntryKind,
-        chunks: AsyncIterable[bytes],
-        *,
-        mode: int | None = None,
-        mtime: float | None = None,
+        self, location: ExecutionLocation, path: str, entry: Entry, chunks: AsyncIterable[bytes]
     ) -> None:
         self.writes += 1
-        await super().write(location, path, kind, chunks, mode=mode, mtime=mtime)
+        await super().write(location, path, entry, chunks)
 
     async def close(self) -> None:
         self.closes += 1
@@ -103,14 +96,7 @@ class BrokenDiskConnector(LocalConnector):
         raise ConnectorError("no space left on device (injected)", host=location.name)
 
     async def write(
-        self,
-        location: ExecutionLocation,
-        path: str,
-        kind: EntryKind,
-        chunks: AsyncIterable[bytes],
-        *,
-        mode: int | None = None,
-        mtime: float | None = None,
+        self, location: ExecutionLocation, path: str, entry: Entry, chunks: AsyncIterable[bytes]
     ) -> None:
         Path(path).write_bytes(b"partial")
         raise ConnectorError("no space left on device (injected)", host=location.name)

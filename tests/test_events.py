@@ -19,7 +19,7 @@ from streamdata import (
     TransferError,
     TransferEvent,
 )
-from streamdata.connectors import Connector, EntryKind
+from streamdata.connectors import Connector, Entry
 from streamdata.testing import AsyncSSHTestServer
 
 A, B = ExecutionLocation("a", "site-a"), ExecutionLocation("b", "site-b")
@@ -181,11 +181,8 @@ class _DropsOnce(SSHConnector):
         self,
         location: ExecutionLocation,
         path: str,
-        kind: EntryKind,
+        entry: Entry,
         chunks: AsyncIterable[bytes],
-        *,
-        mode: int | None = None,
-        mtime: float | None = None,
     ) -> None:
         self.writes += 1
         if self.writes == 1:
@@ -195,7 +192,7 @@ class _DropsOnce(SSHConnector):
                 if taken > 600_000:
                     break
             raise ConnectorError("connection lost (injected)", transient=True)
-        await super().write(location, path, kind, chunks, mode=mode, mtime=mtime)
+        await super().write(location, path, entry, chunks)
 
 
 async def test_a_retried_tree_counts_its_files_once(

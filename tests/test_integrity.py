@@ -16,7 +16,7 @@ from streamdata import (
     LocalConnector,
     TransferError,
 )
-from streamdata.connectors import EntryKind
+from streamdata.connectors import Entry
 
 A, B = ExecutionLocation("a", "site-a"), ExecutionLocation("b", "site-b")
 
@@ -50,16 +50,9 @@ class _CorruptingWrite(_RemoteLike):
     """Flips a byte of every streamed file it writes (a faulty network path, say)."""
 
     async def write(
-        self,
-        location: ExecutionLocation,
-        path: str,
-        kind: EntryKind,
-        chunks: AsyncIterable[bytes],
-        *,
-        mode: int | None = None,
-        mtime: float | None = None,
+        self, location: ExecutionLocation, path: str, entry: Entry, chunks: AsyncIterable[bytes]
     ) -> None:
-        await super().write(location, path, kind, chunks, mode=mode, mtime=mtime)
+        await super().write(location, path, entry, chunks)
         _flip_byte(path)
 
 

@@ -19,9 +19,8 @@ import asyncssh
 import pytest
 
 from streamdata import ConfigurationError, ConnectorError, ExecutionLocation, SSHConnector, SSHHost
-from streamdata.connectors import EntryKind
-from streamdata.testing import AsyncSSHTestServer, SSHTestServer
-from streamdata.testing import _servers as _testservers
+from streamdata.connectors import Entry, EntryKind
+from streamdata.testing import AsyncSSHTestServer, SSHTestServer, _openssh
 
 LOCATION = ExecutionLocation("remote", "ssh")
 BIG = 64 << 20
@@ -33,6 +32,17 @@ def closed_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
     return port
+
+
+def existing(path: Path) -> Entry:
+    """The entry of a local file, as the engine's stat gives it to ``read``."""
+    info = path.stat()
+    return Entry(str(path), EntryKind.FILE, info.st_size, info.st_mtime, info.st_mode & 0o7777)
+
+
+def new_file(path: str, size: int, mtime: float = 0.0) -> Entry:
+    """The entry of a file of ``size`` bytes to ``write`` at ``path``."""
+    return Entry(path, EntryKind.FILE, size, mtime, 0o644)
 
 
 def write_foreign_known_hosts(path: Path, port: int) -> Path:
@@ -173,7 +183,7 @@ async def test_wrong_host_key_is_refused(
     async with SSHConnector([host]) as connector:
         location = ExecutionLocation("spoofed", "ssh")
         with pytest.raises(ConnectorError, match="spoofed") as caught:
-            await connector.write(location, str(target), EntryKind.FILE, chunks_of(b"x"))
+            await connector.write(location, str(target), new_file(str(target), 1), chunks_of(b"x"))
     assert "host key" in str(caught.value).lower()
     assert not target.exists()
 
@@ -217,12 +227,12 @@ def mixed_operations(
     small.write_bytes(b"small")
 
     async def read(source: Path) -> object:
-        async with connector.read(LOCATION, str(source), EntryKind.FILE) as chunks:
+        async with connector.read(LOCATION, existing(source)) as chunks:
             return sum([len(chunk) async for chunk in chunks])
 
     async def write(index: int, size: int) -> object:
         path, data = str(root / f"out-{index}"), os.urandom(size)
-        await connector.write(LOCATION, path, EntryKind.FILE, chunks_of(data), mtime=0.5)
+        await connector.write(LOCATION, path, new_file(path, size, 0.5), chunks_of(data))
         return path
 
     async def walk() -> object:
@@ -259,7 +269,7 @@ async def test_max_sessions_is_never_exceeded_on_the_server(
 async def test_openssh_session_limit_is_respected(tmp_path: Path) -> None:
     """On sshd with MaxSessions 4 and one connection, 60 concurrent operations all succeed."""
     async with (
-        _testservers.openssh_server(max_sessions=4) as server,
+        _openssh.openssh_server(max_sessions=4) as server,
         connector_for(server, max_sessions=4, max_connections=1) as connector,
     ):
         # a fifth of them run a command (~0.2 s each on this box: root's .bashrc)
@@ -281,7 +291,7 @@ async def test_metadata_is_not_starved_by_bulk_transfers(
             started = asyncio.Event()
             path = str(tmp_path / f"stalled-{index}")
             stream = gated_chunks(gate, started)
-            group.create_task(connector.write(LOCATION, path, EntryKind.FILE, stream))
+            group.create_task(connector.write(LOCATION, path, new_file(path, BIG), stream))
         await asyncio.sleep(0.2)
         async with asyncio.timeout(5):
             assert await connector.stat(LOCATION, str(tmp_path)) is not None
@@ -308,7 +318,7 @@ async def test_connection_killed_mid_read_fails_promptly(
     source.write_bytes(os.urandom(BIG))
 
     async def read_while_killing(connector: SSHConnector) -> None:
-        async with connector.read(LOCATION, str(source), EntryKind.FILE) as chunks:
+        async with connector.read(LOCATION, existing(source)) as chunks:
             async for _ in chunks:
                 server.kill_connections()
                 await asyncio.sleep(0.05)
@@ -342,8 +352,9 @@ async def test_connection_killed_mid_write_fails_promptly(
     ):
         group.create_task(kill_when_started())
         stream = chunks_forever(after=8, started=started)
+        partial = str(tmp_path / "partial")
         with pytest.raises(ConnectorError):
-            await connector.write(LOCATION, str(tmp_path / "partial"), EntryKind.FILE, stream)
+            await connector.write(LOCATION, partial, new_file(partial, BIG), stream)
 
 
 async def test_cancelling_a_read_closes_its_channel(
@@ -355,7 +366,7 @@ async def test_cancelling_a_read_closes_its_channel(
     first = asyncio.Event()
 
     async def consume(connector: SSHConnector) -> None:
-        async with connector.read(LOCATION, str(source), EntryKind.FILE) as chunks:
+        async with connector.read(LOCATION, existing(source)) as chunks:
             async for _ in chunks:
                 first.set()
                 await asyncio.sleep(1)
@@ -380,7 +391,7 @@ async def test_slow_reader_holds_bounded_memory(
     async with connector_for(openssh_server) as connector:
         tracemalloc.start()
         try:
-            async with connector.read(LOCATION, str(source), EntryKind.FILE) as chunks:
+            async with connector.read(LOCATION, existing(source)) as chunks:
                 async for chunk in chunks:
                     received += len(chunk)
                     await asyncio.sleep(0.5 if received == len(chunk) else 0.01)

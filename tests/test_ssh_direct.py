@@ -28,7 +28,7 @@ from streamdata import (
     SSHHost,
     TransferError,
 )
-from streamdata.connectors import EntryKind
+from streamdata.connectors import Entry
 from streamdata.testing import SSHTestServer
 
 FIRST = ExecutionLocation("first", "site")
@@ -42,10 +42,10 @@ class CountingSSHConnector(SSHConnector):
     reads = 0
 
     def read(
-        self, location: ExecutionLocation, path: str, kind: EntryKind
+        self, location: ExecutionLocation, entry: Entry
     ) -> AbstractAsyncContextManager[AsyncIterator[bytes]]:
         self.reads += 1
-        return super().read(location, path, kind)
+        return super().read(location, entry)
 
 
 @dataclass

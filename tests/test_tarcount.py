@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from streamdata.connectors._tar.count import TarFileCounter, checksum_ok, header_number
+from streamdata.connectors._tar.count import TarFileCounter
+from streamdata.connectors._tar.header import checksum_ok, header_number
 
 
 def _tree(root: Path) -> int:

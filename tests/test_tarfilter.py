@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from streamdata.connectors._tar.filter import TreeFilter, inside_root, relative_target
+from streamdata.connectors._tar.header import TarChunk
 
 FORMATS = ("gnu", "posix")
 SIZES = (1, 100, 511, 512, 513, 4096, 10_000, 1 << 20)
@@ -126,11 +127,18 @@ def test_a_clean_stream_passes_unchanged(tmp_path: Path, fmt: str) -> None:
     for size in (*SIZES, random.Random(7).randrange(1, 2000)):
         assert _filtered(data, [os.fsencode(tree)], size) == data
     tree_filter = TreeFilter([os.fsencode(tree)])
-    assert tree_filter.feed(data) is data
+    assert _same(tree_filter.feed(data), data)
     if fmt == "gnu":  # no member spans two blocks: every block-sized chunk is passed on
         tree_filter = TreeFilter([os.fsencode(tree)])
         for piece in _pieces(data, 512):
-            assert tree_filter.feed(piece) is piece
+            assert _same(tree_filter.feed(piece), piece)
+
+
+def _same(passed: bytes, given: bytes) -> bool:
+    """``passed`` is ``given`` itself, or its bytes with the headers read in them."""
+    if isinstance(passed, TarChunk):
+        return passed == given and bool(passed.headers)
+    return passed is given
 
 
 def test_a_hard_link_to_a_left_out_fifo_is_left_out(tmp_path: Path) -> None:

@@ -11,8 +11,7 @@ import asyncssh
 import pytest
 
 from streamdata import SSHHost
-from streamdata.testing import AsyncSSHTestServer, SSHTestServer
-from streamdata.testing import _servers as _testservers
+from streamdata.testing import AsyncSSHTestServer, SSHTestServer, _openssh
 
 
 def connect(server: SSHTestServer, **options: object) -> Any:
@@ -128,7 +127,7 @@ async def test_closing_the_channel_kills_the_command(
 
 async def test_openssh_server_stops_on_exit() -> None:
     """Leaving the context terminates sshd: its port refuses connections."""
-    async with _testservers.openssh_server() as server:
+    async with _openssh.openssh_server() as server:
         port = server.port
         async with connect(server) as conn:
             assert (await conn.run("echo up")).stdout == "up\n"

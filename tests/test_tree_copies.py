@@ -24,7 +24,7 @@ import pytest
 from conftest import ConnectorEnv
 
 from streamdata import DataManager, ExecutionLocation, LocalConnector, SSHConnector, TransferError
-from streamdata.connectors import Connector, EntryKind
+from streamdata.connectors import Connector, Entry, EntryKind
 from streamdata.testing import AsyncSSHTestServer, SSHTestServer
 
 #: (source kind, destination kind); "same" copies on the source's own location.
@@ -211,9 +211,10 @@ async def test_connector_tree_stream_skips_special_files(connector_env: Connecto
     """Every connector's tar stream of a tree leaves its special files out."""
     tree = make_special_tree(connector_env.root)
     copy = connector_env.root / "copy"
-    location, kind = connector_env.location, EntryKind.DIRECTORY
-    async with connector_env.connector.read(location, str(tree), kind) as chunks:
-        await connector_env.connector.write(location, str(copy), kind, chunks)
+    location = connector_env.location
+    entry = Entry(str(tree), EntryKind.DIRECTORY, 0, 0.0, 0o755)
+    async with connector_env.connector.read(location, entry) as chunks:
+        await connector_env.connector.write(location, str(copy), entry, chunks)
     assert not [name for name in SPECIALS if os.path.lexists(copy / name)]
     assert (copy / "sub" / "kept.txt").read_text() == "kept"
 

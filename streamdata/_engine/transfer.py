@@ -151,15 +151,7 @@ async def _send(
     source: Endpoint, target: Endpoint, entry: Entry, on_progress: Callable[[int, int | None], None]
 ) -> None:
     connector = source.connector
-    await connector.send(
-        source.location,
-        source.path,
-        entry.kind,
-        target.location,
-        target.path,
-        mode=entry.mode,
-        mtime=entry.mtime,
-    )
+    await connector.send(source.location, entry, target.location, target.path)
     on_progress(entry.size, None)
 
 
@@ -178,14 +170,7 @@ async def _stream(
     async def write(slot: int) -> None:
         target = targets[slot]
         try:
-            await target.connector.write(
-                target.location,
-                target.path,
-                entry.kind,
-                _drain(queues[slot]),
-                mode=entry.mode,
-                mtime=entry.mtime,
-            )
+            await target.connector.write(target.location, target.path, entry, _drain(queues[slot]))
         except Exception as exc:  # this destination fails alone
             results[indexes[slot]] = exc
         finally:
@@ -196,7 +181,7 @@ async def _stream(
         for slot in range(len(targets)):
             group.create_task(write(slot))
         try:
-            await _pump(source, entry.kind, queues, alive, on_chunk)
+            await _pump(source, entry, queues, alive, on_chunk)
         except Exception as exc:  # a failed read fails every destination
             for slot, index in enumerate(indexes):
                 if results[index] is None:
@@ -207,12 +192,12 @@ async def _stream(
 
 async def _pump(
     source: Endpoint,
-    kind: EntryKind,
+    entry: Entry,
     queues: Sequence[asyncio.Queue[_Item]],
     alive: list[bool],
     on_chunk: _ChunkSink,
 ) -> None:
-    async with source.connector.read(source.location, source.path, kind) as chunks:
+    async with source.connector.read(source.location, entry) as chunks:
         async for chunk in chunks:
             if not chunk:
                 continue

@@ -1,10 +1,13 @@
 """The connector interface: how the transfer engine reaches a location's storage.
 
-A connector owns the connections to the locations of one deployment. The engine in
-``streamdata._transfer`` only ever calls the methods below; it never builds a command line
-itself. Every method raises :class:`~streamdata.ConnectorError` (never a raw ``OSError`` or
-``asyncssh`` error) and, when cancelled, stops its work promptly; temporary paths it was
-writing are removed by the engine.
+A connector owns the connections to the locations of one deployment. The transfer engine
+only ever calls the methods below; it never builds a command line itself. What it learnt
+of a source (its :class:`Entry`: kind, size, mode, mtime) travels down with every stream
+(:meth:`Connector.read`, :meth:`Connector.write`, :meth:`Connector.send`), so a connector
+never asks the location again. Every method raises :class:`~streamdata.ConnectorError`
+(never a raw ``OSError`` or ``asyncssh`` error: each connector translates them with one
+table, :mod:`._errors`) and, when cancelled, stops its work promptly; temporary paths it
+was writing are removed by the engine.
 
 Streams: a regular file travels as its raw bytes; a directory travels as a POSIX tar stream
 of its *contents* (member names relative to the directory, e.g. ``./sub/file``), which keeps
@@ -12,7 +15,7 @@ permission bits, modification times, empty directories, symbolic links and hard 
 
 Every copy of a tree, however it is made (:meth:`Connector.copy`, :meth:`Connector.read`
 then :meth:`Connector.write`, :meth:`Connector.send`), follows two rules
-(:mod:`._tarfilter`): special files (fifos, sockets, devices) are left out, and a
+(:mod:`._tar.filter`): special files (fifos, sockets, devices) are left out, and a
 symbolic link whose absolute target lies inside the tree becomes the equivalent
 relative link, so that it points into the copy; other links are kept verbatim.
 """
@@ -154,20 +157,12 @@ class Connector(abc.ABC):
         return False
 
     async def send(
-        self,
-        location: ExecutionLocation,
-        path: str,
-        kind: EntryKind,
-        target: ExecutionLocation,
-        target_path: str,
-        *,
-        mode: int | None = None,
-        mtime: float | None = None,
+        self, location: ExecutionLocation, entry: Entry, target: ExecutionLocation, target_path: str
     ) -> None:
-        """Copy ``path`` from ``location`` to the new path ``target_path`` on ``target``.
+        """Copy ``entry`` from ``location`` to the new path ``target_path`` on ``target``.
 
         Called only when :meth:`can_send` is True; keeps what :meth:`copy` keeps, and
-        gives a file ``mode`` and ``mtime`` as :meth:`write` does.
+        gives a file the entry's mode and mtime as :meth:`write` does.
 
         Raises:
             ConnectorError: On failure; what was written is left for the caller to remove.
@@ -176,30 +171,26 @@ class Connector(abc.ABC):
 
     @abc.abstractmethod
     def read(
-        self, location: ExecutionLocation, path: str, kind: EntryKind
+        self, location: ExecutionLocation, entry: Entry
     ) -> AbstractAsyncContextManager[AsyncIterator[bytes]]:
-        """Open a byte stream of ``path``: raw bytes for a file, a tar stream for a directory.
+        """Open a byte stream of ``entry``: raw bytes for a file, a tar stream for a directory.
 
-        A directory's stream holds no special file, and its absolute links into the tree
-        are relative (see the module docstring). The iterator raises
-        :class:`~streamdata.ConnectorError` if the source cannot be read completely;
-        leaving the context early stops the producer.
+        ``entry`` is what :meth:`stat` said of the source (its path, kind and size), so
+        the connector need not ask again before the data flows. A directory's stream
+        holds no special file, and its absolute links into the tree are relative (see the
+        module docstring). The iterator raises :class:`~streamdata.ConnectorError` if the
+        source cannot be read completely; leaving the context early stops the producer.
         """
 
     @abc.abstractmethod
     async def write(
-        self,
-        location: ExecutionLocation,
-        path: str,
-        kind: EntryKind,
-        chunks: AsyncIterable[bytes],
-        *,
-        mode: int | None = None,
-        mtime: float | None = None,
+        self, location: ExecutionLocation, path: str, entry: Entry, chunks: AsyncIterable[bytes]
     ) -> None:
-        """Write a stream made by :meth:`read` to ``path`` (which must not exist).
+        """Write a stream made by :meth:`read` of ``entry`` to ``path`` (which must not exist).
 
-        For a file, ``mode`` and ``mtime`` are applied after the last byte.
+        ``entry`` describes the source: its kind says a file or a tree, its size how many
+        bytes to expect (a hint: the stream decides), and a file gets its mode and mtime
+        after the last byte.
 
         Raises:
             ConnectorError: On failure; what was written is left for the caller to remove.

@@ -6,7 +6,7 @@ bulk work runs off the event loop: single files are copied in a worker thread wi
 back to ``os.sendfile``; trees are copied by ``cp -a`` (measured fastest for trees of
 small files, and it preserves hard links), run without a shell, unless a scan of the tree
 finds a special file or an absolute link into it: then by ``tar`` through the tree filter
-(:mod:`._tarfilter`), which skips the special files and makes those links relative, as
+(:mod:`._tar.filter`), which skips the special files and makes those links relative, as
 for every tree stream. Streams use ``tar`` for trees; a streamed file is written from the
 event loop while the page cache takes it and from a worker thread otherwise
 (:mod:`._diskio`, measured). Listings are one GNU ``find``.
@@ -23,9 +23,14 @@ import shutil
 import stat as stat_module
 import threading
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Hashable, Iterator
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Hashable,
+    Iterator,
+)
 from itertools import islice
-from typing import NoReturn
 
 import aiofiles
 from aiofiles.threadpool.binary import AsyncBufferedReader
@@ -33,19 +38,29 @@ from aiofiles.threadpool.binary import AsyncBufferedReader
 from .._errors import ConnectorError
 from .._models import ExecutionLocation
 from ._base import Connector, Entry, EntryKind, entry_from_stat
-from ._diskio import WritePacing, in_thread
+from ._diskio import WritePacing, copy_file, in_thread
+from ._errors import ErrorMap
 from ._listing import ListingParser, find_command
 from ._process import feed_process, read_process, run_process
 from ._tar.filter import filter_tree, inside_root
 
-__all__ = ["LocalConnector"]
+__all__ = ["LOCAL_ERRORS", "LocalConnector"]
 
 _CHUNK = 1 << 20
-_COPY_SLICE = 1 << 26
 _WALK_BATCH = 2048
-# Whether the disk keeps up with writes from the event loop: a property of this host, so
-# one for the process.
-_PACING = WritePacing()
+
+
+def _os_reason(exc: BaseException) -> str:
+    return (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
+
+
+#: The local connector's one error table: every ``OSError`` is a ConnectorError, transient
+#: only for a broken connection or a timeout (a network filesystem).
+LOCAL_ERRORS = ErrorMap(
+    table=((OSError, ConnectorError),),
+    transient=(ConnectionError, TimeoutError),
+    reason=_os_reason,
+)
 
 
 class LocalConnector(Connector):
@@ -53,6 +68,10 @@ class LocalConnector(Connector):
 
     Copies between two locations of local deployments (two "sites" on one host) are real
     copies; a symbolic link is only made within one location.
+
+    Args:
+        pacing: Decides whether a streamed file is written from the event loop or a
+            worker thread (:mod:`._diskio`); by default one of its own.
     """
 
     __module__ = "streamdata"
@@ -61,6 +80,10 @@ class LocalConnector(Connector):
     # GNU find available? Probed at the first walk (a class default: subclasses need
     # not call __init__).
     _find: bool | None = None
+    _pacing: WritePacing | None = None
+
+    def __init__(self, *, pacing: WritePacing | None = None) -> None:
+        self._pacing = pacing
 
     def filesystem(self, location: ExecutionLocation) -> Hashable:
         """All local locations share this host's filesystem."""
@@ -72,17 +95,15 @@ class LocalConnector(Connector):
         Raises:
             ConnectorError: If ``path`` cannot be examined.
         """
-        try:
-            return entry_from_stat(path, os.stat(path))
-        except FileNotFoundError:
+        with _mapped("stat", path, location):
+            try:
+                return entry_from_stat(path, os.stat(path))
+            except FileNotFoundError:
+                pass
             try:
                 return entry_from_stat(path, os.lstat(path))  # a dangling link
             except FileNotFoundError:
                 return None
-            except OSError as exc:
-                _fail("stat", path, location, exc)
-        except OSError as exc:
-            _fail("stat", path, location, exc)
 
     async def prepare_destination(
         self, location: ExecutionLocation, dst_path: str, basename: str
@@ -93,10 +114,8 @@ class LocalConnector(Connector):
             ConnectorError: If a parent cannot be created.
         """
         final = posixpath.join(dst_path, basename) if os.path.isdir(dst_path) else dst_path
-        try:
+        with _mapped("create the parents of", final, location):
             os.makedirs(posixpath.dirname(final), exist_ok=True)
-        except OSError as exc:
-            _fail("create the parents of", final, location, exc)
         return final
 
     async def symlink(self, location: ExecutionLocation, target: str, link_path: str) -> None:
@@ -105,98 +124,86 @@ class LocalConnector(Connector):
         Raises:
             ConnectorError: If the link cannot be made.
         """
-        try:
+        with _mapped("link", link_path, location):
             os.symlink(target, link_path)
-        except OSError as exc:
-            _fail("link", link_path, location, exc)
 
     async def copy(self, location: ExecutionLocation, src_path: str, dst_path: str) -> None:
         """Copy a file (in-kernel) or a tree (``cp -a``) to the new path ``dst_path``.
 
         A tree holding a special file or an absolute link into itself is copied as a tar
         stream instead, through the filter every tree stream goes through
-        (:mod:`._tarfilter`), so that a copy is the same whichever way it is made.
+        (:mod:`._tar.filter`), so that a copy is the same whichever way it is made.
 
         Raises:
             ConnectorError: If the copy fails.
         """
         source = os.path.realpath(src_path)
-        if os.path.isdir(source):
-            try:
-                filtered = await in_thread(lambda cancelled: _needs_filter(src_path, cancelled))
-            except OSError as exc:
-                _fail("copy", src_path, location, exc)
-            if filtered:
-                async with self.read(location, src_path, EntryKind.DIRECTORY) as chunks:
-                    await self.write(location, dst_path, EntryKind.DIRECTORY, chunks)
-                return
-            await run_process(["cp", "-a", "--", source, dst_path], what=f"copy {source!r}")
+        if not os.path.isdir(source):
+            with _mapped("copy to", dst_path, location):
+                await in_thread(lambda cancelled: copy_file(source, dst_path, cancelled))
             return
-        try:
-            await in_thread(lambda cancelled: _copy_file(source, dst_path, cancelled))
-        except OSError as exc:
-            _fail("copy to", dst_path, location, exc)
+        with _mapped("copy", src_path, location):
+            filtered = await in_thread(lambda cancelled: _needs_filter(src_path, cancelled))
+        if filtered:
+            entry = Entry(src_path, EntryKind.DIRECTORY, 0, 0.0, 0o700)
+            async with self.read(location, entry) as chunks:
+                await self.write(location, dst_path, entry, chunks)
+            return
+        await run_process(["cp", "-a", "--", source, dst_path], what=f"copy {source!r}")
 
     @contextlib.asynccontextmanager
     async def read(
-        self, location: ExecutionLocation, path: str, kind: EntryKind
+        self, location: ExecutionLocation, entry: Entry
     ) -> AsyncIterator[AsyncIterator[bytes]]:
-        """Stream a file's bytes or a directory's tar stream (filtered: :mod:`._tarfilter`).
+        """Stream a file's bytes or a directory's tar stream (filtered: :mod:`._tar.filter`).
 
         Raises:
             ConnectorError: If the source cannot be read.
         """
-        if kind is EntryKind.DIRECTORY:
+        path = entry.path
+        if entry.kind is EntryKind.DIRECTORY:
             command = ["tar", "-C", path, "-cf", "-", "."]
             async with read_process(command, what=f"archive {path!r}") as chunks:
                 yield filter_tree(chunks, _roots(path))
             return
-        try:
+        with _mapped("read", path, location):
             handle = await aiofiles.open(path, "rb")
-        except OSError as exc:
-            _fail("read", path, location, exc)
         try:
             yield _read_chunks(handle, path, location)
         finally:
             await handle.close()
 
     async def write(
-        self,
-        location: ExecutionLocation,
-        path: str,
-        kind: EntryKind,
-        chunks: AsyncIterable[bytes],
-        *,
-        mode: int | None = None,
-        mtime: float | None = None,
+        self, location: ExecutionLocation, path: str, entry: Entry, chunks: AsyncIterable[bytes]
     ) -> None:
-        """Write a file or unpack a tar stream into the new directory ``path``.
+        """Write a file (then its mode and mtime) or unpack a tar stream into the new ``path``.
 
         Raises:
             ConnectorError: If writing fails (e.g. the disk is full).
         """
-        if kind is EntryKind.DIRECTORY:
-            try:
+        if entry.kind is EntryKind.DIRECTORY:
+            with _mapped("create", path, location):
                 os.mkdir(path, 0o700)
-            except OSError as exc:
-                _fail("create", path, location, exc)
             command = ["tar", "-C", path, "-xpf", "-", "--no-same-owner"]
             await feed_process(command, chunks, what=f"unpack into {path!r}")
             return
-        try:
+        with _mapped("create", path, location):
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
-        except OSError as exc:
-            _fail("create", path, location, exc)
-        try:
+        with _mapped("write", path, location):
             try:
-                local = _PACING.on_local_disk(fd)  # one look at the filesystem per file
-                async for chunk in chunks:
-                    await _PACING.write(fd, chunk, local=local)
+                await self._write_file(fd, chunks)
             finally:
                 os.close(fd)  # no thread writes to it any more: in_thread waits for it
-            _apply_attributes(path, mode, mtime)
-        except OSError as exc:
-            _fail("write", path, location, exc)
+            os.chmod(path, entry.mode)
+            os.utime(path, (entry.mtime, entry.mtime))
+
+    async def _write_file(self, fd: int, chunks: AsyncIterable[bytes]) -> None:
+        if self._pacing is None:
+            self._pacing = WritePacing()
+        pacing = self._pacing
+        local = pacing.on_local_disk(fd)  # one look at the filesystem per file
+        async for chunk in chunks:
+            await pacing.write(fd, chunk, local=local)
 
     async def commit(self, location: ExecutionLocation, tmp_path: str, final_path: str) -> None:
         """Rename ``tmp_path`` over ``final_path``, replacing a directory if needed.
@@ -204,18 +211,16 @@ class LocalConnector(Connector):
         Raises:
             ConnectorError: If the rename fails.
         """
-        try:
-            os.rename(tmp_path, final_path)
-            return
-        except OSError as exc:
-            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.EISDIR, errno.ENOTDIR):
-                _fail("move into place", final_path, location, exc)
-        aside = _sibling(final_path, "old")
-        try:
+        with _mapped("move into place", final_path, location):
+            try:
+                os.rename(tmp_path, final_path)
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.EISDIR, errno.ENOTDIR):
+                    raise
+            aside = _sibling(final_path, "old")
             os.rename(final_path, aside)
             os.rename(tmp_path, final_path)
-        except OSError as exc:
-            _fail("move into place", final_path, location, exc)
         await self.remove(location, aside)
 
     async def remove(self, location: ExecutionLocation, path: str) -> None:
@@ -224,15 +229,11 @@ class LocalConnector(Connector):
         Raises:
             ConnectorError: If something there cannot be removed.
         """
-        try:
+        with _mapped("remove", path, location), contextlib.suppress(FileNotFoundError):
             if stat_module.S_ISDIR(os.lstat(path).st_mode):
                 await asyncio.to_thread(shutil.rmtree, path)
             else:
                 os.unlink(path)
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            _fail("remove", path, location, exc)
 
     async def walk(self, location: ExecutionLocation, path: str) -> AsyncIterator[Entry]:
         """List ``path`` and everything below it, parents before children.
@@ -245,38 +246,21 @@ class LocalConnector(Connector):
         Raises:
             ConnectorError: If a directory cannot be listed.
         """
-        try:
-            top = os.lstat(path)
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            _fail("list", path, location, exc)
+        with _mapped("list", path, location):
+            try:
+                top = os.lstat(path)
+            except FileNotFoundError:
+                return
         if not stat_module.S_ISDIR(top.st_mode):
             yield entry_from_stat(path, top)
             return
+        listing: AsyncGenerator[Entry, None]
         if path.startswith("/") and await self._has_find():
-            parser = ListingParser()
-            what = f"list {path!r} on {location}"
-            try:
-                async with read_process(find_command(path), what=what) as listing:
-                    async for chunk in listing:
-                        for entry in parser.feed(chunk):
-                            yield entry
-                parser.close()
-            except ConnectorError as exc:
-                raise ConnectorError(str(exc), host=location.name) from exc
-            except ValueError as exc:
-                raise ConnectorError(f"cannot {what}: {exc}", host=location.name) from exc
-            return
-        entries = _walk(path)
-        while True:
-            try:
-                batch = await asyncio.to_thread(lambda: list(islice(entries, _WALK_BATCH)))
-            except OSError as exc:
-                _fail("list", path, location, exc)
-            if not batch:
-                return
-            for entry in batch:
+            listing = _find_walk(location, path)
+        else:
+            listing = _scandir_walk(location, path)
+        async with contextlib.aclosing(listing):  # leaving early stops the listing now
+            async for entry in listing:
                 yield entry
 
     async def _has_find(self) -> bool:
@@ -291,11 +275,39 @@ class LocalConnector(Connector):
         return self._find
 
 
-def _fail(action: str, path: str, location: ExecutionLocation, exc: OSError) -> NoReturn:
-    reason = exc.strerror or str(exc)
-    raise ConnectorError(
-        f"cannot {action} {path!r} on {location}: {reason}", host=location.name
-    ) from exc
+def _mapped(
+    action: str, path: str, location: ExecutionLocation
+) -> contextlib.AbstractContextManager[None]:
+    """Translate an ``OSError`` raised inside (:data:`LOCAL_ERRORS`), naming the action."""
+    return LOCAL_ERRORS.mapping(f"cannot {action} {path!r} on {location}", host=location.name)
+
+
+async def _find_walk(location: ExecutionLocation, path: str) -> AsyncGenerator[Entry, None]:
+    """List the directory ``path`` with one GNU ``find``."""
+    parser = ListingParser()
+    what = f"list {path!r} on {location}"
+    try:
+        async with read_process(find_command(path), what=what) as listing:
+            async for chunk in listing:
+                for entry in parser.feed(chunk):
+                    yield entry
+        parser.close()
+    except ConnectorError as exc:
+        raise ConnectorError(str(exc), host=location.name) from exc
+    except ValueError as exc:
+        raise ConnectorError(f"cannot {what}: {exc}", host=location.name) from exc
+
+
+async def _scandir_walk(location: ExecutionLocation, path: str) -> AsyncGenerator[Entry, None]:
+    """List the directory ``path`` with ``os.scandir`` in a worker thread, in batches."""
+    entries = _walk(path)
+    while True:
+        with _mapped("list", path, location):
+            batch = await asyncio.to_thread(lambda: list(islice(entries, _WALK_BATCH)))
+        if not batch:
+            return
+        for entry in batch:
+            yield entry
 
 
 def _walk(root: str) -> Iterator[Entry]:
@@ -350,53 +362,12 @@ def _sibling(path: str, tag: str) -> str:
     return posixpath.join(posixpath.dirname(path), f".streamdata-{tag}-{uuid.uuid4().hex}")
 
 
-def _apply_attributes(path: str, mode: int | None, mtime: float | None) -> None:
-    if mode is not None:
-        os.chmod(path, mode)
-    if mtime is not None:
-        os.utime(path, (mtime, mtime))
-
-
 async def _read_chunks(
     handle: AsyncBufferedReader, path: str, location: ExecutionLocation
 ) -> AsyncIterator[bytes]:
     while True:
-        try:
+        with _mapped("read", path, location):
             chunk = await handle.read(_CHUNK)
-        except OSError as exc:
-            _fail("read", path, location, exc)
         if not chunk:
             return
         yield chunk
-
-
-def _copy_file(source: str, target: str, cancelled: threading.Event) -> None:
-    with open(source, "rb") as src, open(target, "xb") as dst:
-        info = os.fstat(src.fileno())
-        _copy_bytes(src.fileno(), dst.fileno(), info.st_size, cancelled)
-    os.chmod(target, stat_module.S_IMODE(info.st_mode))
-    os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))
-
-
-def _copy_bytes(src: int, dst: int, size: int, cancelled: threading.Event) -> None:
-    """Copy in the kernel, a slice at a time so a cancellation is noticed."""
-    copy: Callable[[int, int, int], int] = _copy_file_range
-    while not cancelled.is_set():
-        try:
-            done = copy(src, dst, _COPY_SLICE)
-        except OSError as exc:
-            if copy is _sendfile or exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL):
-                raise
-            copy = _sendfile
-            continue
-        if done == 0:
-            return
-    raise InterruptedError("copy cancelled")
-
-
-def _copy_file_range(src: int, dst: int, count: int) -> int:
-    return os.copy_file_range(src, dst, count)
-
-
-def _sendfile(src: int, dst: int, count: int) -> int:
-    return os.sendfile(dst, src, None, count)

@@ -18,7 +18,7 @@ from streamdata import (
     SSHConnector,
     SSHHost,
 )
-from streamdata.connectors import Entry, EntryKind
+from streamdata.connectors import Entry
 
 from ._servers import AsyncSSHTestServer
 
@@ -314,7 +314,7 @@ class FaultyConnector(Connector):
 
     @contextlib.asynccontextmanager
     async def read(
-        self, location: ExecutionLocation, path: str, kind: EntryKind
+        self, location: ExecutionLocation, entry: Entry
     ) -> AsyncIterator[AsyncIterator[bytes]]:
         """Forward ``read`` through the bandwidth limit (faultable, also mid-stream).
 
@@ -322,18 +322,11 @@ class FaultyConnector(Connector):
             ConnectorError: From the inner connector or an injected fault.
         """
         fault = await self._arrive("read")
-        async with self.inner.read(location, path, kind) as chunks:
+        async with self.inner.read(location, entry) as chunks:
             yield self._stream(chunks, fault, "read")
 
     async def write(
-        self,
-        location: ExecutionLocation,
-        path: str,
-        kind: EntryKind,
-        chunks: AsyncIterable[bytes],
-        *,
-        mode: int | None = None,
-        mtime: float | None = None,
+        self, location: ExecutionLocation, path: str, entry: Entry, chunks: AsyncIterable[bytes]
     ) -> None:
         """Forward ``write`` through the bandwidth limit (faultable, also mid-stream).
 
@@ -341,8 +334,7 @@ class FaultyConnector(Connector):
             ConnectorError: From the inner connector or an injected fault.
         """
         fault = await self._arrive("write")
-        stream = self._stream(chunks, fault, "write")
-        await self.inner.write(location, path, kind, stream, mode=mode, mtime=mtime)
+        await self.inner.write(location, path, entry, self._stream(chunks, fault, "write"))
 
     async def commit(self, location: ExecutionLocation, tmp_path: str, final_path: str) -> None:
         """Forward ``commit`` (faultable).

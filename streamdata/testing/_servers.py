@@ -1,6 +1,6 @@
 """Real SSH servers on the loopback interface, for tests.
 
-Two async context managers, each yielding a :class:`SSHTestServer` that knows how to reach
+Async context managers, each yielding a :class:`SSHTestServer` that knows how to reach
 it (host, port, user name, a client key, a ``known_hosts`` file holding the server's host
 key) and can build an :class:`~streamdata.SSHHost` for it:
 
@@ -8,9 +8,7 @@ key) and can build an :class:`~streamdata.SSHHost` for it:
   ``127.0.0.1`` and a free port. It executes commands for real (``/bin/sh -c COMMAND``)
   and serves SFTP on the real filesystem. It counts its open channels, so a test can check
   a client's concurrency limit on the server side, and it can drop every connection.
-* :func:`openssh_server` starts the system's OpenSSH ``sshd`` on ``127.0.0.1`` and a free
-  port with generated keys and its own configuration, and stops it on exit (the process
-  handling is in ``_sshd``).
+* :func:`~._openssh.openssh_server` starts the system's OpenSSH ``sshd`` the same way.
 
 Keys are generated for each server; nothing outside a temporary directory is touched and
 nothing listens on anything but the loopback address.
@@ -32,14 +30,8 @@ from typing import Any
 from streamdata import SSHHost
 
 from ..connectors.ssh._asyncssh import asyncssh
-from ._sshd import (
-    kill_sshd_children,
-    launch_sshd,
-    make_privilege_separation_directory,
-    stop_sshd,
-)
 
-__all__ = ["AsyncSSHTestServer", "SSHTestServer", "open_ssh_server", "openssh_server"]
+__all__ = ["LOOPBACK", "AsyncSSHTestServer", "SSHTestServer", "open_ssh_server"]
 
 LOOPBACK = "127.0.0.1"
 _KEY_TYPE = "ssh-ed25519"
@@ -97,7 +89,7 @@ class SSHTestServer:
         self._kill_connections()
 
 
-class _ServerKeys:
+class ServerKeys:
     """A host key and a client key written to ``directory``, with the files clients need."""
 
     def __init__(self, directory: Path) -> None:
@@ -127,12 +119,14 @@ class AsyncSSHTestServer(SSHTestServer):
     Attributes:
         open_channels: Channels (exec and SFTP) open right now.
         max_open_channels: The most channels that were open at once.
+        sftp_requests: The SFTP operations started so far (``"open"``, ``"stat"``, ...).
     """
 
     __module__ = "streamdata.testing"
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.sftp_requests: list[str] = []
         self.open_channels = 0
         self.max_open_channels = 0
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
@@ -188,6 +182,11 @@ def _sftp_factory(server: AsyncSSHTestServer) -> Callable[[asyncssh.SSHServerCha
         def __init__(self, chan: asyncssh.SSHServerChannel[bytes]) -> None:
             super().__init__(chan)
             server.channel_opened()
+
+        def __getattribute__(self, name: str) -> Any:
+            if name in ("open", "stat", "lstat", "realpath", "mkdir", "remove", "symlink"):
+                server.sftp_requests.append(name)
+            return super().__getattribute__(name)
 
         def exit(self) -> None:
             server.channel_closed()
@@ -302,7 +301,7 @@ async def open_ssh_server() -> AsyncIterator[AsyncSSHTestServer]:
     """
     with tempfile.TemporaryDirectory(prefix="streamdata-asyncssh-") as temp:
         directory = Path(temp)
-        keys = _ServerKeys(directory)
+        keys = ServerKeys(directory)
         connections: set[asyncssh.SSHServerConnection] = set()
         server = AsyncSSHTestServer(
             port=0,
@@ -343,58 +342,3 @@ open_ssh_server.__module__ = "streamdata.testing"
 def _abort_all(connections: set[asyncssh.SSHServerConnection]) -> None:
     for conn in list(connections):
         conn.abort()
-
-
-# -- OpenSSH sshd --------------------------------------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def openssh_server(
-    *,
-    sshd: str = "/usr/sbin/sshd",
-    max_sessions: int = 10,
-    startup_timeout: float = 10.0,
-) -> AsyncIterator[SSHTestServer]:
-    """Run OpenSSH's ``sshd`` on ``127.0.0.1`` and a free port, with generated keys.
-
-    ``sshd`` runs in the foreground (``-D -e``) with its own configuration in a temporary
-    directory; its log is ``directory / "sshd.log"``. Running as root needs the privilege
-    separation directory ``/run/sshd``, which is created if missing.
-
-    Args:
-        sshd: The ``sshd`` executable.
-        max_sessions: The server's ``MaxSessions`` (channels per connection).
-        startup_timeout: Seconds to wait for the server to accept connections.
-
-    Yields:
-        The running server; it is terminated when the context exits.
-
-    Raises:
-        RuntimeError: If ``sshd`` does not start listening in time.
-    """
-    make_privilege_separation_directory()
-    with tempfile.TemporaryDirectory(prefix="streamdata-sshd-") as temp:
-        directory = Path(temp)
-        keys = _ServerKeys(directory)
-        process, port = await launch_sshd(
-            sshd,
-            directory,
-            LOOPBACK,
-            host_key=keys.host_key_path,
-            authorized_keys=keys.authorized_keys_path,
-            max_sessions=max_sessions,
-            log=directory / "sshd.log",
-            seconds=startup_timeout,
-        )
-        try:
-            keys.write_known_hosts(port)
-            yield SSHTestServer(
-                port=port,
-                username=getpass.getuser(),
-                client_key=keys.client_key_path,
-                known_hosts=keys.known_hosts_path,
-                directory=directory,
-                kill_connections=lambda: kill_sshd_children(process.pid),
-            )
-        finally:
-            await stop_sshd(process)

@@ -1,7 +1,7 @@
 """Running the system's OpenSSH ``sshd`` for tests: its configuration, a free port, start,
 wait until it listens, stop, and killing its per-connection processes.
 
-Used by :func:`streamdata._testservers.openssh_server`, which generates the keys and
+Used by :func:`streamdata.testing._openssh.openssh_server`, which generates the keys and
 passes in the host and the key files.
 """
 

@@ -6,15 +6,15 @@ all of its data has passed. It understands what GNU ``tar`` writes: ustar header
 in octal or base-256, GNU long-name records (``L``/``K``) and pax headers (``x``/``g``),
 whose ``size`` record overrides the header's. A header with a wrong checksum means the
 stream is not what it expected: the counter then stops counting rather than guess.
+Headers the tree filter already read come with the chunk (:mod:`.header`).
 """
 
 from __future__ import annotations
 
-from zlib import adler32
+from .header import BLOCK, Header, known_or_parsed, padded, pax_size
 
-__all__ = ["BLOCK", "TarFileCounter", "checksum_ok", "header_number", "pax_records", "pax_size"]
+__all__ = ["TarFileCounter"]
 
-BLOCK = 512
 #: Type flags of members that are files in the tree (regular, hard link, contiguous, sparse).
 _FILE_TYPES = frozenset(b"0\x0017S")
 #: Pax extended headers (data parsed for a ``size`` record); kept small.
@@ -46,7 +46,7 @@ class TarFileCounter:
         """Take the next piece of the stream; return the files completed by it."""
         if self._broken:
             return 0
-        files = 0
+        files = taken = 0
         view = memoryview(chunk)
         position, end = 0, len(chunk)
         while position < end:
@@ -63,8 +63,12 @@ class TarFileCounter:
             self._header += view[position : position + step]
             position += step
             if len(self._header) == BLOCK:
-                files += self._parse_header(bytes(self._header))
+                block = bytes(self._header)
                 self._header.clear()
+                if not any(block):
+                    continue  # the end-of-archive blocks
+                files += self._start(known_or_parsed(chunk, taken, block))
+                taken += 1
                 if self._broken:
                     break
         self.files += files
@@ -78,85 +82,19 @@ class TarFileCounter:
         done, self._file_pending = self._file_pending, False
         return int(done)
 
-    def _parse_header(self, header: bytes) -> int:
-        if not any(header):
-            return 0  # the end-of-archive blocks
-        if not checksum_ok(header):
+    def _start(self, header: Header | None) -> int:
+        if header is None:
             self._broken = True
             return 0
-        size = header_number(header[124:136])
-        kind = header[156]
+        size, kind = header.size, header.kind
         if kind in _FILE_TYPES and self._pax_size is not None:
             size = self._pax_size
         if kind not in _PAX_TYPES:
             self._pax_size = None
-        if size is None:
-            self._broken = True
-            return 0
         if kind in _PAX_TYPES:
             self._pax = bytearray()
         self._file_pending = kind in _FILE_TYPES
-        self._data_left = -(-size // BLOCK) * BLOCK
+        self._data_left = padded(size)
         if kind == ord("1"):  # a hard link carries no data, whatever its size field says
             self._data_left = 0
         return self._member_done() if not self._data_left else 0
-
-
-def header_number(field: bytes) -> int | None:
-    """A numeric header field: octal text, or GNU base-256 (first byte's top bit set)."""
-    if field and field[0] & 0x80:
-        value = int.from_bytes(bytes([field[0] & 0x7F]) + field[1:], "big")
-        return -value if field[0] & 0x40 else value
-    text = field.split(b"\0", 1)[0].strip()
-    if not text:
-        return 0
-    try:
-        return int(text, 8)
-    except ValueError:
-        return None
-
-
-def checksum_ok(header: bytes) -> bool:
-    """Whether the 512-byte ``header`` carries its own checksum (its checksum field as spaces).
-
-    The byte sum comes from zlib's Adler-32 in C, a tenth of the cost of ``sum()``: its low
-    16 bits are 1 + the byte sum modulo 65,521, and 256 bytes never sum past 65,280. Any
-    other length than 512 is not a header (False).
-    """
-    if len(header) != BLOCK:
-        return False
-    stored = header_number(header[148:156])
-    total = (adler32(header[:256]) & 0xFFFF) + (adler32(header[256:]) & 0xFFFF) - 2
-    return stored == total - sum(header[148:156]) + 8 * 32
-
-
-def pax_records(data: bytes) -> list[tuple[bytes, bytes]]:
-    """The ``key=value`` records of pax extended-header data (``"LEN key=value\\n"``)."""
-    records: list[tuple[bytes, bytes]] = []
-    position = 0
-    while position < len(data):
-        space = data.find(b" ", position)
-        if space < 0:
-            break
-        try:
-            length = int(data[position:space])
-        except ValueError:
-            break
-        if length <= 0:
-            break
-        key, _, value = data[space + 1 : position + length - 1].partition(b"=")
-        records.append((key, value))
-        position += length
-    return records
-
-
-def pax_size(data: bytes) -> int | None:
-    """The ``size`` record of pax extended-header data, if any."""
-    size: int | None = None
-    for key, value in pax_records(data):
-        if key == b"size":
-            try:
-                size = int(value)
-            except ValueError:
-                size = None
-    return size

@@ -18,8 +18,11 @@ Every connector reads a tree as a tar stream of its contents and passes it throu
 
 The filter reads only member headers (and their GNU long-name and pax records) and lets
 file data through by arithmetic. A chunk in which nothing changes is passed on as the
-same object; only the bytes of a member being decided are held back between chunks. A
-stream that is not a tar archive is passed on untouched (the unpacking ``tar`` fails).
+same object, or, when it holds headers, as a :class:`~.header.TarChunk` carrying what
+was read of them, so that the readers further down the stream (the file counter, the
+splitter) need not read them again; only the bytes of a member being decided are held
+back between chunks, so a header block is never cut between two chunks. A stream that
+is not a tar archive is passed on untouched (the unpacking ``tar`` fails).
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ import os
 import posixpath
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 
-from .count import BLOCK, checksum_ok, header_number, pax_records, pax_size
+from .header import BLOCK, Header, TarChunk, known_or_parsed, padded, pax_records, pax_size
+from .header import with_checksum as _with_checksum
 
 __all__ = ["TreeFilter", "filter_tree", "inside_root", "relative_target"]
 
@@ -42,8 +46,12 @@ _SYMLINK, _HARDLINK, _PAX = ord("2"), ord("1"), ord("x")
 _LONG_LINK, _LONG_NAME = ord("K"), ord("L")
 _NAME_FIELD, _LINK_FIELD, _PREFIX_FIELD = slice(0, 100), slice(157, 257), slice(345, 500)
 _USTAR = b"ustar\x00"
-#: One record of a member: its header block and its data (unpadded; empty for the last).
-_Record = tuple[bytes, bytes]
+#: One record of a member: its header and its data (unpadded; empty for the last).
+_Record = tuple[Header, bytes]
+#: What replaces a member: its bytes and the headers in them.
+_Replacement = tuple[bytes, tuple[Header, ...]]
+#: The replacement of a member left out.
+_LEFT_OUT: _Replacement = (b"", ())
 
 
 def inside_root(roots: Iterable[bytes], target: bytes) -> bytes | None:
@@ -105,10 +113,14 @@ class TreeFilter:
         self._dropping = False  # the member data being skipped is left out
         self._done = False  # past the end of the archive, or not an archive at all
         self._dropped: set[bytes] = set()
-        # Per chunk: where its bytes passed on unchanged (not emitted yet) begin, and
-        # where the current member began in it.
+        self._member: list[Header] = []  # the headers of the member being decided
+        # Per chunk: where its bytes passed on unchanged (not emitted yet) begin, where
+        # the current member began in it, the header blocks ended in it so far, and the
+        # headers of what is passed on for it.
         self._run = 0
         self._member_at = 0
+        self._taken = 0
+        self._out: list[Header] = []
         #: Special files left out so far.
         self.skipped = 0
 
@@ -117,25 +129,31 @@ class TreeFilter:
         if self._done and not self._held:
             return chunk
         pieces: list[bytes] = []
-        self._run = self._member_at = 0
+        self._run = self._member_at = self._taken = 0
+        self._out = []
         view = memoryview(chunk)
-        self._scan(view, pieces)
+        self._scan(view, pieces, chunk)
         end = len(chunk)
         if self._in_member and not self._done:  # hold the member's bytes for the next chunk
             self._emit(pieces, view, self._member_at)
             self._held += view[self._member_at :]
-            return b"".join(pieces)
+            return self._annotated(b"".join(pieces))
         if not pieces and self._run == 0:
-            return chunk  # nothing changed: the very same object
+            return self._annotated(chunk)  # nothing changed: the same bytes
         self._emit(pieces, view, end)
-        return b"".join(pieces)
+        return self._annotated(b"".join(pieces))
+
+    def _annotated(self, data: bytes) -> bytes:
+        """``data``, with the headers read in it if there are any (:class:`TarChunk`)."""
+        headers, self._out = self._out, []
+        return TarChunk(data, tuple(headers)) if headers else data
 
     def close(self) -> bytes:
         """The bytes still held at the end of the stream (a truncated member, if any)."""
         held, self._held = bytes(self._held), bytearray()
         return held
 
-    def _scan(self, view: memoryview, pieces: list[bytes]) -> None:
+    def _scan(self, view: memoryview, pieces: list[bytes], chunk: bytes) -> None:
         position, end = 0, len(view)
         while position < end and not self._done:
             if self._data_left:
@@ -153,7 +171,7 @@ class TreeFilter:
             self._header_seen += step
             if self._header_seen == BLOCK:
                 self._header_seen = 0
-                self._header_done(view, position, pieces)
+                self._header_done(view, position, pieces, chunk)
 
     def _emit(self, pieces: list[bytes], view: memoryview, upto: int) -> None:
         """Pass on the unchanged bytes of this chunk up to ``upto``."""
@@ -161,43 +179,55 @@ class TreeFilter:
             pieces.append(bytes(view[self._run : upto]))
             self._run = upto
 
-    def _header_done(self, view: memoryview, position: int, pieces: list[bytes]) -> None:
+    def _header_done(
+        self, view: memoryview, position: int, pieces: list[bytes], chunk: bytes
+    ) -> None:
         """A header block ended at ``position``: an extension record, a member or the end."""
-        header = self._last_block(view, position)
-        size = header_number(header[124:136])
-        if not any(header) or size is None or not checksum_ok(header):
+        block = self._last_block(view, position)
+        header = known_or_parsed(chunk, self._taken, block) if any(block) else None
+        self._taken += 1
+        if header is None:
             # The end-of-archive blocks, or not a tar stream (tar will refuse it): the
             # rest passes on as it is.
             self._decided(view, position, pieces, None)
             self._done = True
             return
-        kind = header[156]
+        self._member.append(header)
+        size, kind = header.size, header.kind
         if kind in _EXTENSIONS:
             self._has_pax |= kind == _PAX
-            self._data_left, self._dropping = _padded_size(size), False
+            self._data_left, self._dropping = padded(size), False
             return
         replacement = None
         if self._has_pax or kind in _LOOKED_AT:
             member = bytes(self._held) + bytes(view[self._member_at : position])
-            records = list(_records(member))
+            records = list(_records(member, self._member))
             replacement = self._replacement(records, kind)
             size = _member_size(records, size) if self._has_pax else size
         self._decided(view, position, pieces, replacement)
-        self._data_left, self._dropping = _padded_size(size), replacement == b""
+        self._data_left, self._dropping = padded(size), replacement is _LEFT_OUT
 
     def _decided(
-        self, view: memoryview, position: int, pieces: list[bytes], replacement: bytes | None
+        self,
+        view: memoryview,
+        position: int,
+        pieces: list[bytes],
+        replacement: _Replacement | None,
     ) -> None:
         """The member ending at ``position`` is kept (None), replaced or left out (b"")."""
         held = bytes(self._held)
         self._held.clear()
         self._in_member = self._has_pax = False
+        headers, self._member = self._member, []
         if replacement is None:
+            self._out += headers
             if held:  # begun in an earlier chunk: nothing of this one was passed on yet
                 pieces.append(held)
             return
         self._emit(pieces, view, self._member_at)
-        pieces.append(replacement)
+        data, new_headers = replacement
+        pieces.append(data)
+        self._out += new_headers
         self._run = position
 
     def _last_block(self, view: memoryview, position: int) -> bytes:
@@ -206,14 +236,14 @@ class TreeFilter:
         missing = BLOCK - position
         return bytes(self._held[len(self._held) - missing :]) + bytes(view[:position])
 
-    def _replacement(self, records: list[_Record], kind: int) -> bytes | None:
-        """``b""`` to leave the member out, new bytes to replace it, or None to keep it."""
+    def _replacement(self, records: list[_Record], kind: int) -> _Replacement | None:
+        """Nothing (``b""``) to leave the member out, what replaces it, or None to keep it."""
         if kind in _SPECIAL:
             self._dropped.add(_name(records))
             self.skipped += 1
-            return b""
+            return _LEFT_OUT
         if kind == _HARDLINK:
-            return b"" if self._dropped and _link_name(records) in self._dropped else None
+            return _LEFT_OUT if self._dropped and _link_name(records) in self._dropped else None
         if kind != _SYMLINK:
             return None
         target = relative_target(self._roots, _name(records), _link_name(records))
@@ -244,30 +274,28 @@ async def filter_tree(chunks: AsyncIterable[bytes], roots: Iterable[bytes]) -> A
 # -- members --------------------------------------------------------------------------------
 
 
-def _records(member: bytes) -> Iterator[_Record]:
+def _records(member: bytes, headers: list[Header]) -> Iterator[_Record]:
     """The extension records of a member, then its own header (with empty data)."""
     offset = 0
-    while offset + BLOCK <= len(member):
-        header = member[offset : offset + BLOCK]
+    for header in headers:
         offset += BLOCK
-        if header[156] not in _EXTENSIONS:
+        if header.kind not in _EXTENSIONS:
             yield header, b""
             return
-        size = header_number(header[124:136]) or 0
-        yield header, member[offset : offset + size]
-        offset += -(-size // BLOCK) * BLOCK
+        yield header, member[offset : offset + header.size]
+        offset += padded(header.size)
 
 
-def _field(header: bytes, where: slice) -> bytes:
-    return header[where].split(b"\0", 1)[0]
+def _field(header: Header, where: slice) -> bytes:
+    return header.block[where].split(b"\0", 1)[0]
 
 
 def _from_extensions(records: list[_Record], long_kind: int, pax_key: bytes) -> bytes | None:
     found = None
     for header, data in records[:-1]:
-        if header[156] == long_kind:
+        if header.kind == long_kind:
             found = data.split(b"\0", 1)[0]
-        elif header[156] == _PAX:
+        elif header.kind == _PAX:
             for key, value in pax_records(data):
                 if key == pax_key:
                     found = value
@@ -280,7 +308,7 @@ def _name(records: list[_Record]) -> bytes:
         return found
     header = records[-1][0]
     name = _field(header, _NAME_FIELD)
-    prefix = _field(header, _PREFIX_FIELD) if header[257:263] == _USTAR else b""
+    prefix = _field(header, _PREFIX_FIELD) if header.block[257:263] == _USTAR else b""
     return prefix + b"/" + name if prefix else name
 
 
@@ -289,37 +317,39 @@ def _link_name(records: list[_Record]) -> bytes:
     return found if found is not None else _field(records[-1][0], _LINK_FIELD)
 
 
-def _padded_size(size: int) -> int:
-    return -(-size // BLOCK) * BLOCK
-
-
 def _member_size(records: list[_Record], size: int) -> int:
     """The member's data size: a pax ``size`` record overrides its header's."""
     for header, data in records[:-1]:
-        if header[156] == _PAX:
+        if header.kind == _PAX:
             override = pax_size(data)
             if override is not None:
                 size = override
     return size
 
 
-def _relinked(records: list[_Record], target: bytes) -> bytes:
-    """The member with its link target replaced by ``target``."""
+def _relinked(records: list[_Record], target: bytes) -> _Replacement:
+    """The member with its link target replaced by ``target``, and its new headers."""
     out = bytearray()
+    headers: list[Header] = []
     in_pax = False
     for header, data in records[:-1]:
-        if header[156] == _LONG_LINK:
+        if header.kind == _LONG_LINK:
             continue
-        if header[156] == _PAX and any(key == b"linkpath" for key, _ in pax_records(data)):
+        if header.kind == _PAX and any(key == b"linkpath" for key, _ in pax_records(data)):
             in_pax = True
             data = _pax_data([(k, target if k == b"linkpath" else v) for k, v in pax_records(data)])
-            header = _with_field(header, slice(124, 136), b"%011o\0" % len(data))
-        out += header + _padded(data)
+            header = _with_field(header, slice(124, 136), b"%011o\0" % len(data), len(data))
+        headers.append(header)
+        out += header.block + _padded(data)
     if not in_pax and len(target) > 100:
-        out += _long_link(target)
-    final = _with_field(records[-1][0], _LINK_FIELD, target[:100].ljust(100, b"\0"))
-    out += final
-    return bytes(out)
+        long_link, data = _long_link(target)
+        headers.append(long_link)
+        out += long_link.block + _padded(data)
+    last = records[-1][0]
+    final = _with_field(last, _LINK_FIELD, target[:100].ljust(100, b"\0"), last.size)
+    headers.append(final)
+    out += final.block
+    return bytes(out), tuple(headers)
 
 
 def _pax_data(records: list[tuple[bytes, bytes]]) -> bytes:
@@ -333,28 +363,26 @@ def _pax_data(records: list[tuple[bytes, bytes]]) -> bytes:
     return bytes(out)
 
 
-def _long_link(target: bytes) -> bytes:
-    """A GNU ``K`` record carrying ``target`` (a link target over 100 bytes)."""
-    header = bytearray(BLOCK)
-    header[0:13] = b"././@LongLink"
-    header[100:108] = b"0000000\0"
-    header[108:116] = b"0000000\0"
-    header[116:124] = b"0000000\0"
-    header[136:148] = b"00000000000\0"
-    header[156] = _LONG_LINK
-    header[257:265] = b"ustar  \0"
+def _long_link(target: bytes) -> tuple[Header, bytes]:
+    """A GNU ``K`` record carrying ``target`` (a link target over 100 bytes), and its data."""
+    block = bytearray(BLOCK)
+    block[0:13] = b"././@LongLink"
+    block[100:108] = b"0000000\0"
+    block[108:116] = b"0000000\0"
+    block[116:124] = b"0000000\0"
+    block[136:148] = b"00000000000\0"
+    block[156] = _LONG_LINK
+    block[257:265] = b"ustar  \0"
     data = target + b"\0"
-    block = _with_field(bytes(header), slice(124, 136), b"%011o\0" % len(data))
-    return block + _padded(data)
+    empty = Header(bytes(block), _LONG_LINK, 0, 0)
+    return _with_field(empty, slice(124, 136), b"%011o\0" % len(data), len(data)), data
 
 
-def _with_field(header: bytes, where: slice, value: bytes) -> bytes:
-    """``header`` with ``value`` in the field ``where``, and its checksum redone."""
-    fixed = bytearray(header)
+def _with_field(header: Header, where: slice, value: bytes, size: int) -> Header:
+    """``header`` with ``value`` in the field ``where`` (its size now ``size``), checksum redone."""
+    fixed = bytearray(header.block)
     fixed[where] = value
-    fixed[148:156] = b" " * 8
-    fixed[148:156] = b"%06o\0 " % sum(fixed)
-    return bytes(fixed)
+    return Header(_with_checksum(fixed), header.kind, size, header.mode)
 
 
 def _padded(data: bytes) -> bytes:

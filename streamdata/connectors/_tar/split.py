@@ -28,7 +28,7 @@ Each output stream is a complete archive once :data:`END` is appended.
 
 from __future__ import annotations
 
-from .count import BLOCK, checksum_ok, header_number, pax_size
+from .header import BLOCK, Header, known_or_parsed, padded, pax_size, with_checksum
 
 __all__ = ["END", "EVERY", "TarSplitter"]
 
@@ -125,6 +125,7 @@ class TarSplitter:
         out: list[tuple[int, bytes]] = []
         view = memoryview(chunk)
         position, end = 0, len(chunk)
+        taken = 0  # header blocks ended in this chunk
         while position < end and not self._ended:
             if self._data_left:
                 step = min(self._data_left, end - position)
@@ -139,8 +140,15 @@ class TarSplitter:
             self._header += view[position : position + step]
             position += step
             if len(self._header) == BLOCK:
-                header = bytes(self._header)
+                block = bytes(self._header)
                 self._header.clear()
+                if not any(block):
+                    self._ended = True  # the end-of-archive blocks (and padding) follow
+                    continue
+                header = known_or_parsed(chunk, taken, block)
+                taken += 1
+                if header is None:
+                    raise ValueError("the stream is not a tar archive (bad member header)")
                 self._start(header, out)
         return out
 
@@ -153,51 +161,47 @@ class TarSplitter:
         if self._data_left or self._header or self._held:
             raise ValueError("the tar stream ended in the middle of a member")
 
-    def _start(self, header: bytes, out: list[tuple[int, bytes]]) -> None:
-        if not any(header):
-            self._ended = True  # the end-of-archive blocks (and padding) follow
-            return
-        size = header_number(header[124:136])
-        if size is None or not checksum_ok(header):
-            raise ValueError("the stream is not a tar archive (bad member header)")
-        kind = header[156]
+    def _start(self, header: Header, out: list[tuple[int, bytes]]) -> None:
+        size, kind, block = header.size, header.kind, header.block
         if kind in _EXTENSIONS:
-            self._held += header
+            self._held += block
             if kind == ord("x"):
                 self._pax_from = len(self._held)
             self._begin(_HELD, size)
             return
         if kind == ord("g"):
-            self._emit(out, EVERY, header)
+            self._emit(out, EVERY, block)
             self._begin(EVERY, size)
             return
         if self._next_size is not None:
             size, self._next_size = self._next_size, None
         held = bytes(self._held)
         self._held.clear()
-        member = held + header
         if kind == ord("5"):
-            mode = header_number(header[100:108]) or 0
-            locked = mode & 0o700 != 0o700
-            self._changed_directory |= locked
-            if locked or self._grown or self._replay is not None:  # else: one tar sets it
-                self.deferred += member
-            made = held + _owner_writable(header, mode)
-            for worker in range(self._active):
-                out.append((worker, made))
-            self._keep(made)
+            self._directory(held, header, out)
             self._begin(_DEFERRED, size)
             return
         if kind == ord("1") and self._grown:
-            self.deferred += member
+            self.deferred += held + block
             self._begin(_DEFERRED, 0)
             return
         load = self._load
         worker = min(range(self._active), key=load.__getitem__) if self._active > 1 else 0
         load[worker] += BLOCK + size
         self.members += 1
-        out.append((worker, member))
+        out.append((worker, held + block))
         self._begin(worker, size)
+
+    def _directory(self, held: bytes, header: Header, out: list[tuple[int, bytes]]) -> None:
+        """Send a directory, made writable by its owner, to every worker; defer it as is."""
+        locked = header.mode & 0o700 != 0o700
+        self._changed_directory |= locked
+        if locked or self._grown or self._replay is not None:  # else: one tar sets it
+            self.deferred += held + header.block
+        made = held + _owner_writable(header.block, header.mode)
+        for worker in range(self._active):
+            out.append((worker, made))
+        self._keep(made)
 
     def _keep(self, data: bytes | memoryview) -> None:
         """Add to the replay for workers not active yet (given up past its limit)."""
@@ -208,7 +212,7 @@ class TarSplitter:
 
     def _begin(self, route: int, size: int) -> None:
         self._route = route
-        self._data_left = -(-size // BLOCK) * BLOCK
+        self._data_left = padded(size)
 
     def _emit(self, out: list[tuple[int, bytes]], route: int, data: bytes | memoryview) -> None:
         if route == _HELD:
@@ -228,6 +232,4 @@ def _owner_writable(header: bytes, mode: int) -> bytes:
     """The header with ``u+rwx`` added to its ``mode``, and its checksum redone."""
     fixed = bytearray(header)
     fixed[100:108] = b"%07o\0" % ((mode | 0o700) & 0o7777777)
-    fixed[148:156] = b" " * 8
-    fixed[148:156] = b"%06o\0 " % sum(fixed)
-    return bytes(fixed)
+    return with_checksum(fixed)

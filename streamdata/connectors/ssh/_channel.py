@@ -17,15 +17,21 @@ transfer fails promptly instead of hanging.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 from collections import deque
+from typing import cast
 
 from ..._errors import ConnectorError
 from .._stderr import StderrBuffer, summarize
 from ._asyncssh import asyncssh
+from ._errors import SSH_ERRORS
+from ._host import PoolSettings
 
-__all__ = ["CommandSession", "RemoteCommand"]
+__all__ = ["CommandSession", "RemoteCommand", "close_session", "open_session"]
 
 _JOIN_LIMIT = 1 << 20
+_CLOSE_TIMEOUT = 10.0
 
 
 class CommandSession(asyncssh.SSHClientSession[bytes]):
@@ -150,7 +156,7 @@ class RemoteCommand:
             await self._fail_closed()
         try:
             self._channel.write(data)
-        except (OSError, asyncssh.Error) as exc:
+        except SSH_ERRORS.handled as exc:
             raise self._error("cannot send data", exc) from exc
 
     def write_eof(self) -> None:
@@ -182,7 +188,7 @@ class RemoteCommand:
         self._check()
         raise self._error("the command stopped reading its input", None)
 
-    def _error(self, reason: str, cause: Exception | None) -> ConnectorError:
+    def _error(self, reason: str, cause: BaseException | None) -> ConnectorError:
         stderr = self._session.stderr.text()
         summary = summarize(stderr)
         detail = f": {summary}" if summary else ""
@@ -194,3 +200,62 @@ class RemoteCommand:
         )
         error.__cause__ = cause
         return error
+
+
+async def open_session(
+    conn: asyncssh.SSHClientConnection,
+    session: CommandSession,
+    command: str,
+    settings: PoolSettings,
+) -> asyncssh.SSHClientChannel[bytes]:
+    """Open a channel on ``conn`` running ``command`` for ``session``.
+
+    If cancelled meanwhile, the channel is closed once open, so none leaks.
+
+    Raises:
+        asyncssh.Error: If the server refuses the channel (translated by the caller).
+        OSError: If the connection fails.
+    """
+    opening = asyncio.ensure_future(
+        conn.create_session(
+            functools.partial(_same, session),
+            _encode(command),
+            encoding=None,
+            window=settings.window,
+            max_pktsize=settings.max_pktsize,
+        )
+    )
+    try:
+        channel, _ = await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            channel, _ = await opening  # a round trip at most
+            channel.close()
+        raise
+    return channel
+
+
+async def close_session(
+    conn: asyncssh.SSHClientConnection,
+    channel: asyncssh.SSHClientChannel[bytes],
+    session: CommandSession,
+) -> None:
+    """Close the channel and wait for the server to confirm, so the slot is really free.
+
+    A server that does not answer within ten seconds has its connection dropped.
+    """
+    channel.close()
+    try:
+        async with asyncio.timeout(_CLOSE_TIMEOUT):
+            await asyncio.shield(session.done.wait())
+    except TimeoutError:
+        conn.abort()
+
+
+def _same(session: CommandSession) -> CommandSession:
+    return session
+
+
+def _encode(command: str) -> str:
+    """Encode a command line, keeping undecodable file-name bytes as they were."""
+    return cast(str, command.encode("utf-8", "surrogateescape"))

@@ -18,17 +18,15 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-from ..._errors import ConfigurationError, ConnectorError
+from ..._errors import ConfigurationError, ConnectorError, StreamDataError
 from ._asyncssh import asyncssh
+from ._errors import SSH_ERRORS
+from ._host import PoolSettings, SSHHost
 
-if TYPE_CHECKING:
-    from ._connector import SSHHost
-
-__all__ = ["Backoff", "PoolSettings", "SingleFlight", "connect"]
+__all__ = ["Backoff", "SingleFlight", "connect"]
 
 _T = TypeVar("_T")
 _LOG = logging.getLogger("streamdata.ssh")
@@ -40,36 +38,6 @@ _CIPHERS = (
     "aes128-ctr",
     "aes256-ctr",
 )
-#: Failures that retrying cannot fix.
-_PERMANENT = (
-    asyncssh.PermissionDenied,
-    asyncssh.KeyExchangeFailed,
-    asyncssh.ProtocolNotSupported,
-    asyncssh.IllegalUserName,
-)
-
-
-@dataclass(frozen=True, slots=True)
-class PoolSettings:
-    """How a :class:`HostPool` connects and how much it may open at once."""
-
-    max_connections: int = 2
-    max_sessions: int = 8
-    connect_timeout: float = 15.0
-    keepalive_interval: float = 15.0
-    keepalive_count_max: int = 3
-    connect_retries: int = 3
-    retry_delay: float = 0.1
-    window: int = 16 << 20
-    max_pktsize: int = 256 << 10
-
-    def __post_init__(self) -> None:
-        if self.max_connections < 1:
-            raise ValueError("max_connections must be at least 1")
-        if self.max_sessions < 2:
-            raise ValueError("max_sessions must be at least 2 (one is kept for metadata)")
-        if self.connect_timeout <= 0 or self.connect_retries < 0 or self.retry_delay < 0:
-            raise ValueError("connect_timeout must be positive, retries and delay not negative")
 
 
 class Backoff:
@@ -133,7 +101,7 @@ def _mark_retrieved(future: asyncio.Future[Any]) -> None:
 async def connect(
     host: SSHHost,
     settings: PoolSettings,
-    error: Callable[[str, BaseException | None], ConnectorError],
+    error: Callable[[str, BaseException | None], StreamDataError],
 ) -> asyncssh.SSHClientConnection:
     """Connect and log in, retrying connection-level failures with exponential backoff.
 
@@ -157,19 +125,22 @@ async def connect(
             return await asyncssh.connect(host.host, host.port, **options)
         except asyncssh.HostKeyNotVerifiable as exc:
             raise _host_key_error(host, label, exc) from exc
-        except asyncssh.KeyImportError as exc:
-            raise ConfigurationError(
-                f"cannot load the client keys of ssh host {label}: {exc}"
-            ) from exc
-        except _PERMANENT as exc:
-            raise error("cannot log in", exc) from exc
-        except (OSError, TimeoutError, asyncssh.Error) as exc:
+        except SSH_ERRORS.handled as exc:
+            if SSH_ERRORS.is_permanent(exc):
+                raise error(_refusal(exc), exc) from exc
             if attempt == settings.connect_retries:
                 raise error("cannot connect", exc) from exc
             _LOG.info("connecting to %s failed (%s); retrying in %.2fs", label, exc, delay)
         await asyncio.sleep(delay)
         delay *= 2
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _refusal(exc: BaseException) -> str:
+    """What a permanent failure to connect refused."""
+    if isinstance(exc, asyncssh.KeyImportError):
+        return "cannot load the client keys"
+    return "cannot log in"
 
 
 def _check_client_keys(host: SSHHost, label: str) -> None:

@@ -28,7 +28,7 @@ may have died unnoticed).
 No lock is held while connecting: the first connection is made by one caller and its
 outcome shared with every caller waiting for it (so an unreachable host fails them all
 with one error, quickly); further connections are opened as the load grows. How one
-connection is made (and retried) is in :mod:`._ssh_connect`; a failed command is never
+connection is made (and retried) is in :mod:`._connect`; a failed command is never
 retried.
 """
 
@@ -36,32 +36,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, TypeVar, cast
+from typing import TypeVar
 
-from ..._errors import ConnectorError
+from ..._errors import ConnectorError, StreamDataError
 from ._asyncssh import asyncssh
-from ._channel import CommandSession, RemoteCommand
-from ._connect import Backoff, PoolSettings, SingleFlight, connect
+from ._channel import CommandSession, RemoteCommand, close_session, open_session
+from ._connect import Backoff, SingleFlight, connect
+from ._errors import SSH_ERRORS
+from ._host import PoolSettings, SSHHost
 
-if TYPE_CHECKING:
-    from ._connector import SSHHost
-
-__all__ = ["HostPool", "PoolSettings"]
+__all__ = ["HostPool"]
 
 _T = TypeVar("_T")
-_CLOSE_TIMEOUT = 10.0
-#: Causes after which the same operation, started again, may well succeed.
-_TRANSIENT = (
-    asyncssh.DisconnectError,
-    asyncssh.SFTPConnectionLost,
-    asyncssh.ChannelOpenError,
-    ConnectionError,
-    TimeoutError,
-)
 #: Small-file transfers in flight on the SFTP session at once.
 _SFTP_TRANSFERS = 8
 #: Channel-open refusals that mean "too many sessions right now" (OpenSSH says "connect
@@ -118,14 +107,18 @@ class HostPool:
         self._waiting = 0  # commands waiting for a channel slot
         self._closed = False
 
-    def error(self, message: str, cause: BaseException | None = None) -> ConnectorError:
-        """Build a :class:`ConnectorError` about this host."""
+    def error(self, message: str, cause: BaseException | None = None) -> StreamDataError:
+        """The error to raise about this host: ``cause`` translated by :data:`SSH_ERRORS`.
+
+        A cause the table does not handle (or none) makes a plain, permanent
+        :class:`ConnectorError`.
+        """
+        text = f"{message} on ssh host {self._label}"
+        host = self._host.location_name
+        if isinstance(cause, SSH_ERRORS.handled):
+            return SSH_ERRORS.translate(cause, text, host=host)
         reason = f": {cause}" if cause is not None and str(cause) else ""
-        error = ConnectorError(
-            f"{message} on ssh host {self._label}{reason}",
-            host=self._host.location_name,
-            transient=isinstance(cause, _TRANSIENT),
-        )
+        error = ConnectorError(text + reason, host=host)
         error.__cause__ = cause
         return error
 
@@ -167,7 +160,10 @@ class HostPool:
                     channel, session, f"{what} on {self._label}", self._host.location_name
                 )
             finally:
-                await self._close_channel(connection, channel, session)
+                try:
+                    await close_session(connection.conn, channel, session)
+                finally:
+                    connection.load -= 1
 
     @contextlib.asynccontextmanager
     async def spare_command(
@@ -267,8 +263,8 @@ class HostPool:
             connection.load += 1
             session = CommandSession(self._settings.window + 2 * self._settings.max_pktsize)
             try:
-                channel = await self._create_session(connection, session, command)
-            except (OSError, asyncssh.Error) as exc:
+                channel = await open_session(connection.conn, session, command, self._settings)
+            except SSH_ERRORS.handled as exc:
                 connection.load -= 1
                 if not connection.alive and not replaced:
                     replaced = True  # the connection died: once more on a new one
@@ -280,44 +276,6 @@ class HostPool:
                 connection.load -= 1
                 raise
             return connection, channel, session
-
-    async def _create_session(
-        self, connection: _Connection, session: CommandSession, command: str
-    ) -> asyncssh.SSHClientChannel[bytes]:
-        """Open the channel; if cancelled meanwhile, close it once open so none leaks."""
-        opening = asyncio.ensure_future(
-            connection.conn.create_session(
-                functools.partial(_same, session),
-                _encode(command),
-                encoding=None,
-                window=self._settings.window,
-                max_pktsize=self._settings.max_pktsize,
-            )
-        )
-        try:
-            channel, _ = await asyncio.shield(opening)
-        except asyncio.CancelledError:
-            with contextlib.suppress(Exception):
-                channel, _ = await opening  # a round trip at most
-                channel.close()
-            raise
-        return channel
-
-    async def _close_channel(
-        self,
-        connection: _Connection,
-        channel: asyncssh.SSHClientChannel[bytes],
-        session: CommandSession,
-    ) -> None:
-        """Close the channel and wait for the server to confirm, so the slot is really free."""
-        channel.close()
-        try:
-            async with asyncio.timeout(_CLOSE_TIMEOUT):
-                await asyncio.shield(session.done.wait())
-        except TimeoutError:
-            connection.conn.abort()  # the server does not answer: drop the connection
-        finally:
-            connection.load -= 1
 
     # -- SFTP ----------------------------------------------------------------------------
 
@@ -338,12 +296,13 @@ class HostPool:
     ) -> _T:
         """Run ``call`` with the host's persistent SFTP client.
 
-        SFTP errors (e.g. no such file) reach the caller as they are; if the connection is
+        Every failure is translated (:data:`SSH_ERRORS`): a request that expects an
+        answer such as "no such file" handles it inside ``call``. If the connection is
         lost, ``call`` is run once more on a new one when ``retry`` allows it.
 
         Raises:
-            ConnectorError: If the host cannot be reached.
-            asyncssh.SFTPError: The server's answer to the request.
+            ConnectorError: If the host cannot be reached or refuses the request
+                (``cannot {what}``).
         """
         for attempt in range(2 if retry else 1):
             client = await self._sftp_client()
@@ -353,9 +312,7 @@ class HostPool:
                 self._drop_sftp(client)
                 if attempt == 1 or not retry:
                     raise self.error(f"cannot {what}", exc) from exc
-            except asyncssh.SFTPError:
-                raise
-            except (OSError, asyncssh.Error) as exc:
+            except SSH_ERRORS.handled as exc:
                 raise self.error(f"cannot {what}", exc) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -375,7 +332,7 @@ class HostPool:
             connection.conn.start_sftp_client(path_errors="surrogateescape"),
             return_exceptions=True,
         )
-        if isinstance(started, OSError | asyncssh.Error):
+        if isinstance(started, SSH_ERRORS.handled):
             raise self.error("cannot start SFTP", started) from started
         if isinstance(started, BaseException):
             raise started
@@ -440,12 +397,3 @@ class HostPool:
 
 def _is_busy(exc: BaseException) -> bool:
     return isinstance(exc, asyncssh.ChannelOpenError) and exc.code in _BUSY_CODES
-
-
-def _same(session: CommandSession) -> CommandSession:
-    return session
-
-
-def _encode(command: str) -> str:
-    """Encode a command line, keeping undecodable file-name bytes as they were."""
-    return cast(str, command.encode("utf-8", "surrogateescape"))

@@ -1,9 +1,9 @@
 """Copies of trees made on SSH hosts (``cp -a``, a route), and when they cannot be.
 
 A same-host copy (``cp -a``) and a direct send over a route never pass through the tree
-filter (:mod:`._tarfilter`), so they are made only for a tree it would leave as it is.
+filter (:mod:`.._tar.filter`), so they are made only for a tree it would leave as it is.
 The command that makes them first looks for special files and absolute links below the
-tree, in the same command line (:func:`._ssh_commands.unless_filtered`); only when there
+tree, in the same command line (:func:`._commands.unless_filtered`); only when there
 are some is the tree's real path asked (one SFTP request) and the links judged here. A
 tree that needs the filter is streamed through this process instead: to another host by
 reading and unpacking at once; on the same host through a local temporary file, one
@@ -18,11 +18,12 @@ import tempfile
 from collections.abc import AsyncIterator, Callable
 from typing import IO, TypeVar
 
-from .._base import EntryKind
+from .._base import Entry, EntryKind
 from .._tar.filter import inside_root
 from . import _commands as commands
 from ._pool import HostPool
-from ._streams import open_read, tree_roots, write_stream
+from ._sftp import real_path
+from ._streams import open_read, write_stream
 
 __all__ = ["copy_through_spool", "run_unless_filtered"]
 
@@ -43,14 +44,14 @@ async def run_unless_filtered(pool: HostPool, path: str, command: str, what: str
     found = await pool.run(commands.unless_filtered(path, command), what=what, bulk=True)
     if not found:
         return True
-    if _needs_filter(await tree_roots(pool, path), found):
+    if _needs_filter(await real_path(pool, path), found):
         return False
     await pool.run(command, what=what, bulk=True)  # absolute links, all out of the tree
     return True
 
 
 def _needs_filter(roots: tuple[bytes, bytes], listing: bytes) -> bool:
-    """Whether the listing of :func:`._ssh_commands.unless_filtered` names something to change."""
+    """Whether the listing of :func:`._commands.unless_filtered` names something to change."""
     for record in listing.split(b"\0"):
         if record == b"s":
             return True
@@ -65,14 +66,15 @@ async def copy_through_spool(pool: HostPool, src_path: str, dst_path: str) -> No
     Raises:
         ConnectorError: If reading, spooling or unpacking fails.
     """
+    tree = Entry(src_path, EntryKind.DIRECTORY, 0, 0.0, 0o700)
     try:
         with tempfile.TemporaryFile() as spool:
-            async with open_read(pool, src_path, EntryKind.DIRECTORY) as chunks:
+            async with open_read(pool, tree) as chunks:
                 async for chunk in chunks:
                     await _spooling(pool, src_path, spool.write, chunk)
             await _spooling(pool, src_path, spool.seek, 0)
             replay = _replay(pool, src_path, spool)
-            await write_stream(pool, dst_path, EntryKind.DIRECTORY, replay, None, None)
+            await write_stream(pool, dst_path, tree, replay)
     except OSError as exc:  # making or closing the file; its reads and writes are below
         raise pool.error(f"cannot spool {src_path!r} in a local temporary file", exc) from exc
 

@@ -8,12 +8,12 @@ deletions: 0.5-1 ms per file) four get through more, about 1.5x as many files a 
 as one ``tar | ssh tar`` (case (b) on the disk in benchmarks/RESULTS.md).
 
 So a tree whose first MiB holds at least :data:`PARALLEL_FILES` files goes through a
-:class:`~._tarsplit.TarSplitter` with one worker, and the time spent waiting for that
+:class:`~.._tar.split.TarSplitter` with one worker, and the time spent waiting for that
 ``tar`` to take more is watched. Once it has waited :data:`SPLIT_AFTER` seconds, if it
 took under :data:`SLOW_FILES` files a second while it was behind, up to
 :data:`WORKERS` - 1 more ``tar`` are started on channels free right now, and the rest of
 the stream is cut between them all. A last ``tar -x`` then gives directories their modes
-and mtimes and makes hard links (:attr:`~._tarsplit.TarSplitter.needs_last_pass`).
+and mtimes and makes hard links (:attr:`~.._tar.split.TarSplitter.needs_last_pass`).
 Smaller trees, and few big files, go through one plain ``tar``. Either way the exit
 status of every ``tar`` is checked.
 
@@ -73,10 +73,8 @@ async def unpack_tree(pool: HostPool, path: str, chunks: AsyncIterable[bytes]) -
     if ended or sum(counter.feed(chunk) for chunk in head) < PARALLEL_FILES:
         await pipe(pool, commands.unpack(path), what, head, iterator)
         return
-    try:
-        await pool.sftp(lambda c: c.mkdir(path, asyncssh.SFTPAttrs(permissions=0o700)), what=what)
-    except asyncssh.SFTPError as exc:
-        raise pool.error(f"cannot create {path!r}", exc) from exc
+    mode = asyncssh.SFTPAttrs(permissions=0o700)
+    await pool.sftp(lambda c: c.mkdir(path, mode), what=f"create {path!r}")
     extract = commands.extract(path)
     splitter = TarSplitter(WORKERS, active=1)
     async with contextlib.AsyncExitStack() as stack:

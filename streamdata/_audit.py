@@ -8,7 +8,7 @@ orphan directory is reported once with its subtree skipped. Only the set of seen
 paths is kept, never a second full listing.
 
 Each missing replica is invalidated and the catalog remembers what it was a copy of and
-what the check found in its place (:mod:`._lineage`); a repair copies back the missing
+what the check found in its place (:mod:`._catalog.lineage`); a repair copies back the missing
 replicas and those earlier checks invalidated, replacing only what was found there. A
 dry run stops after the classification: it changes nothing.
 """

@@ -101,7 +101,7 @@ def exit_code(error: BaseException) -> int:
 
 
 def message(error: BaseException) -> str:
-    """The one-line text of ``error``, names escaped (:func:`~._cli_output.printable`)."""
+    """The one-line text of ``error``, names escaped (:func:`~._output.printable`)."""
     error = first_leaf(error)
     if isinstance(error, click.UsageError):
         text = error.format_message()
@@ -124,7 +124,7 @@ def tool_output(error: BaseException) -> list[str]:
     One-line messages quote only the most telling line of it
     (:attr:`~streamdata.ConnectorError.details`); this looks through exception groups,
     the causes of a :class:`~streamdata.TransferError` and chained exceptions. Each line
-    is escaped (:func:`~._cli_output.printable`): the tool may quote file names.
+    is escaped (:func:`~._output.printable`): the tool may quote file names.
     """
     found: list[str] = []
     pending: list[BaseException] = [error]

@@ -29,7 +29,7 @@ _CLOSING = (
     "tar: Child returned status",
 )
 #: How the connectors' own command lines start a line that says which step failed
-#: (e.g. :mod:`._ssh_direct`): quoted first, before the tool's own complaint.
+#: (e.g. :mod:`.ssh._direct`): quoted first, before the tool's own complaint.
 _OWN = "streamdata: "
 #: How the C library describes each error number, e.g. "No space left on device".
 _OS_ERRORS = tuple(sorted({os.strerror(code) for code in errno.errorcode}, key=len, reverse=True))

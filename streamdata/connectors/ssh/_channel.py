@@ -9,7 +9,7 @@ one window, which must be smaller than ``read_limit``) without stopping midway, 
 memory held stays below ``read_limit`` plus one window, however slow the consumer.
 
 Writes wait while the channel's send buffer is full. Standard error is kept (its first
-and last few KiB, :mod:`._stderr`) for error messages, and the exit status is checked by
+and last few KiB, :mod:`.._stderr`) for error messages, and the exit status is checked by
 :meth:`RemoteCommand.finish`. A lost connection wakes every waiter at once, so a broken
 transfer fails promptly instead of hanging.
 """

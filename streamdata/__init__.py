@@ -9,8 +9,9 @@ time it is used (:pep:`562`), so ``import streamdata`` (as the pytest plugin and
 ``streamdata --help`` do) loads neither asyncssh nor the SQLite store.
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ._lazy import lazy_names as _lazy_names
 
 if TYPE_CHECKING:
     from ._audit import CheckReport
@@ -80,20 +81,4 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Import a public name from its module on first use, then keep it here.
-
-    Raises:
-        AttributeError: If ``name`` is not a public name of the package.
-    """
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(home, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    """The public names, those not imported yet included."""
-    return sorted(__all__)
+__getattr__, __dir__ = _lazy_names(__name__, _HOMES, __all__)

@@ -33,8 +33,9 @@ N bytes of a stream), and limit the bandwidth of read and write streams::
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_names as _lazy_names
 
 if TYPE_CHECKING:
     from ._kit import (
@@ -84,20 +85,4 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Import a public name from its module on first use, then keep it here.
-
-    Raises:
-        AttributeError: If ``name`` is not a public name of the module.
-    """
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(home, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    """The public names, those not imported yet included."""
-    return sorted(__all__)
+__getattr__, __dir__ = _lazy_names(__name__, _HOMES, __all__)

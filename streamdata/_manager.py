@@ -229,7 +229,7 @@ class DataManager:
         Raises:
             ValueError: If ``path`` is relative.
         """
-        if monotonic() >= self._sync.due:  # CatalogSync.refresh, inlined: hot
+        if self._sync.shared and monotonic() >= self._sync.due:  # sync.refresh(), inlined
             self._sync.refresh()
         return self._catalog.locations(path, deployment, location, location_type)
 
@@ -242,9 +242,9 @@ class DataManager:
         Raises:
             ValueError: If ``path`` is relative.
         """
-        if monotonic() >= self._sync.due:  # CatalogSync.refresh, inlined: hot
+        if self._sync.shared and monotonic() >= self._sync.due:  # sync.refresh(), inlined
             self._sync.refresh()
-        return self._engine.pick_source(self._catalog.locations(path), dst_deployment)
+        return self._engine.choose(self._catalog.sources(path), dst_deployment)
 
     # -- transfers -------------------------------------------------------------------------
 

@@ -41,6 +41,9 @@ class CatalogSync:
     def __init__(self, catalog: RemotePathMapper) -> None:
         self._catalog = catalog
         self._durable = catalog.durable
+        #: Whether other processes may change the catalog (False in memory): read inline
+        #: by the manager's hottest queries, before they look at the clock.
+        self.shared = self._durable
         #: When queries should look at the store again (monotonic clock); read inline by
         #: the manager's hottest queries, which call :meth:`refresh` once it has passed.
         #: Never for a catalog in memory: there is nobody else to look for.

@@ -82,7 +82,12 @@ class Engine:
 
         Implied ancestors and links are never picked; None if nothing is left to pick.
         """
-        candidates = [r for r in replicas if r.data_type is _PRIMARY and not r.implied]
+        return self.choose(
+            [r for r in replicas if r.data_type is _PRIMARY and not r.implied], dst_deployment
+        )
+
+    def choose(self, candidates: list[DataLocation], dst_deployment: str) -> DataLocation | None:
+        """The replica among ``candidates`` (PRIMARY, not implied) the policy picks."""
         if not candidates:
             return None
         return self.policy(

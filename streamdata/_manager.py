@@ -205,11 +205,11 @@ class DataManager:
             raise TypeError(f"expected an ExecutionLocation, got {location!r}")
         if self._deployments.closed:
             self._deployments.ensure_open()  # raises
-        self._sync.refresh(now=True)
-        catalog = self._catalog
-        catalog.invalidate(location, path)
-        if catalog.lineage.anchored:
-            catalog.forget_lost(location, path)
+        if self._sync.shared:  # self._sync.refresh(now=True), inlined: hot
+            self._sync.refresh(now=True)
+        self._catalog.invalidate(location, path)
+        if self._catalog.lineage.anchored:
+            self._catalog.forget_lost(location, path)
 
     def get_data_locations(
         self,

@@ -56,8 +56,10 @@ class CatalogSync:
         Raises:
             ConfigurationError: If the store cannot be read.
         """
+        if not self._durable:
+            return
         clock = time.monotonic()
-        if self._durable and (now or clock >= self.due):
+        if now or clock >= self.due:
             self.due = clock + REFRESH_SECONDS
             self._catalog.refresh()
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from catalog_kinds import CATALOG_KINDS, Catalogs
 from cli_env import Env, make_env
 from pg_cluster import PostgresCluster, postgres_cluster
 
@@ -105,3 +106,13 @@ def postgres() -> Iterator[PostgresCluster]:
     """A throwaway PostgreSQL cluster on a free loopback port, shared by the session."""
     with postgres_cluster() as cluster:
         yield cluster
+
+
+@pytest.fixture(params=CATALOG_KINDS)
+def catalogs(request: pytest.FixtureRequest, tmp_path: Path) -> Catalogs:
+    """The same test against each kind of catalog (see tests/catalog_kinds.py)."""
+    kind: str = request.param
+    if kind != "postgresql":
+        return Catalogs(kind, tmp_path)
+    cluster: PostgresCluster = request.getfixturevalue("postgres")
+    return Catalogs(kind, tmp_path, cluster.create_database)

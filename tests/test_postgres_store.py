@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -174,3 +175,12 @@ async def _within_a_second(condition: Callable[[], bool]) -> bool:
             return True
         await asyncio.sleep(0.02)
     return condition()
+
+
+def test_a_postgresql_url_without_the_driver_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without psycopg installed, a PostgreSQL URL says which extra to install."""
+    monkeypatch.setitem(sys.modules, "streamdata._catalog.postgres", None)
+    with pytest.raises(ConfigurationError, match=r"streamdata\[postgresql\]"):
+        DataManager(catalog="postgresql://user@127.0.0.1:1/db")

@@ -184,3 +184,23 @@ def test_a_postgresql_url_without_the_driver_names_the_extra(
     monkeypatch.setitem(sys.modules, "streamdata._catalog.postgres", None)
     with pytest.raises(ConfigurationError, match=r"streamdata\[postgresql\]"):
         DataManager(catalog="postgresql://user@127.0.0.1:1/db")
+
+
+def test_another_programs_advisory_lock_does_not_keep_a_dead_owner_alive(url: str) -> None:
+    """Owner liveness reads only streamdata's own advisory locks, not others' on that number."""
+    first, second = PostgresStore(url), PostgresStore(url)
+    token = first.token
+    try:
+        with psycopg.connect(url, autocommit=True) as other:
+            row = other.execute("SELECT key FROM owners WHERE token = %s", (token,)).fetchone()
+            assert row is not None
+            first.close()  # as if killed: its row is back, its lock gone
+            other.execute(
+                "INSERT INTO owners (token, key) OVERRIDING SYSTEM VALUE VALUES (%s, %s)",
+                (token, *row),
+            )
+            other.execute("SELECT pg_advisory_lock(%s)", row)  # another program, same number
+            assert not second.alive(token)
+    finally:
+        first.close()
+        second.close()

@@ -74,6 +74,7 @@ class PostgresStore:
                 self._conn.execute(
                     "SELECT set_config('streamdata.writer', %s, false)", (self.owners.token,)
                 )
+                self._seen = feed.snapshot_now(self._conn)
         except BaseException:
             self._conn.close()
             raise
@@ -231,6 +232,7 @@ class PostgresStore:
 
         The neighbours of each dropped replica are chained together with new edges, so
         the rest of its replica set stays connected on disk as it does in memory.
+        Invalidations run one at a time (an advisory lock), like SQLite's writes.
 
         Raises:
             ConfigurationError: If the database cannot be written.
@@ -238,6 +240,7 @@ class PostgresStore:
         rows = [_key(key) for key in keys]
         self._flush()
         with self._write() as conn, conn.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", (sql.INVALIDATE_LOCK,))
             ids = []
             for row in rows:
                 found = cursor.execute(sql.ID_OF, row).fetchone()

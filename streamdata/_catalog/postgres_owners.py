@@ -17,15 +17,18 @@ from typing import Any
 
 import psycopg
 
-__all__ = ["PostgresOwners"]
+__all__ = ["NAMESPACE", "PostgresOwners"]
 
+#: The first half of the two-part advisory lock keys of owners ("sd" 1): the second half
+#: is the owner's key, so other users of advisory locks in the database do not collide.
+NAMESPACE = 0x73640001
 _REGISTER = "INSERT INTO owners (token) VALUES (%s) RETURNING key"
 #: True while some session holds the advisory lock on the token's key (this database).
-_ALIVE = """
+_ALIVE = f"""
 SELECT EXISTS (SELECT 1 FROM owners o JOIN pg_locks l ON l.locktype = 'advisory'
-    AND l.granted AND l.objsubid = 1
+    AND l.granted AND l.objsubid = 2 AND l.classid = {NAMESPACE}
     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-    AND (l.classid::bigint << 32) + l.objid::bigint = o.key
+    AND l.objid::bigint = o.key
 WHERE o.token = %s)
 """
 
@@ -46,7 +49,7 @@ class PostgresOwners:
         with conn.transaction():
             row = conn.execute(_REGISTER, (self.token,)).fetchone()
         assert row is not None
-        conn.execute("SELECT pg_advisory_lock(%s)", (row[0],))
+        conn.execute("SELECT pg_advisory_lock(%s, %s)", (NAMESPACE, row[0]))
         self._open = True
 
     def alive(self, token: str | None) -> bool:

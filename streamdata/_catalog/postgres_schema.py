@@ -30,6 +30,9 @@ __all__ = ["SCHEMA_VERSION", "NewerSchema", "display_url", "migrate", "row_key"]
 SCHEMA_VERSION = 1
 #: The advisory lock key taken while the schema is created or upgraded ("sdschema").
 _MIGRATE_LOCK = 0x7364736368656D61
+#: The advisory lock key taken by every invalidation ("sdinvald"): invalidations chain
+#: the neighbours of what they drop, which must not interleave with another's.
+INVALIDATE_LOCK = 0x7364696E76616C64
 
 _WRITER = "current_setting('streamdata.writer', true)"
 #: The rows each table's trigger adds to ``changes``: (replica, writer, dropped).

@@ -76,6 +76,15 @@ class PostgresCluster:
         args = [f"{self.bindir}/psql", *self._client_args(), "-d", database or self.database]
         return _run([*args, "-X", "-tA", "-v", "ON_ERROR_STOP=1", "-c", sql]).strip()
 
+    def restart(self) -> None:
+        """Restart the server (``pg_ctl restart -m fast``): every connection is dropped.
+
+        Raises:
+            subprocess.CalledProcessError: If ``pg_ctl`` fails.
+        """
+        restart = [f"{self.bindir}/pg_ctl", "restart", "-m", "fast", "-w", "-D", str(self.data)]
+        _run([*restart, "-l", str(self.directory / "server.log")], as_server=True)
+
     def _client_args(self) -> list[str]:
         return ["-h", "127.0.0.1", "-p", str(self.port), "-U", SUPERUSER]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import sys
 import time
@@ -11,7 +12,7 @@ from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
-from pg_cluster import PostgresCluster
+from pg_cluster import PostgresCluster, postgres_cluster
 
 from streamdata import ConfigurationError, DataManager, DataType, ExecutionLocation
 from streamdata._catalog import postgres_feed
@@ -204,3 +205,18 @@ def test_another_programs_advisory_lock_does_not_keep_a_dead_owner_alive(url: st
     finally:
         first.close()
         second.close()
+
+
+async def test_a_server_restart_is_a_clear_error_then_the_manager_reconnects() -> None:
+    """After a restart the call that meets the broken connection fails, naming the database;
+    the next one connects again, and every change whose call returned is there."""
+    with postgres_cluster() as cluster:
+        async with DataManager(catalog=cluster.url()) as manager:
+            manager.register_path(A, "/before/restart")
+            cluster.restart()
+            with pytest.raises(ConfigurationError, match=re.escape(cluster.url())):
+                manager.register_path(A, "/during/restart")
+            manager.register_path(A, "/after/restart")
+        async with DataManager(catalog=cluster.url()) as reopened:
+            for path in ("/before/restart", "/after/restart"):
+                assert [r.path for r in reopened.get_data_locations(path)] == [path]

@@ -25,13 +25,12 @@ from typing import Any
 
 import psycopg
 
-from .._errors import ConfigurationError
 from .._models import DataType, ExecutionLocation
 from . import postgres_feed as feed
 from . import postgres_schema as sql
 from .batch import in_batch
+from .postgres_connect import StoreConnection
 from .postgres_owners import PostgresOwners
-from .postgres_schema import display_url
 from .postgres_schema import row_key as _key
 from .store import Changes, Key, Signature, Snapshot
 
@@ -39,8 +38,6 @@ __all__ = ["PostgresStore"]
 
 _FLUSH_ROWS = 10_000  # queued rows written at once; bounds the memory of a long batch
 _PRUNE_EVERY = 1_000  # write transactions between prunings of the change feed
-#: Seconds to wait for the server when connecting.
-CONNECT_SECONDS = 10
 
 
 class PostgresStore:
@@ -54,8 +51,10 @@ class PostgresStore:
             credentials, not a streamdata catalog, written by a newer streamdata).
     """
 
+    #: Who holds this store's token (made on the first connection).
+    owners: PostgresOwners
+
     def __init__(self, url: str) -> None:
-        self.name = display_url(url)
         self._replica_rows: list[tuple[object, ...]] = []
         self._pending: dict[str, list[tuple[object, ...]]] = {}
         self._batches = 0
@@ -63,31 +62,19 @@ class PostgresStore:
         self._writes = 0
         self._seen = ""  # the snapshot changes() last read at
         self._locations: dict[tuple[str, str, bool], ExecutionLocation] = {}
-        with self._errors("open"):
-            self._conn = psycopg.connect(
-                url, autocommit=True, connect_timeout=CONNECT_SECONDS, application_name="streamdata"
-            )
-        try:
-            with self._errors("use"):
-                sql.migrate(self._conn)
-                self.owners = PostgresOwners(self._conn)
-                self._conn.execute(
-                    "SELECT set_config('streamdata.writer', %s, false)", (self.owners.token,)
-                )
-                self._seen = feed.snapshot_now(self._conn)
-        except BaseException:
-            self._conn.close()
-            raise
+        self._db = StoreConnection(url, self._on_connect)
+        self.name = self._db.name
+        self._errors = self._db.errors
 
-    @contextlib.contextmanager
-    def _errors(self, action: str) -> Iterator[None]:
-        """Translate driver errors into a ConfigurationError naming the database."""
-        try:
-            yield
-        except sql.NewerSchema as exc:
-            raise ConfigurationError(f"cannot use the catalog {self.name}: {exc}") from exc
-        except psycopg.Error as exc:
-            raise ConfigurationError(f"cannot {action} the catalog {self.name}: {exc}") from exc
+    def _on_connect(self, conn: psycopg.Connection[Any]) -> None:
+        """Set up a new connection: schema and token the first time, the token's lock after."""
+        if self._seen:
+            self.owners.lock(conn)
+        else:
+            sql.migrate(conn)
+            self.owners = PostgresOwners(conn)
+            self._seen = feed.snapshot_now(conn)
+        conn.execute("SELECT set_config('streamdata.writer', %s, false)", (self.owners.token,))
 
     @property
     def token(self) -> str:
@@ -97,21 +84,23 @@ class PostgresStore:
     @contextlib.contextmanager
     def _write(self) -> Iterator[psycopg.Connection[Any]]:
         """One short write transaction; every :data:`_PRUNE_EVERY` it also prunes the feed."""
-        with self._errors("write"), self._conn.transaction():
-            yield self._conn
+        conn = self._db.connection()
+        with self._errors("write"), conn.transaction():
+            yield conn
             self._writes += 1
             if self._writes % _PRUNE_EVERY == 0:
-                feed.prune(self._conn)
+                feed.prune(conn)
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[psycopg.Connection[Any]]:
         """One read transaction: every query inside sees the same snapshot."""
+        conn = self._db.connection()
         with self._errors("read"):
-            self._conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             try:
-                yield self._conn
+                yield conn
             finally:
-                self._conn.execute("COMMIT")
+                conn.execute("COMMIT")
 
     def _location(self, deployment: str, name: str, local: bool) -> ExecutionLocation:
         key = (deployment, name, local)
@@ -159,6 +148,7 @@ class PostgresStore:
         Raises:
             ConfigurationError: If the database cannot be read.
         """
+        self._db.connection()  # made again first if it broke
         with self._errors("read"):
             return self.owners.alive(owner)
 
@@ -168,8 +158,9 @@ class PostgresStore:
         Raises:
             ConfigurationError: If the database cannot be read.
         """
+        conn = self._db.connection()
         with self._errors("read"):
-            row = self._conn.execute(
+            row = conn.execute(
                 f"SELECT owner FROM replicas WHERE {sql.KEY} AND pending", _key(key)
             ).fetchone()
         return None if row is None else row[0]
@@ -180,6 +171,7 @@ class PostgresStore:
         Raises:
             ConfigurationError: If the database cannot be written.
         """
+        self._db.connection()
         with self._errors("write"):
             self.owners.forget(owner)
 
@@ -332,8 +324,9 @@ class PostgresStore:
             ConfigurationError: If the database cannot be read.
         """
         self._flush()
+        conn = self._db.connection()
         with self._errors("read"):
-            rows = self._conn.execute(
+            rows = conn.execute(
                 "SELECT deployment, name, local, tmp, owner FROM replicas WHERE tmp IS NOT NULL"
             ).fetchall()
             return [
@@ -393,4 +386,4 @@ class PostgresStore:
             with self._errors("write"):
                 self.owners.close()
         finally:
-            self._conn.close()
+            self._db.close()

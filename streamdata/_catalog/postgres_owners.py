@@ -22,7 +22,10 @@ __all__ = ["NAMESPACE", "PostgresOwners"]
 #: The first half of the two-part advisory lock keys of owners ("sd" 1): the second half
 #: is the owner's key, so other users of advisory locks in the database do not collide.
 NAMESPACE = 0x73640001
-_REGISTER = "INSERT INTO owners (token) VALUES (%s) RETURNING key"
+_REGISTER = (
+    "INSERT INTO owners (token) VALUES (%s) "
+    "ON CONFLICT (token) DO UPDATE SET token = excluded.token RETURNING key"
+)
 #: True while some session holds the advisory lock on the token's key (this database).
 _ALIVE = f"""
 SELECT EXISTS (SELECT 1 FROM owners o JOIN pg_locks l ON l.locktype = 'advisory'
@@ -44,13 +47,22 @@ class PostgresOwners:
     """
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
-        self._conn = conn
         self.token = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(6)}"
+        self._conn = conn
+        self.lock(conn)
+        self._open = True
+
+    def lock(self, conn: psycopg.Connection[Any]) -> None:
+        """Hold this store's token on ``conn`` (again, on a new connection after one broke).
+
+        Raises:
+            psycopg.Error: If the token cannot be registered or locked.
+        """
         with conn.transaction():
             row = conn.execute(_REGISTER, (self.token,)).fetchone()
         assert row is not None
         conn.execute("SELECT pg_advisory_lock(%s, %s)", (NAMESPACE, row[0]))
-        self._open = True
+        self._conn = conn
 
     def alive(self, token: str | None) -> bool:
         """True while the store that took ``token`` has its connection open.

@@ -17,7 +17,6 @@ change feed (:mod:`.postgres_feed`) reads what other processes committed.
 from __future__ import annotations
 
 import os
-import re
 from typing import Any
 
 import psycopg
@@ -25,7 +24,7 @@ import psycopg
 from .._models import DataType
 from .store import Key
 
-__all__ = ["SCHEMA_VERSION", "NewerSchema", "display_url", "migrate", "row_key"]
+__all__ = ["SCHEMA_VERSION", "NewerSchema", "migrate", "row_key"]
 
 SCHEMA_VERSION = 1
 #: The advisory lock key taken while the schema is created or upgraded ("sdschema").
@@ -78,12 +77,6 @@ _SCHEMA = (
         )
     ),
 )
-
-
-def display_url(url: str) -> str:
-    """``url`` with its password, if any (user info or parameter), replaced by ``***``."""
-    url = re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
-    return re.sub(r"([?&]password=)[^&]*", r"\1***", url)
 
 
 def row_key(key: Key) -> tuple[str, str, bytes]:

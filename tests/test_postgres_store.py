@@ -220,3 +220,10 @@ async def test_a_server_restart_is_a_clear_error_then_the_manager_reconnects() -
         async with DataManager(catalog=cluster.url()) as reopened:
             for path in ("/before/restart", "/after/restart"):
                 assert [r.path for r in reopened.get_data_locations(path)] == [path]
+
+
+def test_an_unknown_user_is_a_clear_error(postgres: PostgresCluster) -> None:
+    """Credentials the server refuses (here an unknown role) are a ConfigurationError."""
+    url = f"postgresql://no_such_role@127.0.0.1:{postgres.port}/{postgres.database}"
+    with pytest.raises(ConfigurationError, match="no_such_role"):
+        DataManager(catalog=url)

@@ -8,13 +8,15 @@ each environment's files live in the test's own temporary directory on this file
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from catalog_kinds import CATALOG_KINDS, Catalogs
 from cli_env import Env, make_env
+from pg_cluster import PostgresCluster, postgres_cluster
 
 from streamdata import Connector, ExecutionLocation, LocalConnector, SSHConnector
 from streamdata.testing import AsyncSSHTestServer, SSHTestServer, _openssh, open_ssh_server
@@ -96,3 +98,20 @@ async def connector_env(
 def env(tmp_path: Path, ssh_server: AsyncSSHTestServer) -> Env:
     """A private environment for the ``streamdata`` command (see tests/cli_env.py)."""
     return make_env(tmp_path, ssh_server)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """A throwaway PostgreSQL cluster on a free loopback port, shared by the session."""
+    with postgres_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(params=CATALOG_KINDS)
+def catalogs(request: pytest.FixtureRequest, tmp_path: Path) -> Catalogs:
+    """The same test against each kind of catalog (see tests/catalog_kinds.py)."""
+    kind: str = request.param
+    if kind != "postgresql":
+        return Catalogs(kind, tmp_path)
+    cluster: PostgresCluster = request.getfixturevalue("postgres")
+    return Catalogs(kind, tmp_path, cluster.create_database)

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
 import pytest
+from catalog_kinds import Catalogs
 
 from streamdata import (
     DataLocation,
@@ -52,9 +53,10 @@ def _remote(name: str) -> SSHConnector:
 
 
 @pytest.fixture
-async def dm() -> AsyncIterator[DataManager]:
+async def dm(catalogs: Catalogs) -> AsyncIterator[DataManager]:
     manager = DataManager(
-        {"site-a": LocalConnector(), "site-b": LocalConnector(), "site-c": LocalConnector()}
+        {"site-a": LocalConnector(), "site-b": LocalConnector(), "site-c": LocalConnector()},
+        catalog=catalogs.new(),
     )
     async with manager:
         yield manager
@@ -365,7 +367,7 @@ def test_invalidate_unknown_path_is_noop(dm: DataManager) -> None:
 
 
 @pytest.fixture
-async def mixed() -> AsyncIterator[DataManager]:
+async def mixed(catalogs: Catalogs) -> AsyncIterator[DataManager]:
     """Two local deployments and three non-local ones (never contacted)."""
     manager = DataManager(
         {
@@ -376,6 +378,7 @@ async def mixed() -> AsyncIterator[DataManager]:
             "r3": _remote("n3"),
         },
         rng=random.Random(1234),
+        catalog=catalogs.new(),
     )
     async with manager:
         yield manager

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from catalog_kinds import DURABLE, Catalogs
 
 import streamdata
 from streamdata import (
@@ -56,8 +57,8 @@ def sites(tmp_path: Path) -> dict[str, Path]:
 
 
 @pytest.fixture
-async def dm() -> AsyncIterator[DataManager]:
-    async with DataManager(_deployments()) as manager:
+async def dm(catalogs: Catalogs) -> AsyncIterator[DataManager]:
+    async with DataManager(_deployments(), catalog=catalogs.new()) as manager:
         yield manager
 
 
@@ -78,9 +79,12 @@ def _snapshot(dm: DataManager, paths: list[str]) -> dict[str, set[tuple[str, str
 # --- durable catalog ----------------------------------------------------------------------
 
 
-async def test_reopened_catalog_has_same_replicas(tmp_path: Path, sites: dict[str, Path]) -> None:
+@DURABLE
+async def test_reopened_catalog_has_same_replicas(
+    catalogs: Catalogs, tmp_path: Path, sites: dict[str, Path]
+) -> None:
     """After close, a new manager on the catalog file sees the same replicas, types, relations."""
-    catalog = tmp_path / "catalog.sqlite"
+    catalog = catalogs.durable()
     src = _file(sites["a"] / "data")
     async with DataManager(_deployments(), catalog=catalog) as dm:
         ra = dm.register_path(A, str(src), relpath="rel/data")
@@ -96,7 +100,7 @@ async def test_reopened_catalog_has_same_replicas(tmp_path: Path, sites: dict[st
         paths = [str(src), "/vb/x", "/vc/x", "/gone/x", "/gone", "/alone/y", "/alone", "/"]
         paths += [str(sites["b"] / "copied"), str(sites["a"] / "link")]
         before = _snapshot(dm, paths)
-    async with DataManager(_deployments(), catalog=str(catalog)) as again:
+    async with DataManager(_deployments(), catalog=catalog) as again:
         assert _snapshot(again, paths) == before
         (reopened,) = [r for r in again.get_data_locations(str(src)) if r.path == str(src)]
         assert reopened.relpath == "rel/data"
@@ -105,9 +109,12 @@ async def test_reopened_catalog_has_same_replicas(tmp_path: Path, sites: dict[st
         assert (sites["c"] / "after-reopen").read_bytes() == b"content"
 
 
-async def test_reopened_catalog_keeps_new_set_after_invalidation(tmp_path: Path) -> None:
+@DURABLE
+async def test_reopened_catalog_keeps_new_set_after_invalidation(
+    catalogs: Catalogs, tmp_path: Path
+) -> None:
     """A replica invalidated and registered again stays out of its old set after reopening."""
-    catalog = tmp_path / "catalog.sqlite"
+    catalog = catalogs.durable()
     async with DataManager(_deployments(), catalog=catalog) as dm:
         ra, rb, rc = (dm.register_path(x, f"/s/{x.name}") for x in (A, B, C))
         dm.register_relation(ra, rb)
@@ -176,9 +183,10 @@ def _run_child_until(script: str, args: list[str], wanted: int) -> list[str]:
     return lines
 
 
-async def test_sigkill_loses_no_returned_registration(tmp_path: Path) -> None:
+@DURABLE
+async def test_sigkill_loses_no_returned_registration(catalogs: Catalogs, tmp_path: Path) -> None:
     """After SIGKILL, every registration, relation and invalidation that returned is there."""
-    catalog = str(tmp_path / "catalog.sqlite")
+    catalog = catalogs.durable()
     lines = _run_child_until(_CHILD, [catalog], 400)
     words = [line.split() for line in lines]
     registered = {int(w[1]) for w in words if w[0] == "reg"}
@@ -226,11 +234,12 @@ _CHILD_INFLIGHT = textwrap.dedent(
 )
 
 
+@DURABLE
 async def test_sigkill_mid_transfer_comes_back_invalid(
-    tmp_path: Path, sites: dict[str, Path]
+    catalogs: Catalogs, tmp_path: Path, sites: dict[str, Path]
 ) -> None:
     """A replica whose transfer had not finished when the process died comes back INVALID."""
-    catalog = str(tmp_path / "catalog.sqlite")
+    catalog = catalogs.durable()
     src = _file(sites["a"] / "data")
     dst = sites["b"] / "data"
     lines = _run_child_until(_CHILD_INFLIGHT, [catalog, str(src), str(dst)], 1)
@@ -264,11 +273,12 @@ _CHILD_DONE = textwrap.dedent(
 )
 
 
+@DURABLE
 async def test_sigkill_after_transfer_keeps_its_outcome(
-    tmp_path: Path, sites: dict[str, Path]
+    catalogs: Catalogs, tmp_path: Path, sites: dict[str, Path]
 ) -> None:
     """A transfer that returned before SIGKILL is valid and related after reopening."""
-    catalog = str(tmp_path / "catalog.sqlite")
+    catalog = catalogs.durable()
     src = _file(sites["a"] / "data")
     dst = sites["b"] / "data"
     assert _run_child_until(_CHILD_DONE, [catalog, str(src), str(dst)], 1) == ["done"]

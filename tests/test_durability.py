@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+from catalog_kinds import DURABLE, Catalogs
+
 from streamdata import DataManager, DataType, ExecutionLocation, LocalConnector
 
 CHILD = r"""
@@ -32,7 +34,7 @@ asyncio.run(main(*sys.argv[1:]))
 A, B = ExecutionLocation("a", "site-a"), ExecutionLocation("b", "site-b")
 
 
-def _run_and_kill(db: Path, src: Path, dst: Path, delay: float) -> list[int]:
+def _run_and_kill(db: str, src: Path, dst: Path, delay: float) -> list[int]:
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, str(db), str(src), str(dst)],
         stdout=subprocess.PIPE,
@@ -48,7 +50,9 @@ def _run_and_kill(db: Path, src: Path, dst: Path, delay: float) -> list[int]:
     return [int(line.split()[1]) for line in out.splitlines() if line.startswith("done")]
 
 
+@DURABLE
 async def test_sigkill_during_transfers_never_leaves_a_valid_partial_replica(
+    catalogs: Catalogs,
     tmp_path: Path,
 ) -> None:
     """After kill -9 mid-transfer, reopened catalog holds finished copies valid, the rest not."""
@@ -57,7 +61,7 @@ async def test_sigkill_during_transfers_never_leaves_a_valid_partial_replica(
     payload = os.urandom(1 << 20) * 24
     src.write_bytes(payload)
     for attempt in range(6):
-        db, dst = tmp_path / f"catalog{attempt}.sqlite", tmp_path / f"dst{attempt}"
+        db, dst = catalogs.durable(), tmp_path / f"dst{attempt}"
         dst.mkdir()
         finished = _run_and_kill(db, src, dst, rng.uniform(0.05, 0.6))
         async with DataManager(
@@ -76,11 +80,12 @@ async def test_sigkill_during_transfers_never_leaves_a_valid_partial_replica(
             assert leftovers == []
 
 
-async def test_interrupted_transfer_comes_back_invalid(tmp_path: Path) -> None:
+@DURABLE
+async def test_interrupted_transfer_comes_back_invalid(catalogs: Catalogs, tmp_path: Path) -> None:
     """A destination whose transfer was in flight at the kill is INVALID after reopening."""
     src = tmp_path / "big.bin"
     src.write_bytes(os.urandom(1 << 20) * 48)
-    db, dst = tmp_path / "catalog.sqlite", tmp_path / "dst"
+    db, dst = catalogs.durable(), tmp_path / "dst"
     dst.mkdir()
     finished = _run_and_kill(db, src, dst, 0.3)
     async with DataManager(
@@ -91,13 +96,14 @@ async def test_interrupted_transfer_comes_back_invalid(tmp_path: Path) -> None:
         assert not unfinished.exists() or unfinished.read_bytes() == src.read_bytes()
 
 
-def test_sigkill_child_catalog_opens(tmp_path: Path) -> None:
+@DURABLE
+def test_sigkill_child_catalog_opens(catalogs: Catalogs, tmp_path: Path) -> None:
     """The catalog file left by a killed writer opens and answers queries."""
     src = tmp_path / "f"
     src.write_bytes(b"x" * 100)
     dst = tmp_path / "dst"
     dst.mkdir()
-    db = tmp_path / "c.sqlite"
+    db = catalogs.durable()
     _run_and_kill(db, src, dst, 0.2)
 
     async def reopen() -> int:
@@ -128,9 +134,10 @@ def _state(dm: DataManager) -> dict[tuple[str, str, str], tuple[object, ...]]:
     return state
 
 
-async def test_reopen_restores_every_field(tmp_path: Path) -> None:
+@DURABLE
+async def test_reopen_restores_every_field(catalogs: Catalogs, tmp_path: Path) -> None:
     """Types, relpaths, implied parents, sets, link targets, entries and digests all return."""
-    db, src = tmp_path / "catalog.sqlite", tmp_path / "src.txt"
+    db, src = catalogs.durable(), tmp_path / "src.txt"
     src.write_text("data")
     local = ExecutionLocation("here", "site-a", local=True)
     deployments = {"site-a": LocalConnector(), "site-b": LocalConnector()}

@@ -19,7 +19,7 @@ import time
 
 from .._errors import StreamDataError
 from .mapper import RemotePathMapper
-from .sqlite import open_store
+from .stores import open_store
 
 __all__ = ["REFRESH_SECONDS", "WATCH_SECONDS", "CatalogSync", "open_catalog"]
 
@@ -98,10 +98,11 @@ class CatalogSync:
 
 
 def open_catalog(path: str | os.PathLike[str] | None) -> tuple[RemotePathMapper, CatalogSync]:
-    """The catalog kept at ``path`` (None: in memory only), loaded, and its sync.
+    """The catalog kept at ``path`` (None: in memory only; a file; a PostgreSQL URL), loaded,
+    and its sync.
 
     Raises:
-        ConfigurationError: If the catalog file cannot be opened or read.
+        ConfigurationError: If the catalog cannot be opened or read.
     """
     catalog = RemotePathMapper(open_store(path))
     catalog.load()

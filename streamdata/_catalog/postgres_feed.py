@@ -1,0 +1,207 @@
+"""Reading a PostgreSQL catalog back: all of it (a Snapshot), or what others changed (Changes).
+
+:func:`read_snapshot` returns every row, in batches fetched through a server-side cursor.
+
+The change feed: triggers stamp each ``changes`` row with the id of the transaction that
+wrote it. Sequence numbers alone would miss a change: a transaction may take a lower
+number and commit after a higher one was read. So a reader keeps the snapshot it last
+read at (``pg_current_snapshot()``, as text) and reads the changes whose transaction was
+not visible in it (``pg_visible_in_snapshot``): exactly what committed since, once each.
+:func:`prune` keeps the last :data:`KEEP_CHANGES` changes and records the oldest
+transaction kept; a reader whose last snapshot is older re-reads every row.
+
+Call both inside one ``REPEATABLE READ`` transaction, so that everything comes from one
+snapshot.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+
+from .._models import DataType, ExecutionLocation
+from .postgres_schema import TYPE_CASE, TYPE_NUMBERS
+from .store import Changes, Key, ReplicaRow, Snapshot
+
+__all__ = [
+    "KEEP_CHANGES",
+    "LOAD_ROWS",
+    "LocationOf",
+    "look",
+    "prune",
+    "read_changes",
+    "read_snapshot",
+]
+
+KEEP_CHANGES = 200_000
+#: Replica rows fetched at a time when loading.
+LOAD_ROWS = 50_000
+#: Makes (and keeps) the location of a stored ``(deployment, name, local)``.
+LocationOf = Callable[[str, str, bool], ExecutionLocation]
+_Conn = psycopg.Connection[Any]
+
+_REPLICAS = (
+    "SELECT r.id, l.n, r.path, r.relpath, "
+    + TYPE_CASE.replace("data_type", "r.data_type")
+    + ", r.implied::int FROM replicas r JOIN unnest(%s::text[], %s::text[], %s::bool[]) "
+    "WITH ORDINALITY AS l(deployment, name, local, n) ON l.deployment = r.deployment "
+    "AND l.name = r.name AND l.local = r.local ORDER BY r.id"
+)
+#: Changes since the snapshot %(seen)s by writers other than %(token)s.
+_NEW = (
+    "c.xid >= pg_snapshot_xmin(%(seen)s::pg_snapshot) "
+    "AND NOT pg_visible_in_snapshot(c.xid, %(seen)s::pg_snapshot) "
+    "AND c.writer IS DISTINCT FROM %(token)s"
+)
+_LOOK = (
+    "SELECT pg_current_snapshot()::text, "
+    f"EXISTS (SELECT 1 FROM changes c WHERE {_NEW}), "
+    "coalesce((SELECT value::xid8 > pg_snapshot_xmin(%(seen)s::pg_snapshot) "
+    "FROM streamdata_meta WHERE key = 'pruned_below'), false)"
+)
+_KEY_COLUMNS = "{0}.deployment, {0}.name, {0}.local, {0}.path"
+_ROWS = (
+    "SELECT r.deployment, r.name, r.local, r.path, r.relpath, r.data_type, r.implied, "
+    "r.pending, r.owner FROM replicas r"
+)
+_EDGES = (
+    f"SELECT {_KEY_COLUMNS.format('x')}, {_KEY_COLUMNS.format('y')} FROM relations e "
+    "JOIN replicas x ON x.id = e.a JOIN replicas y ON y.id = e.b"
+)
+_LINKS = (
+    f"SELECT {_KEY_COLUMNS.format('x')}, {_KEY_COLUMNS.format('y')} FROM links e "
+    "JOIN replicas x ON x.id = e.link JOIN replicas y ON y.id = e.target"
+)
+_ENTRIES = (
+    f"SELECT {_KEY_COLUMNS.format('x')}, e.kind, e.size, e.mtime, e.digest FROM entries e "
+    "JOIN replicas x ON x.id = e.id"
+)
+_DROPPED = (
+    f"SELECT DISTINCT {_KEY_COLUMNS.format('x')} FROM changes c "
+    f"JOIN replicas x ON x.id = c.replica WHERE c.dropped AND {_NEW}"
+)
+
+
+def snapshot_now(conn: _Conn) -> str:
+    """The snapshot the running transaction reads at, as text."""
+    row = conn.execute("SELECT pg_current_snapshot()::text").fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def read_snapshot(conn: _Conn, location_of: LocationOf) -> Snapshot:
+    """Every row of the catalog (see :class:`~.store.Snapshot`).
+
+    Raises:
+        psycopg.Error: If the database cannot be read.
+    """
+    collecting = gc.isenabled()
+    gc.disable()  # many new tuples, none of them garbage: no collection passes
+    try:
+        triples = conn.execute(
+            "SELECT DISTINCT deployment, name, local FROM replicas ORDER BY 1, 2, 3"
+        ).fetchall()
+        locations = {n: location_of(*triple) for n, triple in enumerate(triples, 1)}
+        columns = [[triple[i] for triple in triples] for i in range(3)]
+        batches = []
+        with conn.cursor("streamdata_load") as cursor:
+            cursor.itersize = LOAD_ROWS
+            cursor.execute(_REPLICAS, columns)
+            while rows := cursor.fetchmany(LOAD_ROWS):
+                batches.append(
+                    [(i, n, os.fsdecode(p), os.fsdecode(r), t, m) for i, n, p, r, t, m in rows]
+                )
+        return Snapshot(
+            locations=locations,
+            data_types=TYPE_NUMBERS,
+            replicas=batches,
+            pending=conn.execute(
+                "SELECT id, owner FROM replicas WHERE pending ORDER BY id"
+            ).fetchall(),
+            relations=conn.execute("SELECT a, b FROM relations").fetchall(),
+            links=conn.execute("SELECT link, target FROM links").fetchall(),
+            entries=[
+                (rid, (kind, size, mtime), digest)
+                for rid, kind, size, mtime, digest in conn.execute(
+                    "SELECT id, kind, size, mtime, digest FROM entries"
+                )
+            ],
+            anchors=[
+                (rid, anchor, None if kind is None else (kind, size, mtime))
+                for rid, anchor, kind, size, mtime in conn.execute(
+                    "SELECT id, anchor, kind, size, mtime FROM anchors WHERE anchor IS NOT NULL"
+                )
+            ],
+        )
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def look(conn: _Conn, seen: str, token: str) -> tuple[str, bool, bool]:
+    """One cheap query: the snapshot now, whether others changed anything since ``seen``,
+    and whether changes since ``seen`` were pruned (then everything must be read again).
+
+    Raises:
+        psycopg.Error: If the database cannot be read.
+    """
+    row = conn.execute(_LOOK, {"seen": seen, "token": token}).fetchone()
+    assert row is not None
+    return str(row[0]), bool(row[1]), bool(row[2])
+
+
+def read_changes(
+    conn: _Conn, seen: str, token: str, location_of: LocationOf, *, everything: bool = False
+) -> Changes:
+    """Everything about the replicas other writers changed since the snapshot ``seen``.
+
+    Raises:
+        psycopg.Error: If the database cannot be read.
+    """
+    params = {"seen": seen, "token": token}
+    where, by = "", ""
+    if not everything:
+        by = f"IN (SELECT c.replica FROM changes c WHERE {_NEW})"
+        where = f" WHERE r.id {by}"
+
+    def key(d: str, n: str, lo: bool, p: bytes) -> Key:
+        return (location_of(d, n, lo), os.fsdecode(p))
+
+    rows = [
+        ReplicaRow(*key(d, n, lo, p), os.fsdecode(rel), DataType(kind), imp, busy, owner)
+        for d, n, lo, p, rel, kind, imp, busy, owner in conn.execute(_ROWS + where, params)
+    ]
+    either = f" WHERE e.a {by} OR e.b {by}" if by else ""
+    edges = [(key(*row[:4]), key(*row[4:])) for row in conn.execute(_EDGES + either, params)]
+    only = f" WHERE x.id {by}" if by else ""
+    links = [(key(*row[:4]), key(*row[4:])) for row in conn.execute(_LINKS + only, params)]
+    entries = [
+        (key(*row[:4]), (row[4], row[5], row[6]), row[7])
+        for row in conn.execute(_ENTRIES + only, params)
+    ]
+    dropped = [key(*row) for row in conn.execute(_DROPPED, params)]
+    return Changes(rows, edges, links, entries, dropped)
+
+
+def prune(conn: _Conn) -> None:
+    """Drop all but the last :data:`KEEP_CHANGES` changes, remembering where it cut.
+
+    Raises:
+        psycopg.Error: If the database cannot be written.
+    """
+    row = conn.execute(
+        "SELECT xid FROM changes ORDER BY seq DESC OFFSET %s LIMIT 1", (KEEP_CHANGES,)
+    ).fetchone()
+    if row is None:
+        return
+    conn.execute("DELETE FROM changes WHERE xid < %s", (row[0],))
+    conn.execute(
+        "INSERT INTO streamdata_meta VALUES ('pruned_below', %s::text) "
+        "ON CONFLICT (key) DO UPDATE SET value = greatest(streamdata_meta.value::xid8, "
+        "excluded.value::xid8)::text",
+        (row[0],),
+    )

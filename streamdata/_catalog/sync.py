@@ -40,14 +40,12 @@ class CatalogSync:
 
     def __init__(self, catalog: RemotePathMapper) -> None:
         self._catalog = catalog
-        self._durable = catalog.durable
         #: Whether other processes may change the catalog (False in memory): read inline
         #: by the manager's hottest queries, before they look at the clock.
-        self.shared = self._durable
+        self.shared = catalog.durable
         #: When queries should look at the store again (monotonic clock); read inline by
         #: the manager's hottest queries, which call :meth:`refresh` once it has passed.
-        #: Never for a catalog in memory: there is nobody else to look for.
-        self.due = time.monotonic() + REFRESH_SECONDS if self._durable else float("inf")
+        self.due = time.monotonic() + REFRESH_SECONDS
         self._watcher: asyncio.Task[None] | None = None
 
     def refresh(self, *, now: bool = False) -> None:
@@ -56,7 +54,7 @@ class CatalogSync:
         Raises:
             ConfigurationError: If the store cannot be read.
         """
-        if not self._durable:
+        if not self.shared:
             return
         clock = time.monotonic()
         if now or clock >= self.due:
@@ -70,7 +68,7 @@ class CatalogSync:
 
     def watch(self) -> None:
         """Start the watcher on the running loop, once (a no-op while it runs or in memory)."""
-        if self._durable and (self._watcher is None or self._watcher.done()):
+        if self.shared and (self._watcher is None or self._watcher.done()):
             self._watcher = asyncio.get_running_loop().create_task(self._watch())
 
     async def _watch(self) -> None:

@@ -42,6 +42,8 @@ class Options:
     tree: Path = REPO_ROOT
     #: Whether a catalog rate that misses its target is profiled in one more process.
     profile: bool = True
+    #: The ssh_transfer cases to run (comma-separated keys, see ``ssh_transfer.cases``).
+    ssh_cases: str = "a,b,c,d"
 
 
 @dataclass(frozen=True)

@@ -151,6 +151,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--only", action="append", choices=SECTION_MODULES, help="run only this section"
     )
     parser.add_argument(
+        "--ssh-cases",
+        default="a,b,c,d",
+        help="the ssh_transfer cases to run, comma-separated (default a,b,c,d)",
+    )
+    parser.add_argument(
         "--results",
         type=Path,
         help=f"markdown file to update (default {RESULTS.name}; not written with --quick)",
@@ -171,6 +176,7 @@ def main(argv: list[str] | None = None) -> None:
         streamflow_python=args.streamflow_python,
         repeats=repeats,
         command=command,
+        ssh_cases=args.ssh_cases,
     )
     results = args.results or (None if args.quick else RESULTS)
     if args.before:

@@ -575,7 +575,10 @@ def run_section(options: Options) -> SectionReport:
     """The SSH transfer cases in a fresh streamdata interpreter."""
     report = SectionReport(key="ssh_transfer", title=TITLE)
     runs = options.repeats
-    command = [sys.executable, str(BENCHMARKS_DIR / "ssh_transfer.py"), "--runs", str(runs)]
+    command = [
+        *(sys.executable, str(BENCHMARKS_DIR / "ssh_transfer.py"), "--runs", str(runs)),
+        *("--cases", options.ssh_cases),
+    ]
     progress(f"ssh transfer: {runs} timed runs per tool and case")
     try:
         record = run_json(

@@ -8,6 +8,7 @@ or in this process through ``main`` where only the error line matters.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import uuid
@@ -256,3 +257,16 @@ def test_a_url_that_names_no_catalog_is_a_usage_error(
     directory = Result(main(["--catalog", str(tmp_path), "sites"]), *capsys.readouterr())
     one_line_error(directory, 2)
     assert "is a directory" in directory.err
+
+
+def test_an_option_before_the_subcommand_beats_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """STREAMDATA_SITES, read again by the subcommand, does not replace --sites given before it."""
+    given, ignored = tmp_path / "given.toml", tmp_path / "ignored.toml"
+    given.write_text('[deployments.given]\ntype = "local"\n')
+    ignored.write_text('[deployments.ignored]\ntype = "local"\n')
+    monkeypatch.setenv("STREAMDATA_SITES", str(ignored))
+    assert main(["--sites", str(given), "sites", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["sites_file"] == str(given)

@@ -18,9 +18,12 @@ rsync and scp: ``streamdata cp /x/file site:/y/out/`` makes ``/y/out/file``.
 
 Options valid everywhere: ``--sites FILE`` (default ``./streamdata.toml``, else
 ``~/.config/streamdata/sites.toml``; see :mod:`streamdata.cli._sites` for its schema),
-``--catalog FILE`` (default ``$XDG_DATA_HOME/streamdata/catalog.sqlite``), ``--json``,
-``--debug``. Exit codes: 0 success, 1 the operation failed, 2 usage or configuration
-error, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM): either signal cancels the
+``--catalog FILE|URL`` (a SQLite file, default
+``$XDG_DATA_HOME/streamdata/catalog.sqlite``, or a PostgreSQL database,
+``postgresql://USER@HOST:PORT/DB``; also ``STREAMDATA_CATALOG``; see
+:mod:`streamdata.cli._catalog`), ``--json``, ``--debug``. Exit codes: 0 success, 1 the
+operation failed, 2 usage or configuration error (a catalog that cannot be opened
+included), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM): either signal cancels the
 running operation, whose cleanup (temporaries, helper processes) runs before the exit.
 Errors are one line on standard error; a failed tool (``cp``, ``tar``, a remote shell)
 is quoted by its most telling line, and ``--debug`` adds the traceback and all it said.
@@ -63,6 +66,7 @@ from ._errors import (
 from ._output import emit_json
 from ._settings import Settings, default_catalog_path, global_options, stdout
 from ._show import (
+    print_catalog,
     print_copies,
     print_replicated,
     print_report,
@@ -87,15 +91,21 @@ def cli() -> None:
 @global_options
 @click.pass_context
 def sites(ctx: click.Context) -> None:
-    """List the deployments and locations of the sites file."""
+    """List the deployments and locations of the sites file, and the catalog in use.
+
+    The catalog is shown as configured (kind, file or URL without its password, and
+    whether --catalog, STREAMDATA_CATALOG or the default named it); it is not opened.
+    """
     settings = Settings.of(ctx)
     known = settings.load_sites()
     rows = site_rows(known)
     source = str(known.path) if known.path else None
+    catalog = settings.catalog_in_use()
     if settings.json:
-        emit_json(stdout(), {"sites_file": source, "locations": rows})
+        emit_json(stdout(), {"sites_file": source, "locations": rows, "catalog": catalog.record()})
         return
     print_sites(rows, source)
+    print_catalog(catalog)
 
 
 @cli.command()
@@ -134,11 +144,15 @@ def cp(ctx: click.Context, paths: tuple[str, ...], writable: bool) -> None:
 @click.argument("path")
 @click.pass_context
 def ls(ctx: click.Context, path: str) -> None:
-    """Show every replica of PATH: location, type, size and availability."""
+    """Show every replica of PATH: location, type, size and availability.
+
+    The line after the table (and "catalog" in --json) names the catalog they come from.
+    """
     settings = Settings.of(ctx)
     known = settings.load_sites()
-    rows = run(ops.list_replicas(settings.session(known), path))
-    print_rows(settings, rows, f"replicas of {path}")
+    session = settings.session(known)
+    rows = run(ops.list_replicas(session, path))
+    print_rows(settings, rows, f"replicas of {path}", catalog=session.catalog)
 
 
 @cli.command()
@@ -222,7 +236,7 @@ def demo(ctx: click.Context, files: int, size: int) -> None:
     """Run a throw-away multi-site demo: an in-process SSH server, two SSH sites, one local.
 
     Nothing is installed or left behind: the server listens on 127.0.0.1 only, and the
-    data set and the catalog live in a temporary directory.
+    data set and the catalog live in a temporary directory (--catalog is not used).
     """
     from ._demo import run_demo
 

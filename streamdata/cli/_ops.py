@@ -12,7 +12,6 @@ import contextlib
 import posixpath
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 from rich.console import Console
@@ -29,6 +28,7 @@ from streamdata import (
 )
 from streamdata.connectors import Connector, Entry
 
+from ._catalog import Catalog
 from ._output import ReplicaRow, TransferProgress, describe_replicas
 from ._sites import Sites, SitesError
 
@@ -55,14 +55,14 @@ class Session:
 
     Attributes:
         sites: The deployments.
-        catalog: The SQLite catalog file.
+        catalog: The catalog (a SQLite file or a PostgreSQL database).
         progress_console: Where progress bars go (standard error).
         show_progress: Whether to draw progress bars.
         connectors: The connectors of the open manager, by deployment.
     """
 
     sites: Sites
-    catalog: Path
+    catalog: Catalog
     progress_console: Console
     show_progress: bool
     connectors: dict[str, Connector] = field(default_factory=dict)
@@ -70,9 +70,8 @@ class Session:
     @contextlib.asynccontextmanager
     async def manager(self) -> AsyncIterator[DataManager]:
         """Open the catalog with every deployment of the sites file; close both after."""
-        self.catalog.parent.mkdir(parents=True, exist_ok=True)
         self.connectors = self.sites.connectors()
-        async with DataManager(self.connectors, catalog=self.catalog) as manager:
+        async with self.catalog.open(self.connectors) as manager:
             yield manager
 
     def progress(self) -> TransferProgress:

@@ -8,12 +8,14 @@ from typing import Any, TypeVar
 from streamdata import CheckReport, ExecutionLocation
 
 from . import _ops as ops
+from ._catalog import Catalog
 from ._errors import run
 from ._output import ReplicaRow, emit_json, plain, printable, replica_table
 from ._settings import Settings, stdout
 from ._sites import Sites
 
 __all__ = [
+    "print_catalog",
     "print_copies",
     "print_replicated",
     "print_report",
@@ -104,11 +106,24 @@ def print_copies(settings: Settings, records: list[dict[str, Any]]) -> None:
             )
 
 
-def print_rows(settings: Settings, rows: Sequence[ReplicaRow], title: str) -> None:
+def print_catalog(catalog: Catalog) -> None:
+    """The line naming the catalog in use (a URL without its password)."""
+    stdout().print(printable(catalog.describe()), highlight=False, markup=False)
+
+
+def print_rows(
+    settings: Settings, rows: Sequence[ReplicaRow], title: str, *, catalog: Catalog | None = None
+) -> None:
+    """Replicas as a table or JSON; with ``catalog``, the catalog they come from too."""
     if settings.json:
-        emit_json(stdout(), {"replicas": [row_record(row) for row in rows]})
-    else:
-        stdout().print(replica_table(rows, title))
+        document: dict[str, Any] = {"replicas": [row_record(row) for row in rows]}
+        if catalog is not None:
+            document["catalog"] = catalog.record()
+        emit_json(stdout(), document)
+        return
+    stdout().print(replica_table(rows, title))
+    if catalog is not None:
+        print_catalog(catalog)
 
 
 def row_record(row: ReplicaRow) -> dict[str, Any]:

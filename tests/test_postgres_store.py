@@ -17,6 +17,7 @@ from pg_cluster import PostgresCluster, postgres_cluster
 from streamdata import ConfigurationError, DataManager, DataType, ExecutionLocation
 from streamdata._catalog import postgres_feed
 from streamdata._catalog.postgres import PostgresStore
+from streamdata._catalog.postgres_connect import display_url
 from streamdata._catalog.postgres_schema import SCHEMA_VERSION
 
 A = ExecutionLocation("a", "site-a")
@@ -227,3 +228,21 @@ def test_an_unknown_user_is_a_clear_error(postgres: PostgresCluster) -> None:
     url = f"postgresql://no_such_role@127.0.0.1:{postgres.port}/{postgres.database}"
     with pytest.raises(ConfigurationError, match="no_such_role"):
         DataManager(catalog=url)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://u:secret@h:5432/db", "postgresql://u:***@h:5432/db"),
+        ("postgresql://u:p@ss@h/db", "postgresql://u:***@h/db"),
+        (
+            "postgresql://u@h/db?password=secret&sslmode=off",
+            "postgresql://u@h/db?password=***&sslmode=off",
+        ),
+        ("postgresql://h/db?sslmode=off&password=x", "postgresql://h/db?sslmode=off&password=***"),
+        ("postgresql://u@h/db", "postgresql://u@h/db"),
+    ],
+)
+def test_a_url_is_shown_without_its_password(url: str, shown: str) -> None:
+    """Errors name the database by a URL whose password, wherever it is, reads ***."""
+    assert display_url(url) == shown

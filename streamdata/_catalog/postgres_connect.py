@@ -37,8 +37,14 @@ _LIMITS: dict[str, Any] = {
 
 def display_url(url: str) -> str:
     """``url`` with its password, if any (user info or parameter), replaced by ``***``."""
-    url = re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
-    return re.sub(r"([?&]password=)[^&]*", r"\1***", url)
+    head, question, query = url.partition("?")
+    scheme, separator, rest = head.partition("://")
+    userinfo, at, hosts = rest.rpartition("@")  # the last "@": a password may hold one
+    if at and ":" in userinfo:
+        rest = f"{userinfo.partition(':')[0]}:***@{hosts}"
+    return (
+        scheme + separator + rest + question + re.sub(r"((?:^|&)password=)[^&]*", r"\1***", query)
+    )
 
 
 class StoreConnection:

@@ -2,7 +2,7 @@
 
 Subcommands::
 
-    streamdata sites                                  the deployments of the sites file
+    streamdata sites [--probe]                        the deployments of the sites file
     streamdata cp SRC... DST                          copy (DST may name several locations)
     streamdata ls PATH                                the replicas of PATH
     streamdata check LOCATION PATH [--repair]         audit a location against the catalog
@@ -61,6 +61,7 @@ from ._errors import (
     wants_debug,
 )
 from ._output import emit_json
+from ._probe import print_probed, probe_rows
 from ._settings import Settings, default_catalog_path, global_options, stdout
 from ._show import (
     print_copies,
@@ -85,17 +86,29 @@ def cli() -> None:
 
 @cli.command()
 @global_options
+@click.option("--probe", is_flag=True, help="Ask each location whether it answers, and how fast.")
+@click.option(
+    "--timeout",
+    default=3.0,
+    type=click.FloatRange(0, min_open=True),
+    help="Seconds each probe waits for an answer (with --probe).",
+)
 @click.pass_context
-def sites(ctx: click.Context) -> None:
-    """List the deployments and locations of the sites file."""
+def sites(ctx: click.Context, probe: bool, timeout: float) -> None:
+    """List the deployments and locations of the sites file (--probe: are they up?)."""
     settings = Settings.of(ctx)
     known = settings.load_sites()
     rows = site_rows(known)
     source = str(known.path) if known.path else None
+    if probe:
+        rows = run(probe_rows(known, rows, timeout))
     if settings.json:
         emit_json(stdout(), {"sites_file": source, "locations": rows})
         return
-    print_sites(rows, source)
+    if probe:
+        print_probed(rows, source)
+    else:
+        print_sites(rows, source)
 
 
 @cli.command()

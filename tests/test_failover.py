@@ -7,6 +7,7 @@ server is stopped, its file deleted, or its connection cut mid-stream.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -107,6 +108,15 @@ async def test_a_connection_cut_mid_stream_fails_over_without_reading_the_source
         (EventKind.TRANSFER_STARTED, "site-b"),
         (EventKind.TRANSFER_FINISHED, "site-b"),
     ]
+
+
+async def test_a_transfer_waiting_for_a_copy_whose_source_broke_gets_the_data_too(
+    replicas: Replicas,
+) -> None:
+    """Two identical transfers, the source cut under the one copying: both succeed."""
+    replicas.a.proxy.cut_after(len(DATA) // 3)
+    assert list(await asyncio.gather(replicas.copy(), replicas.copy())) == [DATA, DATA]
+    assert leftovers(replicas.out) == []
 
 
 async def test_every_source_down_is_a_transfer_error_naming_each(replicas: Replicas) -> None:

@@ -15,6 +15,7 @@ from ._lazy import lazy_names as _lazy_names
 
 if TYPE_CHECKING:
     from ._audit import CheckReport
+    from ._engine.health import Readiness, ReadinessState
     from ._errors import (
         ConfigurationError,
         ConnectorError,
@@ -45,6 +46,8 @@ __all__ = [
     "EventKind",
     "ExecutionLocation",
     "LocalConnector",
+    "Readiness",
+    "ReadinessState",
     "ReplicaEvent",
     "SSHConnector",
     "SSHHost",
@@ -69,6 +72,8 @@ _HOMES = {
     "ReplicaEvent": "._events",
     "TransferEvent": "._events",
     "DataManager": "._manager",
+    "Readiness": "._engine.health",
+    "ReadinessState": "._engine.health",
     "DataLocation": "._models",
     "DataType": "._models",
     "ExecutionLocation": "._models",

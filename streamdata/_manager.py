@@ -1,7 +1,5 @@
-"""The DataManager, the public API: it checks arguments and wires the parts doing the work.
-
-The catalog (``_catalog``), the engine making every copy (``_engine``), the audit (``_audit``).
-"""
+"""The DataManager, the public API: it checks arguments and wires the parts doing the work:
+the catalog (``_catalog``), the engine (``_engine``: copies, probes), the audit (``_audit``)."""
 
 from __future__ import annotations
 
@@ -17,6 +15,7 @@ from ._catalog.batch import CatalogBatch
 from ._catalog.sync import open_catalog
 from ._engine.deployments import Deployments, check_location
 from ._engine.engine import Engine
+from ._engine.probing import Probing
 from ._engine.replicate import replicate
 from ._events import Event
 from ._models import DataLocation, DataType, ExecutionLocation, normalize_path
@@ -26,7 +25,7 @@ from .connectors._base import Connector
 __all__ = ["DataManager"]
 
 
-class DataManager:
+class DataManager(Probing):
     """Knows where every replica is and moves data between locations.
 
     Args:
@@ -268,15 +267,16 @@ class DataManager:
         symbolic link instead of a copy. A destination inside the data itself fails, as
         ``cp`` refuses to copy a directory into itself. ``verify`` (default: the
         manager's setting) checks each copy against the source before it is renamed.
+        If the source fails (down, gone, broken stream), the next replica is read.
 
         Raises:
             ValueError: If a path is relative.
             TypeError: If a location has the wrong type.
             ConfigurationError: If a deployment is unknown.
             DataNotFoundError: If the source is not a valid known replica, or its data is
-                gone (its replica is then invalidated).
-            TransferError: If some destinations failed; ``.failures`` maps each to its
-                cause, and the others stay registered and valid.
+                gone from every replica (each such replica is then invalidated).
+            TransferError: If some destinations failed, on their own or as every source
+                did; ``.failures`` maps each to its cause, the others stay registered and valid.
         """
         await self.copy_data(
             src_location, src_path, dst_locations, dst_path, writable=writable, verify=verify

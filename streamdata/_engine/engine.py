@@ -4,15 +4,18 @@ Every copy goes through :meth:`Engine.transfer`: ``transfer_data`` (cp rules), a
 ``replicate`` and repairs (:mod:`.replicate`, exact). It clears the destinations of
 temporary files an earlier process left, resolves the source and looks at its data,
 then runs the transfer (:func:`.run.run_attempt`) between a started and a finished or
-failed event, taking over copies whose writing process died. The engine owns the
-in-flight table and holds the catalog, the deployments, the event bus and the
-one source policy (:meth:`Engine.pick_source`) that the manager wires in.
+failed event, taking over copies whose writing process died; if the source fails, the
+next replica of the data is read (:mod:`.failover`). The engine owns the in-flight
+table and the readiness of locations (:mod:`.health`), and holds the catalog, the
+deployments, the event bus and the one source policy (:meth:`Engine.pick_source`) that
+the manager wires in.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 
 from .._catalog.mapper import RemotePathMapper
 from .._errors import StreamDataError, WriterGone
@@ -22,8 +25,10 @@ from .._policy import SourcePolicy
 from .._progress import Progress
 from ..connectors._base import Connector, Entry
 from .deployments import Deployments
+from .failover import Failures, Source, SourceChain
+from .health import Health
 from .job import InFlight, Options, transfer_error
-from .run import resolve_source, run_attempt, stat_source
+from .run import resolve_source, run_attempt
 from .transfer import Endpoint
 
 __all__ = ["Engine"]
@@ -32,6 +37,8 @@ __all__ = ["Engine"]
 TAKEOVERS = 3
 
 _PRIMARY = DataType.PRIMARY
+#: The destinations that failed on their own, and those their source failed.
+Lost = tuple[Failures, Failures]
 
 
 class Engine:
@@ -47,6 +54,7 @@ class Engine:
     Attributes:
         events: Where transfers and catalog changes are published (owned here).
         inflight: The links and copies being made (owned here).
+        health: What is known of each location's readiness (owned here).
     """
 
     def __init__(
@@ -65,6 +73,7 @@ class Engine:
         self.rng = rng if rng is not None else random.Random()
         self.verify = verify
         self.inflight: InFlight = {}
+        self.health = Health()
 
     def _listen_to_catalog(self, active: bool) -> None:
         """Catalog changes are reported only while somebody listens (it costs nothing else)."""
@@ -87,15 +96,29 @@ class Engine:
         )
 
     def choose(self, candidates: list[DataLocation], dst_deployment: str) -> DataLocation | None:
-        """The replica among ``candidates`` (PRIMARY, not implied) the policy picks."""
+        """The replica among ``candidates`` (PRIMARY, not implied) the policy picks.
+
+        Replicas on locations known to be down are left out, unless all of them are.
+        """
         if not candidates:
             return None
         return self.policy(
-            candidates,
+            self.health.reachable(candidates),
             dst_deployment=dst_deployment,
             is_local=self.deployments.is_local,
             rng=self.rng,
         )
+
+    def order(self, candidates: list[DataLocation], dst_deployment: str) -> list[DataLocation]:
+        """``candidates`` in the order the policy picks them, one after another."""
+        left, ordered = list(candidates), []
+        while left:
+            chosen = self.choose(left, dst_deployment)
+            if chosen is None or not any(c is chosen for c in left):
+                break  # the policy declines the rest
+            ordered.append(chosen)
+            left = [c for c in left if c is not chosen]
+        return ordered
 
     def writing(self, location: ExecutionLocation) -> set[str]:
         """The temporary paths this engine's transfers are writing on ``location``."""
@@ -124,28 +147,58 @@ class Engine:
             DataNotFoundError: If the source is not a valid known replica, or its data is gone.
             TransferError: If some destinations failed.
         """
-        src_location, src_path = endpoint.location, endpoint.path
         await self.remove_stale_temporaries(destinations)
-        source = await resolve_source(self.catalog, src_location, src_path)
-        entry = await stat_source(self.catalog, endpoint.connector, source, destinations)
+        source = await resolve_source(self.catalog, endpoint.location, endpoint.path)
         check = self.verify if verify is None else verify
-        failures: dict[ExecutionLocation, BaseException] = {}
         finals: dict[ExecutionLocation, str] = {}
+
+        async def copy(read: Source, todo: list[ExecutionLocation], failover: bool) -> Lost:
+            options = Options(writable, exact, check, failover=failover)
+            return await self._copy_from(read, options, todo, dst_path, finals)
+
+        chain = SourceChain(
+            self.catalog,
+            self.connectors,
+            self.health,
+            self.order,
+            (endpoint, source),
+            destinations[0].deployment if destinations else endpoint.location.deployment,
+        )
+        failures = await chain.run(destinations, copy)
+        if failures:
+            raise transfer_error(endpoint.location, endpoint.path, failures)
+        return finals
+
+    async def _copy_from(
+        self,
+        read: Source,
+        settings: Options,
+        destinations: Sequence[ExecutionLocation],
+        dst_path: str,
+        finals: dict[ExecutionLocation, str],
+    ) -> Lost:
+        """Copy from one source, taking over copies whose writing process died.
+
+        Returns:
+            The destinations that failed on their own, and those the source failed.
+        """
+        own: Failures = {}
+        lost: Failures = {}
         for attempt in range(TAKEOVERS + 1):
             if not destinations:
                 break
-            options = Options(writable, exact, check)
+            options = replace(settings, failures={}, source_errors=[])
             failed = await self._attempt(
-                endpoint, source, entry, options, destinations, dst_path, finals
+                read.endpoint, read.replica, read.entry, options, destinations, dst_path, finals
             )
             # A copy this one waited for died with its process: take it over (a new claim).
             last = attempt == TAKEOVERS
             gone = [d for d, cause in failed.items() if isinstance(cause, WriterGone) and not last]
-            failures.update((d, cause) for d, cause in failed.items() if d not in gone)
+            for destination, cause in failed.items():
+                if destination not in gone:
+                    (lost if options.from_source(cause) else own)[destination] = cause
             destinations = gone
-        if failures:
-            raise transfer_error(src_location, src_path, failures)
-        return finals
+        return own, lost
 
     async def _attempt(
         self,

@@ -14,11 +14,19 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from .._catalog.mapper import RemotePathMapper
-from .._errors import TransferError
+from .._errors import TransferError, WriterGone
 from .._models import DataLocation, ExecutionLocation
 from ..connectors._base import Connector
 
-__all__ = ["EngineState", "InFlight", "Job", "JobKind", "Options", "transfer_error"]
+__all__ = [
+    "EngineState",
+    "HandedOver",
+    "InFlight",
+    "Job",
+    "JobKind",
+    "Options",
+    "transfer_error",
+]
 
 
 class JobKind(enum.Enum):
@@ -69,12 +77,41 @@ class EngineState(Protocol):
 
 @dataclass(slots=True)
 class Options:
-    """How one transfer copies, and the destinations that failed so far."""
+    """How one transfer copies, and the destinations that failed so far.
+
+    ``failover``: another source will be read if this one fails (:mod:`.failover`), so a
+    destination its source failed is not copied again from it. ``source_errors``: the
+    errors of this attempt's source reads (a destination's failure caused by one of them
+    is the source's, see :meth:`from_source`).
+    """
 
     writable: bool = False
     exact: bool = False  # replicate/repair: the destination path is exact, always a copy
     verify: bool = False
     failures: dict[ExecutionLocation, BaseException] = field(default_factory=dict)
+    failover: bool = False
+    source_errors: list[BaseException] = field(default_factory=list)
+
+    def from_source(self, error: BaseException | None) -> bool:
+        """True when ``error`` is (or was caused by) an error of the source's read."""
+        seen = 0
+        while error is not None and seen < 16:  # the chain of causes, bounded
+            if any(error is known for known in self.source_errors):
+                return True
+            error, seen = error.__cause__ or error.__context__, seen + 1
+        return False
+
+    def handed_over(self, error: BaseException | None) -> bool:
+        """True when a destination failed by ``error`` will be copied from another source."""
+        return self.failover and self.from_source(error)
+
+
+class HandedOver(WriterGone):
+    """The transfer writing a replica goes on from another source (internal).
+
+    Its destination failed because its source did; a transfer waiting for that replica
+    takes the copy over, as when the writing process died, instead of failing.
+    """
 
 
 def transfer_error(

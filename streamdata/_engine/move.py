@@ -108,14 +108,24 @@ class Mover:
     async def _copy(self, jobs: Sequence[Job]) -> None:
         targets = [Endpoint(job.connector, job.location, job.tmp or "") for job in jobs]
         results, digest, tree = await self._copy_printed(targets)
-        retry = [i for i, error in enumerate(results) if _transient(error)]
+        # A source that failed is not read again when another one will be (failover).
+        options = self._options
+        retry = [
+            i
+            for i, error in enumerate(results)
+            if _transient(error) and not options.handed_over(error)
+        ]
         if retry:  # e.g. a connection dropped mid-stream: once more, from a clean state
             logger.info("retrying %d destination(s) of %r", len(retry), self._endpoint.path)
             await asyncio.sleep(_RETRY_DELAY)
             for index in retry:
                 await remove_quietly(targets[index])
             again, second = await copy_to_all(
-                self._endpoint, self._entry, [targets[i] for i in retry], self._on_progress
+                self._endpoint,
+                self._entry,
+                [targets[i] for i in retry],
+                self._on_progress,
+                options.source_errors.append,
             )
             for index, error in zip(retry, again, strict=True):
                 results[index] = error
@@ -140,17 +150,18 @@ class Mover:
         Returns:
             Each target's error (None: copied), the file digest, and the tree's print.
         """
-        source, entry, report = self._endpoint, self._entry, self._on_progress
+        source, entry = self._endpoint, self._entry
+        report, broke = self._on_progress, self._options.source_errors.append
         if entry.kind is not EntryKind.DIRECTORY:
-            return (*await copy_to_all(source, entry, targets, report), None)
+            return (*await copy_to_all(source, entry, targets, report, broke), None)
         where = (source.connector, source.location, source.path)
         if not source.connector.is_local:
             async with asyncio.TaskGroup() as group:
                 printing = group.create_task(print_of_tree(*where))
-                results, digest = await copy_to_all(source, entry, targets, report)
+                results, digest = await copy_to_all(source, entry, targets, report, broke)
             return results, digest, printing.result()
         before = await print_of_tree(*where)
-        results, digest = await copy_to_all(source, entry, targets, report)
+        results, digest = await copy_to_all(source, entry, targets, report, broke)
         if before is not None and await print_of_tree(*where) != before:
             changed = TransferError(
                 f"{source.path!r} changed while it was copied: the copy could mix two "

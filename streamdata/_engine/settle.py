@@ -17,7 +17,7 @@ from .._errors import StreamDataError, TransferError
 from .._integrity import entry_signature
 from .._models import DataType
 from ..connectors._base import Entry
-from .job import EngineState, Job, JobKind, Options
+from .job import EngineState, HandedOver, Job, JobKind, Options
 from .transfer import Endpoint, remove_quietly
 
 __all__ = ["Settlement"]
@@ -66,7 +66,9 @@ class Settlement:
                 signature = entry_signature(self._entry)
                 self._catalog.record_entry(job.replica, signature, digest)
         else:
-            failure = TransferError(
+            # Read again from another source: a transfer waiting for it takes it over.
+            kind = HandedOver if self._options.handed_over(error) else TransferError
+            failure = kind(
                 f"the transfer to {job.final!r} on {job.location} failed: {error}",
                 {job.location: error},
             )

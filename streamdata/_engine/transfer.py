@@ -72,6 +72,7 @@ async def copy_to_all(
     entry: Entry,
     targets: Sequence[Endpoint],
     on_progress: Callable[[int, int | None], None] = lambda done, files: None,
+    on_source_error: Callable[[BaseException], None] = lambda error: None,
 ) -> tuple[list[BaseException | None], str | None]:
     """Copy ``source`` to every target path (which must not exist yet).
 
@@ -79,7 +80,8 @@ async def copy_to_all(
     delivers a chunk, and with the files of a tree completed so far in this stream
     (counted in its tar stream; None once the counter gave up); and with the entry's
     size (files: None, not counted) when a same-filesystem copy or a direct send
-    completes.
+    completes. ``on_source_error`` is told the error of a source stream that broke
+    while a destination still took it (the failures it caused are chained to it).
 
     Returns:
         For each target, None on success or the exception that made it fail; and the
@@ -103,7 +105,8 @@ async def copy_to_all(
             streams = [targets[i] for i in streamed]
             counter = TarFileCounter() if entry.kind is EntryKind.DIRECTORY else None
             progress = _hashing(hasher, counter, on_progress)
-            group.create_task(_stream(source, entry, streams, streamed, results, progress))
+            stream = _stream(source, entry, streams, streamed, results, progress, on_source_error)
+            group.create_task(stream)
     # The digest is of the whole source only if its read completed: then a streamed
     # destination succeeded.
     whole = hasher is not None and any(results[i] is None for i in streamed)
@@ -162,6 +165,7 @@ async def _stream(
     indexes: Sequence[int],
     results: list[BaseException | None],
     on_chunk: _ChunkSink,
+    on_source_error: Callable[[BaseException], None],
 ) -> None:
     """Read the source once and feed every target through its own bounded queue."""
     queues = [asyncio.Queue[_Item](_QUEUE_CHUNKS) for _ in targets]
@@ -183,6 +187,8 @@ async def _stream(
         try:
             await _pump(source, entry, queues, alive, on_chunk)
         except Exception as exc:  # a failed read fails every destination
+            if any(alive):  # else: they all failed first ("every destination failed")
+                on_source_error(exc)
             for slot, index in enumerate(indexes):
                 if results[index] is None:
                     results[index] = exc

@@ -2,7 +2,7 @@
 
 Subcommands::
 
-    streamdata sites                                  the deployments of the sites file
+    streamdata sites [--probe]                        the deployments of the sites file
     streamdata cp SRC... DST                          copy (DST may name several locations)
     streamdata ls PATH                                the replicas of PATH
     streamdata check LOCATION PATH [--repair]         audit a location against the catalog
@@ -64,6 +64,7 @@ from ._errors import (
     wants_debug,
 )
 from ._output import emit_json
+from ._probe import print_probed, probe_rows
 from ._settings import Settings, default_catalog_path, global_options, stdout
 from ._show import (
     print_catalog,
@@ -89,22 +90,35 @@ def cli() -> None:
 
 @cli.command()
 @global_options
+@click.option("--probe", is_flag=True, help="Ask each location whether it answers, and how fast.")
+@click.option(
+    "--timeout",
+    default=3.0,
+    type=click.FloatRange(0, min_open=True),
+    help="Seconds each probe waits for an answer (with --probe).",
+)
 @click.pass_context
-def sites(ctx: click.Context) -> None:
+def sites(ctx: click.Context, probe: bool, timeout: float) -> None:
     """List the deployments and locations of the sites file, and the catalog in use.
 
     The catalog is shown as configured (kind, file or URL without its password, and
     whether --catalog, STREAMDATA_CATALOG or the default named it); it is not opened.
+    With --probe, each location is probed: its state and round-trip time are shown.
     """
     settings = Settings.of(ctx)
     known = settings.load_sites()
     rows = site_rows(known)
     source = str(known.path) if known.path else None
     catalog = settings.catalog_in_use()
+    if probe:
+        rows = run(probe_rows(known, rows, timeout))
     if settings.json:
         emit_json(stdout(), {"sites_file": source, "locations": rows, "catalog": catalog.record()})
         return
-    print_sites(rows, source)
+    if probe:
+        print_probed(rows, source)
+    else:
+        print_sites(rows, source)
     print_catalog(catalog)
 
 

@@ -26,7 +26,7 @@ import abc
 import enum
 import os
 import stat
-from collections.abc import AsyncIterable, AsyncIterator, Hashable
+from collections.abc import AsyncIterable, AsyncIterator, Hashable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from types import TracebackType
@@ -146,6 +146,14 @@ class Connector(abc.ABC):
         Raises:
             ConnectorError: On failure.
         """
+
+    def location_names(self) -> Sequence[str]:
+        """Name the locations this connector is configured with, if it has a fixed set.
+
+        Used to probe a whole deployment (:meth:`~streamdata.DataManager.probe`). The
+        default is none: the connector serves whatever location it is given.
+        """
+        return ()
 
     def can_send(self, location: ExecutionLocation, target: ExecutionLocation) -> bool:
         """Tell whether ``location`` can send data straight to ``target``.

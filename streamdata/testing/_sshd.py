@@ -1,5 +1,6 @@
 """Running the system's OpenSSH ``sshd`` for tests: its configuration, a free port, start,
-wait until it listens, stop, and killing its per-connection processes.
+wait until it listens, stop, killing its per-connection processes, and the plain user
+tests may log in as.
 
 Used by :func:`streamdata.testing._openssh.openssh_server`, which generates the keys and
 passes in the host and the key files.
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import pwd
 import signal
 import socket
 import subprocess
@@ -20,8 +22,12 @@ __all__ = [
     "kill_sshd_children",
     "launch_sshd",
     "make_privilege_separation_directory",
+    "plain_user",
     "stop_sshd",
 ]
+
+#: ``useradd``'s exit status when the user exists already (another test made it).
+_USER_EXISTS = 9
 
 _SSHD_CONFIG = """\
 ListenAddress {host}
@@ -69,6 +75,25 @@ def make_privilege_separation_directory() -> None:
     """``sshd`` run as root needs ``/run/sshd``; make it if missing."""
     if os.geteuid() == 0:
         os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
+
+
+def plain_user(name: str) -> str:
+    """Make sure the plain user ``name`` exists (shell ``/bin/sh``); return its name.
+
+    Created once, with a home directory and a password that cannot be used (``*``: not
+    locked, which ``sshd`` would refuse); an existing user is left as it is. Needs root.
+
+    Raises:
+        RuntimeError: If the user cannot be created.
+    """
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        command = ["useradd", "--create-home", "--shell", "/bin/sh", "--password", "*", name]
+        done = subprocess.run(command, capture_output=True, check=False)
+        if done.returncode not in (0, _USER_EXISTS):
+            raise RuntimeError(f"cannot create the user {name!r}: {done.stderr.decode()}") from None
+    return name
 
 
 def kill_sshd_children(parent: int) -> None:

@@ -106,6 +106,10 @@ class SSHConnector(Connector):
         )
         self._pools: dict[SSHHost, HostPool] = {}
 
+    def location_names(self) -> Sequence[str]:
+        """The location name of each host, in the order given."""
+        return tuple(self._hosts)
+
     def filesystem(self, location: ExecutionLocation) -> Hashable:
         """Hosts reached at the same address and port share a filesystem."""
         host = self._host(location)

@@ -153,11 +153,11 @@ class RemotePathMapper(CatalogCore):
             self._store.set_link_target(_key(link), _key(target))
 
     def invalidate(
-        self, location: ExecutionLocation, path: str, *, commit: bool = True
+        self, location: ExecutionLocation, path: str, *, commit: bool = True, reaping: bool = False
     ) -> list[DataLocation]:
         """Invalidate ``location``'s replica at ``path``, its subtree and links to them.
 
-        ``commit=False`` leaves the commit to the caller's next one.
+        ``commit=False`` leaves the commit to the caller's next one; ``reaping``: :meth:`_abandon`.
 
         Returns:
             The replicas that became INVALID (an unknown path gives an empty list).
@@ -188,7 +188,7 @@ class RemotePathMapper(CatalogCore):
                 if self._links_to:
                     pending.extend(self._links_to.pop(replica, ()))
         if invalidated and self._store is not None:
-            self._store.invalidate([_key(replica) for replica in invalidated])
+            self._store.invalidate(list(map(_key, invalidated)), keep_held=reaping)
             if commit:
                 self._store.commit()
         if self._listener is not None and invalidated:
@@ -393,8 +393,8 @@ class RemotePathMapper(CatalogCore):
                 self._abandon(replica, owner)
 
     def _abandon(self, replica: DataLocation, owner: str | None) -> None:
-        """A pending replica whose writer is gone: INVALID, out of its set, waiters woken."""
-        self.invalidate(replica.location, replica.path)
+        """A replica whose writer died: INVALID (in the store, unless taken over since)."""
+        self.invalidate(replica.location, replica.path, reaping=True)
         replica._finish(WriterGone(f"the transfer producing {replica!r} was interrupted"))
         if owner is not None and self._store is not None:
             self._store.forget_owner(owner)

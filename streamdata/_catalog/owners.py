@@ -57,6 +57,10 @@ class Owners:
             os.close(fd)
         return False
 
+    def held_elsewhere(self, pending: object, owner: str | None) -> bool:
+        """True if a row ``pending`` under ``owner`` is being written by another live store."""
+        return bool(pending) and owner != self.token and self.alive(owner)
+
     def forget(self, token: str) -> None:
         """Remove the lock file of an owner found dead (nothing if it is alive again)."""
         if token != self.token and not self.alive(token):

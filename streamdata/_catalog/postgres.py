@@ -219,12 +219,13 @@ class PostgresStore:
         """Queue the insert or replacement of a link row."""
         self._queue(sql.SET_LINK, (*_key(link), *_key(target)))
 
-    def invalidate(self, keys: Sequence[Key]) -> None:
+    def invalidate(self, keys: Sequence[Key], *, keep_held: bool = False) -> None:
         """Mark rows INVALID and drop their edges, links and entries, at once.
 
         The neighbours of each dropped replica are chained together with new edges, so
         the rest of its replica set stays connected on disk as it does in memory.
-        Invalidations run one at a time (an advisory lock), like SQLite's writes.
+        Invalidations run one at a time (an advisory lock), like SQLite's writes. With
+        ``keep_held``, rows another live process holds pending are left alone (locked).
 
         Raises:
             ConfigurationError: If the database cannot be written.
@@ -235,12 +236,13 @@ class PostgresStore:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", (sql.INVALIDATE_LOCK,))
             ids = []
             for row in rows:
-                found = cursor.execute(sql.ID_OF, row).fetchone()
-                if found is None:
+                query = sql.ID_OF + " FOR UPDATE" if keep_held else sql.ID_OF
+                found = cursor.execute(query, row).fetchone()
+                if found is None or (keep_held and self.owners.held_elsewhere(*found[1:])):
                     continue
-                ids.append(found)
-                neighbours = [n for (n,) in cursor.execute(sql.NEIGHBOURS, found * 2)]
-                cursor.execute("DELETE FROM relations WHERE a = %s OR b = %s", found * 2)
+                ids.append(found[:1])
+                neighbours = [n for (n,) in cursor.execute(sql.NEIGHBOURS, found[:1] * 2)]
+                cursor.execute("DELETE FROM relations WHERE a = %s OR b = %s", found[:1] * 2)
                 cursor.executemany(sql.CHAIN_RELATION, list(pairwise(neighbours)))
             cursor.executemany(
                 "UPDATE replicas SET data_type = 'invalid', pending = false WHERE id = %s", ids
@@ -283,7 +285,7 @@ class PostgresStore:
             found = conn.execute(
                 f"SELECT pending, owner FROM replicas WHERE {sql.KEY} FOR UPDATE", key
             ).fetchone()
-            if found and found[0] and found[1] != token and self.owners.alive(found[1]):
+            if found and self.owners.held_elsewhere(*found):
                 return False
             conn.execute(
                 f"UPDATE replicas SET pending = true, owner = %s WHERE {sql.KEY}", (token, *key)

@@ -77,6 +77,14 @@ class PostgresOwners:
         row = self._conn.execute(_ALIVE, (token,)).fetchone()
         return bool(row and row[0])
 
+    def held_elsewhere(self, pending: object, owner: str | None) -> bool:
+        """True if a row ``pending`` under ``owner`` is being written by another live store.
+
+        Raises:
+            psycopg.Error: If the database cannot be read.
+        """
+        return bool(pending) and owner != self.token and self.alive(owner)
+
     def forget(self, token: str) -> None:
         """Remove the row of an owner found dead (nothing if it is alive).
 

@@ -125,7 +125,7 @@ def migrate(conn: psycopg.Connection[Any]) -> None:
 # -- statements of the store: replicas are named by their key, ids resolved in SQL
 
 KEY = "deployment = %s AND name = %s AND path = %s"
-ID_OF = f"SELECT id FROM replicas WHERE {KEY}"
+ID_OF = f"SELECT id, pending, owner FROM replicas WHERE {KEY}"
 NEIGHBOURS = "SELECT b FROM relations WHERE a = %s UNION SELECT a FROM relations WHERE b = %s"
 UPSERT_REPLICA = """
 INSERT INTO replicas (deployment, name, local, path, relpath, data_type, implied, pending, owner)

@@ -55,7 +55,7 @@ _SCHEMA = (
 # -- statements of the store: replicas are named by their key, ids resolved in SQL
 
 KEY = "deployment = ? AND name = ? AND path = ?"
-ID_OF = f"SELECT id FROM replicas WHERE {KEY}"
+ID_OF = f"SELECT id, pending, owner FROM replicas WHERE {KEY}"
 NEIGHBOURS = "SELECT b FROM relations WHERE a = ?1 UNION SELECT a FROM relations WHERE b = ?1"
 UPSERT_REPLICA = """
 INSERT INTO replicas (deployment, name, local, path, relpath, data_type, implied, pending, owner)

@@ -130,8 +130,12 @@ class CatalogStore(Protocol):
     def set_link_target(self, link: Key, target: Key) -> None:
         """Record what a SYMBOLIC_LINK replica points at."""
 
-    def invalidate(self, keys: Sequence[Key]) -> None:
-        """Record replicas turned INVALID, taken out of their sets (the rest stay related)."""
+    def invalidate(self, keys: Sequence[Key], *, keep_held: bool = False) -> None:
+        """Record replicas turned INVALID, taken out of their sets (the rest stay related).
+
+        With ``keep_held``, a row another live process holds pending is left alone: that
+        process took over the copy of the dead writer this one is giving up.
+        """
 
     def record_entry(self, key: Key, entry: Signature, digest: str | None) -> None:
         """Record the signature and the content digest seen for a replica."""

@@ -134,6 +134,8 @@ class Engine:
         for attempt in range(TAKEOVERS + 1):
             if not destinations:
                 break
+            if attempt:  # a takeover's claim replaces the dead writer's journal entry:
+                await self.remove_stale_temporaries(destinations)  # remove its file first
             options = Options(writable, exact, check)
             failed = await self._attempt(
                 endpoint, source, entry, options, destinations, dst_path, finals

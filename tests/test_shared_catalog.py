@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,7 @@ from streamdata import (
     LocalConnector,
     TransferError,
 )
+from streamdata.connectors import Entry
 from streamdata.testing import FaultyConnector
 
 WORKER = str(Path(__file__).with_name("catalog_worker.py"))
@@ -333,6 +335,69 @@ def test_a_late_reaper_leaves_a_copy_taken_over_since_to_its_new_writer(
     taker.close()
     third.close()
     asyncio.run(reaper.close())
+
+
+@DURABLE
+def test_a_late_reaper_leaves_a_copy_finished_since_valid(
+    catalogs: Catalogs, tmp_path: Path
+) -> None:
+    """A manager that saw a copy pending, and its writer gone only after it finished and
+    exited, does not invalidate the finished copy (in the catalog nor in its own view)."""
+    db = _new_catalog(catalogs)
+    (tmp_path / "dst").mkdir()
+    source, final = tmp_path / "data", str(tmp_path / "dst" / "data")
+    source.write_bytes(os.urandom(500_000))
+    writer = _start(db, "copy", str(source), str(tmp_path / "dst"), "500000")
+    _wait_for_temporary(tmp_path / "dst")
+    reaper = DataManager(catalog=db)  # sees the copy pending, its writer alive
+    assert _finish(writer).splitlines()[-1] == "done"  # finished, closed, exited
+    reaper._catalog.reap()  # before it read the outcome: the writer is gone
+    fresh = DataManager(catalog=db)
+    assert [r.path for r in fresh.get_data_locations(final)] == [str(source), final]
+    assert _refreshed(reaper, final) == {str(source), final}
+    asyncio.run(fresh.close())
+    asyncio.run(reaper.close())
+
+
+class _ListsThen(LocalConnector):
+    """Lists a directory, then lets ``change`` run before handing the listing over: a
+    slow listing that another process's transfer outlives."""
+
+    def __init__(self, change: Callable[[], Awaitable[None]]) -> None:
+        super().__init__()
+        self._change = change
+
+    async def walk(self, location: ExecutionLocation, path: str) -> AsyncIterator[Entry]:
+        """The listing made before ``change`` ran."""
+        entries = [entry async for entry in super().walk(location, path)]
+        await self._change()
+        for entry in entries:
+            yield entry
+
+
+@DURABLE
+async def test_a_replica_another_process_finishes_during_a_check_is_not_missing(
+    catalogs: Catalogs, tmp_path: Path
+) -> None:
+    """A file committed and registered by another process after the check listed its
+    directory is not reported missing nor invalidated (it was not there to be listed)."""
+    db = catalogs.durable()
+    site, new = ExecutionLocation("site", "site"), tmp_path / "site" / "dir" / "new"
+    new.parent.mkdir(parents=True)
+    other = DataManager(catalog=db)
+
+    async def finish_elsewhere() -> None:
+        new.write_bytes(b"data")
+        other.register_path(site, str(new))
+        async with asyncio.timeout(5):
+            while not checker.get_data_locations(str(new)):  # noqa: ASYNC110 -- no event: another manager's change, seen by polling
+                await asyncio.sleep(0.02)
+
+    async with DataManager({"site": _ListsThen(finish_elsewhere)}, catalog=db) as checker:
+        report = await checker.check(site, str(tmp_path / "site"), repair=True)
+        assert report.missing == []
+        assert [r.path for r in checker.get_data_locations(str(new))] == [str(new)]
+    await other.close()
 
 
 @DURABLE

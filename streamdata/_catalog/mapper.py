@@ -188,7 +188,7 @@ class RemotePathMapper(CatalogCore):
                 if self._links_to:
                     pending.extend(self._links_to.pop(replica, ()))
         if invalidated and self._store is not None:
-            self._store.invalidate(list(map(_key, invalidated)), keep_held=reaping)
+            self._store.invalidate(list(map(_key, invalidated)), reaping=reaping)
             if commit:
                 self._store.commit()
         if self._listener is not None and invalidated:
@@ -393,7 +393,7 @@ class RemotePathMapper(CatalogCore):
                 self._abandon(replica, owner)
 
     def _abandon(self, replica: DataLocation, owner: str | None) -> None:
-        """A replica whose writer died: INVALID (in the store, unless taken over since)."""
+        """A replica whose writer died: INVALID (in the store unless finished or taken over)."""
         self.invalidate(replica.location, replica.path, reaping=True)
         replica._finish(WriterGone(f"the transfer producing {replica!r} was interrupted"))
         if owner is not None and self._store is not None:

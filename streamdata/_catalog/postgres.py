@@ -219,13 +219,13 @@ class PostgresStore:
         """Queue the insert or replacement of a link row."""
         self._queue(sql.SET_LINK, (*_key(link), *_key(target)))
 
-    def invalidate(self, keys: Sequence[Key], *, keep_held: bool = False) -> None:
+    def invalidate(self, keys: Sequence[Key], *, reaping: bool = False) -> None:
         """Mark rows INVALID and drop their edges, links and entries, at once.
 
         The neighbours of each dropped replica are chained together with new edges, so
         the rest of its replica set stays connected on disk as it does in memory.
         Invalidations run one at a time (an advisory lock), like SQLite's writes. With
-        ``keep_held``, rows another live process holds pending are left alone (locked).
+        ``reaping``, only rows pending under a writer that is gone (locked, then checked).
 
         Raises:
             ConfigurationError: If the database cannot be written.
@@ -236,9 +236,9 @@ class PostgresStore:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", (sql.INVALIDATE_LOCK,))
             ids = []
             for row in rows:
-                query = sql.ID_OF + " FOR UPDATE" if keep_held else sql.ID_OF
+                query = sql.ID_OF + " FOR UPDATE" if reaping else sql.ID_OF
                 found = cursor.execute(query, row).fetchone()
-                if found is None or (keep_held and self.owners.held_elsewhere(*found[1:])):
+                if found is None or (reaping and (not found[1] or self.owners.alive(found[2]))):
                     continue
                 ids.append(found[:1])
                 neighbours = [n for (n,) in cursor.execute(sql.NEIGHBOURS, found[:1] * 2)]

@@ -259,12 +259,12 @@ class SQLiteStore:
         """Queue the insert or replacement of a link row."""
         self._queue(sql.SET_LINK, (*_key(link), *_key(target)))
 
-    def invalidate(self, keys: Sequence[Key], *, keep_held: bool = False) -> None:
+    def invalidate(self, keys: Sequence[Key], *, reaping: bool = False) -> None:
         """Mark rows INVALID and drop their edges, links and entries, at once.
 
         The neighbours of each dropped replica are chained together with new edges, so
         the rest of its replica set stays connected on disk as it does in memory. With
-        ``keep_held``, rows another live process holds pending are left alone.
+        ``reaping``, only rows pending under a writer that is gone (see the protocol).
         """
         rows = [_key(key) for key in keys]
         self._flush()
@@ -272,7 +272,7 @@ class SQLiteStore:
             ids = []
             for row in rows:
                 found = self._db.execute(sql.ID_OF, row).fetchone()
-                if found is None or (keep_held and self.owners.held_elsewhere(*found[1:])):
+                if found is None or (reaping and (not found[1] or self.owners.alive(found[2]))):
                     continue
                 ids.append(found[:1])
                 neighbours = [n for (n,) in self._db.execute(sql.NEIGHBOURS, found[:1])]

@@ -194,7 +194,7 @@ async def worker(args: argparse.Namespace) -> None:
             dm.register_path(A, str(root / "takeover" / "input"))
         log(op="ready", w=me)
         state = Worker(dm, root, me, node, args.start)
-        while time.time() < args.start + args.seconds:
+        while time.time() < args.start + args.seconds or not state.takeover_done:
             try:
                 await state.operation(rng, args.seconds)
             except StreamDataError as exc:

@@ -359,6 +359,40 @@ def test_a_late_reaper_leaves_a_copy_finished_since_valid(
     asyncio.run(reaper.close())
 
 
+@DURABLE
+async def test_a_transfer_waits_for_a_process_that_took_over_a_given_up_copy(
+    catalogs: Catalogs, tmp_path: Path
+) -> None:
+    """A destination whose dead writer was given up, then claimed by a live process, is
+    waited for by a transfer that never saw it before (not copied a second time); once
+    that process dies too, the transfer takes the copy over."""
+    from streamdata._catalog.stores import open_store
+
+    db = await _made(catalogs)
+    (tmp_path / "dst").mkdir()
+    source, final = tmp_path / "data", str(tmp_path / "dst" / "data")
+    source.write_bytes(os.urandom(100_000))
+    deployments = {"local": LocalConnector(), "slow": LocalConnector()}
+    async with DataManager(deployments, catalog=db) as manager:
+        manager.register_path(LOCAL, str(source))
+        dead, reaper, taker = open_store(db), open_store(db), open_store(db)
+        assert dead is not None and reaper is not None and taker is not None
+        assert dead.claim(SLOW, final)
+        dead.close()  # its process died
+        reaper.invalidate([(SLOW, final)], reaping=True)  # another process gave it up
+        reaper.close()
+        assert taker.claim(SLOW, final)  # and a third one took the copy over
+        transfer = asyncio.create_task(
+            manager.transfer_data(LOCAL, str(source), [SLOW], str(tmp_path / "dst"))
+        )
+        await asyncio.sleep(0.5)
+        assert not transfer.done()  # waiting for the taker, not copying a second time
+        taker.close()  # the taker dies too
+        async with asyncio.timeout(10):
+            await transfer
+    assert Path(final).read_bytes() == source.read_bytes()
+
+
 class _ListsThen(LocalConnector):
     """Lists a directory, then lets ``change`` run before handing the listing over: a
     slow listing that another process's transfer outlives."""

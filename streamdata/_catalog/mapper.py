@@ -305,8 +305,7 @@ class RemotePathMapper(CatalogCore):
         if self._store is None or self._store.claim(location, path):
             return None
         self.refresh()
-        held = self.lookup(location, path)
-        return None if held is None or held.is_available else held
+        return self.lookup(location, path)  # pending, or finished since: wait, plan again
 
     def note_temporary(self, replica: DataLocation, tmp_path: str | None) -> None:
         """Journal (None: clear) the temporary path ``replica`` is written to, at once."""

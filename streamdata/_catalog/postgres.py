@@ -287,9 +287,7 @@ class PostgresStore:
             ).fetchone()
             if found and self.owners.held_elsewhere(*found):
                 return False
-            conn.execute(
-                f"UPDATE replicas SET pending = true, owner = %s WHERE {sql.KEY}", (token, *key)
-            )
+            conn.execute(f"UPDATE {sql.TAKE_OVER} WHERE {sql.KEY}", (token, *key))
         return True
 
     def note_temporary(self, key: Key, tmp_path: str | None) -> None:

@@ -67,7 +67,8 @@ ON CONFLICT (deployment, name, path) DO UPDATE SET local = excluded.local,
 CLAIM = """
 INSERT INTO replicas (deployment, name, local, path, relpath, data_type, implied, pending, owner)
 VALUES (?, ?, ?, ?, ?, 'primary', 0, 1, ?)
-ON CONFLICT (deployment, name, path) DO UPDATE SET pending = 1, owner = excluded.owner
+ON CONFLICT (deployment, name, path) DO UPDATE SET pending = 1, owner = excluded.owner,
+    data_type = 'primary'
 """
 BOTH = (
     "FROM replicas x, replicas y WHERE x.deployment = ? AND x.name = ? AND x.path = ? "

@@ -393,6 +393,54 @@ async def test_a_transfer_waits_for_a_process_that_took_over_a_given_up_copy(
     assert Path(final).read_bytes() == source.read_bytes()
 
 
+class _Meanwhile(LocalConnector):
+    """Runs ``meanwhile`` once while a transfer prepares its destination; counts copies."""
+
+    def __init__(self, meanwhile: Callable[[], Awaitable[None]]) -> None:
+        super().__init__()
+        self._meanwhile: Callable[[], Awaitable[None]] | None = meanwhile
+        self.copies = 0
+
+    async def prepare_destination(
+        self, location: ExecutionLocation, dst_path: str, basename: str
+    ) -> str:
+        """Let ``meanwhile`` run first (once)."""
+        meanwhile, self._meanwhile = self._meanwhile, None
+        if meanwhile is not None:
+            await meanwhile()
+        return await super().prepare_destination(location, dst_path, basename)
+
+    async def copy(self, location: ExecutionLocation, src_path: str, dst_path: str) -> None:
+        """Count, then copy."""
+        self.copies += 1
+        await super().copy(location, src_path, dst_path)
+
+
+@DURABLE
+async def test_a_copy_another_process_finishes_while_a_transfer_starts_is_not_made_again(
+    catalogs: Catalogs, tmp_path: Path
+) -> None:
+    """Another process finishing the same copy after this transfer last looked at the
+    catalog (but before it claims) makes this one use that copy, not copy again."""
+    db = catalogs.durable()
+    (tmp_path / "dst").mkdir()
+    source = tmp_path / "data"
+    source.write_bytes(os.urandom(100_000))
+    other = DataManager({"local": LocalConnector(), "slow": LocalConnector()}, catalog=db)
+    other.register_path(LOCAL, str(source))
+
+    async def finished_elsewhere() -> None:
+        await other.transfer_data(LOCAL, str(source), [SLOW], str(tmp_path / "dst"))
+
+    slow = _Meanwhile(finished_elsewhere)
+    async with DataManager({"local": LocalConnector(), "slow": slow}, catalog=db) as manager:
+        manager.register_path(LOCAL, str(source))
+        await manager.transfer_data(LOCAL, str(source), [SLOW], str(tmp_path / "dst"))
+        assert slow.copies == 0  # the other process's copy was used
+    await other.close()
+    assert (tmp_path / "dst" / "data").read_bytes() == source.read_bytes()
+
+
 class _ListsThen(LocalConnector):
     """Lists a directory, then lets ``change`` run before handing the listing over: a
     slow listing that another process's transfer outlives."""

@@ -327,6 +327,9 @@ def test_a_late_reaper_leaves_a_copy_taken_over_since_to_its_new_writer(
     holder.communicate(timeout=30)
     taker, third = open_store(db), open_store(db)
     assert taker is not None and third is not None
+    for location, tmp in taker.stale_temporaries():  # as a transfer does first
+        os.unlink(tmp)
+        taker.forget_temporary(location, tmp)
     assert taker.claim(SLOW, final)  # takes the dead holder's copy over
     # the reaper looked at the row just before the takeover (a race, made certain here)
     monkeypatch.setattr(reaper._catalog._store, "owner_of", lambda key: None)
@@ -439,6 +442,36 @@ async def test_a_copy_another_process_finishes_while_a_transfer_starts_is_not_ma
         assert slow.copies == 0  # the other process's copy was used
     await other.close()
     assert (tmp_path / "dst" / "data").read_bytes() == source.read_bytes()
+
+
+@DURABLE
+async def test_a_claim_right_after_a_writer_died_leaves_no_temporary_of_it(
+    catalogs: Catalogs, tmp_path: Path
+) -> None:
+    """A transfer that claims a destination whose writer died after this transfer removed
+    the stale temporaries (so its temporary is still there) removes it all the same."""
+    from streamdata._catalog.stores import open_store
+
+    db = await _made(catalogs)
+    (tmp_path / "dst").mkdir()
+    source, final = tmp_path / "data", str(tmp_path / "dst" / "data")
+    source.write_bytes(os.urandom(100_000))
+    writer = open_store(db)
+    assert writer is not None and writer.claim(SLOW, final)
+    leftover = tmp_path / "dst" / ".streamdata-tmp-of-the-dead-writer"
+    writer.note_temporary((SLOW, final), str(leftover))
+    leftover.write_bytes(b"half")
+
+    async def writer_dies() -> None:
+        writer.close()
+
+    slow = _Meanwhile(writer_dies)
+    async with DataManager({"local": LocalConnector(), "slow": slow}, catalog=db) as manager:
+        manager.register_path(LOCAL, str(source))
+        await manager.transfer_data(LOCAL, str(source), [SLOW], str(tmp_path / "dst"))
+        assert Path(final).read_bytes() == source.read_bytes()
+        await manager.check(SLOW, str(tmp_path / "dst"), repair=True)
+    assert _temporaries(tmp_path / "dst") == []
 
 
 class _ListsThen(LocalConnector):

@@ -18,7 +18,7 @@ from . import restore, sets
 from .batch import CatalogBatch
 from .core import CatalogCore, default_relpath, parent_of
 from .store import CatalogStore, Key
-from .writers import RemoteWriters
+from .writers import RemoteWriters, not_free
 
 __all__ = ["RemotePathMapper", "default_relpath", "parent_of"]
 
@@ -305,7 +305,7 @@ class RemotePathMapper(CatalogCore):
         if self._store is None or self._store.claim(location, path):
             return None
         self.refresh()
-        return self.lookup(location, path)  # pending, or finished since: wait, plan again
+        return self.lookup(location, path) or not_free(location, path)  # wait, plan again
 
     def note_temporary(self, replica: DataLocation, tmp_path: str | None) -> None:
         """Journal (None: clear) the temporary path ``replica`` is written to, at once."""

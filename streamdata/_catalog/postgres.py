@@ -283,9 +283,9 @@ class PostgresStore:
             if conn.execute(sql.CLAIM_NEW, new).fetchone() is not None:
                 return True
             found = conn.execute(
-                f"SELECT pending, owner FROM replicas WHERE {sql.KEY} FOR UPDATE", key
+                f"SELECT pending, owner, tmp FROM replicas WHERE {sql.KEY} FOR UPDATE", key
             ).fetchone()
-            if found and self.owners.held_elsewhere(*found):
+            if found and self.owners.blocks_claim(*found):
                 return False
             conn.execute(f"UPDATE {sql.TAKE_OVER} WHERE {sql.KEY}", (token, *key))
         return True

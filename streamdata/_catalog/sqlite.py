@@ -314,9 +314,8 @@ class SQLiteStore:
         try:
             self._flush()
             with self._write():
-                row = self._db.execute(f"SELECT pending, owner FROM replicas WHERE {sql.KEY}", key)
-                found = row.fetchone()
-                if found and self.owners.held_elsewhere(*found):
+                found = self._db.execute(sql.CLAIMED, key).fetchone()
+                if found and self.owners.blocks_claim(*found):
                     return False
                 basename = path[path.rfind("/") + 1 :] or "/"
                 self._db.execute(

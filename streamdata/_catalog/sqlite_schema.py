@@ -64,6 +64,8 @@ ON CONFLICT (deployment, name, path) DO UPDATE SET local = excluded.local,
     relpath = excluded.relpath, data_type = excluded.data_type, implied = excluded.implied,
     pending = excluded.pending, owner = excluded.owner
 """
+#: What decides whether a claim may take an existing row (``Owners.blocks_claim``).
+CLAIMED = f"SELECT pending, owner, tmp FROM replicas WHERE {KEY}"
 CLAIM = """
 INSERT INTO replicas (deployment, name, local, path, relpath, data_type, implied, pending, owner)
 VALUES (?, ?, ?, ?, ?, 'primary', 0, 1, ?)

@@ -223,11 +223,33 @@ async def _losses(
         corrupt, digests = await _verify_contents(catalog, connector, location, audit.files)
     damaged, prints = await audit.trees.judge(catalog, connector, location)
     digests.update(prints)
-    lost: dict[DataLocation, Signature | None] = dict.fromkeys(audit.unseen())
+    unseen = await _still_absent(audit.unseen(), connector, location)
+    lost: dict[DataLocation, Signature | None] = dict.fromkeys(unseen)
     lost.update(audit.missing)
     lost.update(corrupt)
     lost.update((tree, ("directory", 0, 0.0)) for tree in damaged if tree not in lost)
     return lost, digests
+
+
+async def _still_absent(
+    unseen: list[DataLocation], connector: Connector, location: ExecutionLocation
+) -> list[DataLocation]:
+    """The replicas the listing did not show that are still absent: one ``stat`` for each
+    top-most one (another process may have finished a transfer there after the listing
+    passed by); nothing at or below a path found present is judged."""
+    absent: list[DataLocation] = []
+    gone: set[str] = set()
+    present: set[str] = set()
+    for replica in sorted(unseen, key=lambda r: r.path):  # a directory before its inside
+        if _inside(replica.path, present):
+            continue
+        if not _inside(replica.path, gone):
+            if await connector.stat(location, replica.path) is not None:
+                present.add(replica.path)
+                continue
+            gone.add(replica.path)
+        absent.append(replica)
+    return absent
 
 
 def _record(

@@ -18,7 +18,7 @@ from . import restore, sets
 from .batch import CatalogBatch
 from .core import CatalogCore, default_relpath, parent_of
 from .store import CatalogStore, Key
-from .writers import RemoteWriters
+from .writers import RemoteWriters, not_free
 
 __all__ = ["RemotePathMapper", "default_relpath", "parent_of"]
 
@@ -153,11 +153,11 @@ class RemotePathMapper(CatalogCore):
             self._store.set_link_target(_key(link), _key(target))
 
     def invalidate(
-        self, location: ExecutionLocation, path: str, *, commit: bool = True
+        self, location: ExecutionLocation, path: str, *, commit: bool = True, reaping: bool = False
     ) -> list[DataLocation]:
         """Invalidate ``location``'s replica at ``path``, its subtree and links to them.
 
-        ``commit=False`` leaves the commit to the caller's next one.
+        ``commit=False`` leaves the commit to the caller's next one; ``reaping``: :meth:`_abandon`.
 
         Returns:
             The replicas that became INVALID (an unknown path gives an empty list).
@@ -188,7 +188,7 @@ class RemotePathMapper(CatalogCore):
                 if self._links_to:
                     pending.extend(self._links_to.pop(replica, ()))
         if invalidated and self._store is not None:
-            self._store.invalidate([_key(replica) for replica in invalidated])
+            self._store.invalidate(list(map(_key, invalidated)), reaping=reaping)
             if commit:
                 self._store.commit()
         if self._listener is not None and invalidated:
@@ -305,8 +305,7 @@ class RemotePathMapper(CatalogCore):
         if self._store is None or self._store.claim(location, path):
             return None
         self.refresh()
-        held = self.lookup(location, path)
-        return None if held is None or held.is_available else held
+        return self.lookup(location, path) or not_free(location, path)  # wait, plan again
 
     def note_temporary(self, replica: DataLocation, tmp_path: str | None) -> None:
         """Journal (None: clear) the temporary path ``replica`` is written to, at once."""
@@ -393,8 +392,8 @@ class RemotePathMapper(CatalogCore):
                 self._abandon(replica, owner)
 
     def _abandon(self, replica: DataLocation, owner: str | None) -> None:
-        """A pending replica whose writer is gone: INVALID, out of its set, waiters woken."""
-        self.invalidate(replica.location, replica.path)
+        """A replica whose writer died: INVALID (in the store unless finished or taken over)."""
+        self.invalidate(replica.location, replica.path, reaping=True)
         replica._finish(WriterGone(f"the transfer producing {replica!r} was interrupted"))
         if owner is not None and self._store is not None:
             self._store.forget_owner(owner)

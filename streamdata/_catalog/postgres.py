@@ -219,12 +219,13 @@ class PostgresStore:
         """Queue the insert or replacement of a link row."""
         self._queue(sql.SET_LINK, (*_key(link), *_key(target)))
 
-    def invalidate(self, keys: Sequence[Key]) -> None:
+    def invalidate(self, keys: Sequence[Key], *, reaping: bool = False) -> None:
         """Mark rows INVALID and drop their edges, links and entries, at once.
 
         The neighbours of each dropped replica are chained together with new edges, so
         the rest of its replica set stays connected on disk as it does in memory.
-        Invalidations run one at a time (an advisory lock), like SQLite's writes.
+        Invalidations run one at a time (an advisory lock), like SQLite's writes. With
+        ``reaping``, only rows pending under a writer that is gone (locked, then checked).
 
         Raises:
             ConfigurationError: If the database cannot be written.
@@ -235,12 +236,13 @@ class PostgresStore:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", (sql.INVALIDATE_LOCK,))
             ids = []
             for row in rows:
-                found = cursor.execute(sql.ID_OF, row).fetchone()
-                if found is None:
+                query = sql.ID_OF + " FOR UPDATE" if reaping else sql.ID_OF
+                found = cursor.execute(query, row).fetchone()
+                if found is None or (reaping and (not found[1] or self.owners.alive(found[2]))):
                     continue
-                ids.append(found)
-                neighbours = [n for (n,) in cursor.execute(sql.NEIGHBOURS, found * 2)]
-                cursor.execute("DELETE FROM relations WHERE a = %s OR b = %s", found * 2)
+                ids.append(found[:1])
+                neighbours = [n for (n,) in cursor.execute(sql.NEIGHBOURS, found[:1] * 2)]
+                cursor.execute("DELETE FROM relations WHERE a = %s OR b = %s", found[:1] * 2)
                 cursor.executemany(sql.CHAIN_RELATION, list(pairwise(neighbours)))
             cursor.executemany(
                 "UPDATE replicas SET data_type = 'invalid', pending = false WHERE id = %s", ids
@@ -281,13 +283,11 @@ class PostgresStore:
             if conn.execute(sql.CLAIM_NEW, new).fetchone() is not None:
                 return True
             found = conn.execute(
-                f"SELECT pending, owner FROM replicas WHERE {sql.KEY} FOR UPDATE", key
+                f"SELECT pending, owner, tmp FROM replicas WHERE {sql.KEY} FOR UPDATE", key
             ).fetchone()
-            if found and found[0] and found[1] != token and self.owners.alive(found[1]):
+            if found and self.owners.blocks_claim(*found):
                 return False
-            conn.execute(
-                f"UPDATE replicas SET pending = true, owner = %s WHERE {sql.KEY}", (token, *key)
-            )
+            conn.execute(f"UPDATE {sql.TAKE_OVER} WHERE {sql.KEY}", (token, *key))
         return True
 
     def note_temporary(self, key: Key, tmp_path: str | None) -> None:

@@ -77,6 +77,18 @@ class PostgresOwners:
         row = self._conn.execute(_ALIVE, (token,)).fetchone()
         return bool(row and row[0])
 
+    def blocks_claim(self, pending: object, owner: str | None, tmp: object) -> bool:
+        """True if a claim of a row must wait: another live store writes it, or the
+        temporary of one that is gone is still journalled there (it must be removed first:
+        the claim's own would replace the only record of it).
+
+        Raises:
+            psycopg.Error: If the database cannot be read.
+        """
+        if owner == self.token:
+            return False
+        return (bool(pending) and self.alive(owner)) or tmp is not None
+
     def forget(self, token: str) -> None:
         """Remove the row of an owner found dead (nothing if it is alive).
 

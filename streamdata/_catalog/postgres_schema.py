@@ -125,7 +125,7 @@ def migrate(conn: psycopg.Connection[Any]) -> None:
 # -- statements of the store: replicas are named by their key, ids resolved in SQL
 
 KEY = "deployment = %s AND name = %s AND path = %s"
-ID_OF = f"SELECT id FROM replicas WHERE {KEY}"
+ID_OF = f"SELECT id, pending, owner FROM replicas WHERE {KEY}"
 NEIGHBOURS = "SELECT b FROM relations WHERE a = %s UNION SELECT a FROM relations WHERE b = %s"
 UPSERT_REPLICA = """
 INSERT INTO replicas (deployment, name, local, path, relpath, data_type, implied, pending, owner)
@@ -134,6 +134,9 @@ ON CONFLICT (deployment, name, path) DO UPDATE SET local = excluded.local,
     relpath = excluded.relpath, data_type = excluded.data_type, implied = excluded.implied,
     pending = excluded.pending, owner = excluded.owner
 """
+#: A claim of an existing row: pending, this owner's, and a replica again (others who see
+#: it then wait for it, even if it was INVALID).
+TAKE_OVER = "replicas SET pending = true, owner = %s, data_type = 'primary'"
 CLAIM_NEW = """
 INSERT INTO replicas (deployment, name, local, path, relpath, data_type, implied, pending, owner)
 VALUES (%s, %s, %s, %s, %s, 'primary', false, true, %s)

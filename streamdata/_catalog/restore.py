@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import gc
 
-from .._errors import TransferError
+from .._errors import WriterGone
 from .._models import DataLocation, DataType
 from . import sets
 from .core import CatalogCore
@@ -133,6 +133,8 @@ def drop(core: CatalogCore, replica: DataLocation) -> None:
         return
     core._drop(replica)
     if not replica._state.done:
-        replica._finish(TransferError(f"the transfer producing {replica!r} failed elsewhere"))
+        # Its writer failed, or died and another process gave its copy up: a waiter
+        # here plans that destination again (it may take the copy over), never fails.
+        replica._finish(WriterGone(f"the transfer producing {replica!r} ended elsewhere"))
     if core._listener is not None:
         core._listener(True, replica)

@@ -259,11 +259,12 @@ class SQLiteStore:
         """Queue the insert or replacement of a link row."""
         self._queue(sql.SET_LINK, (*_key(link), *_key(target)))
 
-    def invalidate(self, keys: Sequence[Key]) -> None:
+    def invalidate(self, keys: Sequence[Key], *, reaping: bool = False) -> None:
         """Mark rows INVALID and drop their edges, links and entries, at once.
 
         The neighbours of each dropped replica are chained together with new edges, so
-        the rest of its replica set stays connected on disk as it does in memory.
+        the rest of its replica set stays connected on disk as it does in memory. With
+        ``reaping``, only rows pending under a writer that is gone (see the protocol).
         """
         rows = [_key(key) for key in keys]
         self._flush()
@@ -271,11 +272,11 @@ class SQLiteStore:
             ids = []
             for row in rows:
                 found = self._db.execute(sql.ID_OF, row).fetchone()
-                if found is None:
+                if found is None or (reaping and (not found[1] or self.owners.alive(found[2]))):
                     continue
-                ids.append((found[0],))
-                neighbours = [n for (n,) in self._db.execute(sql.NEIGHBOURS, found)]
-                self._db.execute("DELETE FROM relations WHERE a = ?1 OR b = ?1", found)
+                ids.append(found[:1])
+                neighbours = [n for (n,) in self._db.execute(sql.NEIGHBOURS, found[:1])]
+                self._db.execute("DELETE FROM relations WHERE a = ?1 OR b = ?1", found[:1])
                 self._db.executemany(sql.CHAIN_RELATION, pairwise(neighbours))
             self._db.executemany(
                 "UPDATE replicas SET data_type = 'invalid', pending = 0 WHERE id = ?", ids
@@ -313,9 +314,8 @@ class SQLiteStore:
         try:
             self._flush()
             with self._write():
-                row = self._db.execute(f"SELECT pending, owner FROM replicas WHERE {sql.KEY}", key)
-                found = row.fetchone()
-                if found and found[0] and found[1] != token and self.owners.alive(found[1]):
+                found = self._db.execute(sql.CLAIMED, key).fetchone()
+                if found and self.owners.blocks_claim(*found):
                     return False
                 basename = path[path.rfind("/") + 1 :] or "/"
                 self._db.execute(

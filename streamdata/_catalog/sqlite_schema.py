@@ -55,7 +55,7 @@ _SCHEMA = (
 # -- statements of the store: replicas are named by their key, ids resolved in SQL
 
 KEY = "deployment = ? AND name = ? AND path = ?"
-ID_OF = f"SELECT id FROM replicas WHERE {KEY}"
+ID_OF = f"SELECT id, pending, owner FROM replicas WHERE {KEY}"
 NEIGHBOURS = "SELECT b FROM relations WHERE a = ?1 UNION SELECT a FROM relations WHERE b = ?1"
 UPSERT_REPLICA = """
 INSERT INTO replicas (deployment, name, local, path, relpath, data_type, implied, pending, owner)
@@ -64,10 +64,13 @@ ON CONFLICT (deployment, name, path) DO UPDATE SET local = excluded.local,
     relpath = excluded.relpath, data_type = excluded.data_type, implied = excluded.implied,
     pending = excluded.pending, owner = excluded.owner
 """
+#: What decides whether a claim may take an existing row (``Owners.blocks_claim``).
+CLAIMED = f"SELECT pending, owner, tmp FROM replicas WHERE {KEY}"
 CLAIM = """
 INSERT INTO replicas (deployment, name, local, path, relpath, data_type, implied, pending, owner)
 VALUES (?, ?, ?, ?, ?, 'primary', 0, 1, ?)
-ON CONFLICT (deployment, name, path) DO UPDATE SET pending = 1, owner = excluded.owner
+ON CONFLICT (deployment, name, path) DO UPDATE SET pending = 1, owner = excluded.owner,
+    data_type = 'primary'
 """
 BOTH = (
     "FROM replicas x, replicas y WHERE x.deployment = ? AND x.name = ? AND x.path = ? "

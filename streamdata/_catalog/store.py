@@ -130,8 +130,13 @@ class CatalogStore(Protocol):
     def set_link_target(self, link: Key, target: Key) -> None:
         """Record what a SYMBOLIC_LINK replica points at."""
 
-    def invalidate(self, keys: Sequence[Key]) -> None:
-        """Record replicas turned INVALID, taken out of their sets (the rest stay related)."""
+    def invalidate(self, keys: Sequence[Key], *, reaping: bool = False) -> None:
+        """Record replicas turned INVALID, taken out of their sets (the rest stay related).
+
+        ``reaping`` (giving up the copies of a writer that died): only rows still pending
+        under a writer that is gone; a row finished since, or taken over by a live
+        process, is left alone (checked in the same transaction).
+        """
 
     def record_entry(self, key: Key, entry: Signature, digest: str | None) -> None:
         """Record the signature and the content digest seen for a replica."""

@@ -8,10 +8,20 @@ gone never becomes available, so the catalog invalidates it and wakes its waiter
 
 from __future__ import annotations
 
-from .._models import DataLocation, DataType
+from .._errors import WriterGone
+from .._models import DataLocation, DataType, ExecutionLocation
 from .store import CatalogStore
 
-__all__ = ["RemoteWriters"]
+__all__ = ["RemoteWriters", "not_free"]
+
+
+def not_free(location: ExecutionLocation, path: str) -> DataLocation:
+    """A stand-in for a destination the store does not give yet and the catalog does not
+    show (a gone writer's temporary is still journalled there): finished with
+    :class:`WriterGone`, so that the transfer plans it again, removing that temporary."""
+    stand_in = DataLocation(location, path, path, DataType.INVALID, available=False)
+    stand_in._finish(WriterGone(f"{path!r} on {location} is not free yet"))
+    return stand_in
 
 
 class RemoteWriters:

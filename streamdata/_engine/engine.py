@@ -187,6 +187,8 @@ class Engine:
         for attempt in range(TAKEOVERS + 1):
             if not destinations:
                 break
+            if attempt:  # a takeover's claim replaces the dead writer's journal entry:
+                await self.remove_stale_temporaries(destinations)  # remove its file first
             options = replace(settings, failures={}, source_errors=[])
             failed = await self._attempt(
                 read.endpoint, read.replica, read.entry, options, destinations, dst_path, finals

@@ -130,6 +130,7 @@ class TransferPlan:
                 would replace a directory or the reverse.
         """
         source = self._source
+        self._catalog.refresh()  # another process may have finished it since this one looked
         running = self._context.inflight.get((job.location, job.final))
         if running is not None:
             job.kind, job.replica = JobKind.WAIT, running.replica

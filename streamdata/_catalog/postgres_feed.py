@@ -45,11 +45,9 @@ LocationOf = Callable[[str, str, bool], ExecutionLocation]
 _Conn = psycopg.Connection[Any]
 
 _REPLICAS = (
-    "SELECT r.id, l.n, r.path, r.relpath, "
-    + TYPE_CASE.replace("data_type", "r.data_type")
-    + ", r.implied::int FROM replicas r JOIN unnest(%s::text[], %s::text[], %s::bool[]) "
-    "WITH ORDINALITY AS l(deployment, name, local, n) ON l.deployment = r.deployment "
-    "AND l.name = r.name AND l.local = r.local ORDER BY r.id"
+    "SELECT id, deployment, name, local, path, relpath, "
+    + TYPE_CASE
+    + ", implied::int FROM replicas ORDER BY id"
 )
 #: Changes since the snapshot %(seen)s by writers other than %(token)s. The upper bound
 #: changes no result (a later transaction is not visible) but makes the condition a
@@ -98,8 +96,26 @@ def snapshot_now(conn: _Conn) -> str:
     return str(row[0])
 
 
+class _Numbers(dict[tuple[str, str, bool], int]):
+    """Numbers the locations met while loading, 1, 2, ... in order, each made once."""
+
+    def __init__(self, location_of: LocationOf) -> None:
+        super().__init__()
+        self._location_of = location_of
+        self.locations: dict[int, ExecutionLocation] = {}
+
+    def __missing__(self, triple: tuple[str, str, bool]) -> int:
+        number = self[triple] = len(self) + 1
+        self.locations[number] = self._location_of(*triple)
+        return number
+
+
 def read_snapshot(conn: _Conn, location_of: LocationOf) -> Snapshot:
     """Every row of the catalog (see :class:`~.store.Snapshot`).
+
+    The replica rows come in id order straight from the primary key (no join, no sort),
+    in binary, :data:`LOAD_ROWS` at a time through a server-side cursor; their locations
+    are numbered here as they are met.
 
     Raises:
         psycopg.Error: If the database cannot be read.
@@ -107,41 +123,48 @@ def read_snapshot(conn: _Conn, location_of: LocationOf) -> Snapshot:
     collecting = gc.isenabled()
     gc.disable()  # many new tuples, none of them garbage: no collection passes
     try:
-        triples = conn.execute(
-            "SELECT DISTINCT deployment, name, local FROM replicas ORDER BY 1, 2, 3"
-        ).fetchall()
-        locations = {n: location_of(*triple) for n, triple in enumerate(triples, 1)}
-        columns = [[triple[i] for triple in triples] for i in range(3)]
+        numbers = _Numbers(location_of)
+        decode = bytes.decode
         batches = []
-        with conn.cursor("streamdata_load") as cursor:
-            cursor.itersize = LOAD_ROWS
-            cursor.execute(_REPLICAS, columns)
+        with conn.cursor("streamdata_load", binary=True) as cursor:
+            cursor.execute(_REPLICAS)
             while rows := cursor.fetchmany(LOAD_ROWS):
                 batches.append(
-                    [(i, n, os.fsdecode(p), os.fsdecode(r), t, m) for i, n, p, r, t, m in rows]
+                    [
+                        (
+                            i,
+                            numbers[d, n, lo],
+                            decode(p, "utf-8", "surrogateescape"),  # os.fsdecode, inlined
+                            decode(r, "utf-8", "surrogateescape"),
+                            t,
+                            m,
+                        )
+                        for i, d, n, lo, p, r, t, m in rows
+                    ]
                 )
-        return Snapshot(
-            locations=locations,
-            data_types=TYPE_NUMBERS,
-            replicas=batches,
-            pending=conn.execute(
-                "SELECT id, owner FROM replicas WHERE pending ORDER BY id"
-            ).fetchall(),
-            relations=conn.execute("SELECT a, b FROM relations").fetchall(),
-            links=conn.execute("SELECT link, target FROM links").fetchall(),
-            entries=[
-                (rid, (kind, size, mtime), digest)
-                for rid, kind, size, mtime, digest in conn.execute(
-                    "SELECT id, kind, size, mtime, digest FROM entries"
-                )
-            ],
-            anchors=[
-                (rid, anchor, None if kind is None else (kind, size, mtime))
-                for rid, anchor, kind, size, mtime in conn.execute(
-                    "SELECT id, anchor, kind, size, mtime FROM anchors WHERE anchor IS NOT NULL"
-                )
-            ],
-        )
+        with conn.cursor(binary=True) as cursor:
+            return Snapshot(
+                locations=numbers.locations,
+                data_types=TYPE_NUMBERS,
+                replicas=batches,
+                pending=cursor.execute(
+                    "SELECT id, owner FROM replicas WHERE pending ORDER BY id"
+                ).fetchall(),
+                relations=cursor.execute("SELECT a, b FROM relations").fetchall(),
+                links=cursor.execute("SELECT link, target FROM links").fetchall(),
+                entries=[
+                    (rid, (kind, size, mtime), digest)
+                    for rid, kind, size, mtime, digest in cursor.execute(
+                        "SELECT id, kind, size, mtime, digest FROM entries"
+                    )
+                ],
+                anchors=[
+                    (rid, anchor, None if kind is None else (kind, size, mtime))
+                    for rid, anchor, kind, size, mtime in cursor.execute(
+                        "SELECT id, anchor, kind, size, mtime FROM anchors WHERE anchor IS NOT NULL"
+                    )
+                ],
+            )
     finally:
         if collecting:
             gc.enable()

@@ -17,7 +17,6 @@ snapshot.
 from __future__ import annotations
 
 import gc
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -60,6 +59,15 @@ _NEW = (
 )
 _CHANGED = f"SELECT DISTINCT c.replica FROM changes c WHERE {_NEW}"
 _IN_IDS = "= ANY(%(ids)s::bigint[])"
+_TYPES = {data_type.value: data_type for data_type in DataType}
+_decode = bytes.decode
+
+
+def _text(stored: bytes) -> str:
+    """A stored path as a string: ``os.fsdecode`` on POSIX, without its checks."""
+    return _decode(stored, "utf-8", "surrogateescape")
+
+
 _LOOK = (
     "SELECT pg_current_snapshot()::text, "
     f"EXISTS (SELECT 1 FROM changes c WHERE {_NEW}), "
@@ -134,7 +142,7 @@ def read_snapshot(conn: _Conn, location_of: LocationOf) -> Snapshot:
                         (
                             i,
                             numbers[d, n, lo],
-                            decode(p, "utf-8", "surrogateescape"),  # os.fsdecode, inlined
+                            decode(p, "utf-8", "surrogateescape"),  # _text, inlined
                             decode(r, "utf-8", "surrogateescape"),
                             t,
                             m,
@@ -192,25 +200,28 @@ def read_changes(
     """
     params: dict[str, object] = {"seen": seen, "token": token}
     rows_where = edges_where = where = ""
-    if not everything:  # the changed ids, once: then index scans by id, whatever the size
-        params["ids"] = [replica for (replica,) in conn.execute(_CHANGED, params)]
-        rows_where, where = f" WHERE r.id {_IN_IDS}", f" WHERE x.id {_IN_IDS}"
-        edges_where = f" WHERE e.a {_IN_IDS} UNION {_EDGES} WHERE e.b {_IN_IDS}"
+    with conn.cursor(binary=True) as cursor:
+        if not everything:  # the changed ids, once: then index scans by id, whatever the size
+            params["ids"] = [replica for (replica,) in cursor.execute(_CHANGED, params)]
+            rows_where, where = f" WHERE r.id {_IN_IDS}", f" WHERE x.id {_IN_IDS}"
+            edges_where = f" WHERE e.a {_IN_IDS} UNION {_EDGES} WHERE e.b {_IN_IDS}"
 
-    def key(d: str, n: str, lo: bool, p: bytes) -> Key:
-        return (location_of(d, n, lo), os.fsdecode(p))
+        def key(d: str, n: str, lo: bool, p: bytes) -> Key:
+            return (location_of(d, n, lo), _decode(p, "utf-8", "surrogateescape"))
 
-    rows = [
-        ReplicaRow(*key(d, n, lo, p), os.fsdecode(rel), DataType(kind), imp, busy, owner)
-        for d, n, lo, p, rel, kind, imp, busy, owner in conn.execute(_ROWS + rows_where, params)
-    ]
-    edges = [(key(*row[:4]), key(*row[4:])) for row in conn.execute(_EDGES + edges_where, params)]
-    links = [(key(*row[:4]), key(*row[4:])) for row in conn.execute(_LINKS + where, params)]
-    entries = [
-        (key(*row[:4]), (row[4], row[5], row[6]), row[7])
-        for row in conn.execute(_ENTRIES + where, params)
-    ]
-    dropped = [key(*row) for row in conn.execute(_DROPPED, params)]
+        rows = [
+            ReplicaRow(*key(d, n, lo, p), _text(rel), _TYPES[kind], imp, busy, owner)
+            for d, n, lo, p, rel, kind, imp, busy, owner in cursor.execute(
+                _ROWS + rows_where, params
+            )
+        ]
+        edges = [(key(*r[:4]), key(*r[4:])) for r in cursor.execute(_EDGES + edges_where, params)]
+        links = [(key(*r[:4]), key(*r[4:])) for r in cursor.execute(_LINKS + where, params)]
+        entries = [
+            (key(*r[:4]), (r[4], r[5], r[6]), r[7])
+            for r in cursor.execute(_ENTRIES + where, params)
+        ]
+        dropped = [key(*row) for row in cursor.execute(_DROPPED, params)]
     return Changes(rows, edges, links, entries, dropped)
 
 

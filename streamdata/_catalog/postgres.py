@@ -60,7 +60,7 @@ class PostgresStore:
     owners: PostgresOwners
 
     def __init__(self, url: str) -> None:
-        self._queue = WriteQueue(self, sql.UPSERT_REPLICAS, self._write_rows)
+        self._queue = WriteQueue(self, sql.UPSERT_REPLICA, self._write_rows)
         self._writes = 0
         self._seen = ""  # the snapshot changes() last read at
         self._locations: dict[tuple[str, str, bool], ExecutionLocation] = {}
@@ -197,18 +197,16 @@ class PostgresStore:
         """Queue the insert or update of one replica row (keyed by location and path)."""
         token, encode = self.owners.token, os.fsencode
         row = (location.deployment, location.name, encode(path), location.local, encode(relpath))
-        self._queue.add(sql.UPSERT_REPLICAS, (*row, data_type.value, implied, pending, token))
+        self._queue.add(sql.UPSERT_REPLICA, (*row, data_type.value, implied, pending, token))
 
     def _write_rows(self, rows: Rows) -> None:
         """Write the queued rows in one transaction (the queue's order).
 
-        Each kind of row is one prepared statement, however many rows: the columns go as
-        arrays (:func:`~.postgres_schema.columns`). A single statement is a transaction
-        of its own (autocommit): one round trip, the commit included.
+        Each kind of row is one prepared statement, however many rows
+        (:func:`~.postgres_schema.bound`). A single statement is a transaction of its
+        own (autocommit): one round trip, the commit included.
         """
-        statements = [
-            (statement, sql.columns(statement, found)) for statement, found in rows.items()
-        ]
+        statements = [sql.bound(statement, each) for statement, each in rows.items()]
         conn, cursor = self._db.connection(), self._db.cursor()
         with self._errors("write"):
             if len(statements) == 1:
@@ -228,11 +226,11 @@ class PostgresStore:
 
     def add_relation(self, first: Key, second: Key) -> None:
         """Queue one edge."""
-        self._queue.add(sql.ADD_RELATIONS, (*_key(first), *_key(second)))
+        self._queue.add(sql.ADD_RELATION, (*_key(first), *_key(second)))
 
     def set_link_target(self, link: Key, target: Key) -> None:
         """Queue the insert or replacement of a link row."""
-        self._queue.add(sql.SET_LINKS, (*_key(link), *_key(target)))
+        self._queue.add(sql.SET_LINK, (*_key(link), *_key(target)))
 
     def invalidate(self, keys: Sequence[Key]) -> None:
         """Mark rows INVALID and drop their edges, links and entries, at once.
@@ -265,15 +263,15 @@ class PostgresStore:
 
     def record_entry(self, key: Key, entry: Signature, digest: str | None) -> None:
         """Queue the insert or replacement of the (kind, size, mtime, digest) row."""
-        self._queue.add(sql.SET_ENTRIES, (*_typed(entry), digest, *_key(key)))
+        self._queue.add(sql.SET_ENTRY, (*_typed(entry), digest, *_key(key)))
 
     def set_anchor(self, lost: Key, anchor: Key | None, seen: Signature | None) -> None:
         """Queue what an INVALID replica was a copy of (None: forgotten)."""
         if anchor is None:
-            self._queue.add(sql.FORGET_ANCHORS, _key(lost))
+            self._queue.add(sql.FORGET_ANCHOR, _key(lost))
         else:
             signature = (None, None, None) if seen is None else _typed(seen)
-            self._queue.add(sql.SET_ANCHORS, (*signature, *_key(lost), *_key(anchor)))
+            self._queue.add(sql.SET_ANCHOR, (*signature, *_key(lost), *_key(anchor)))
 
     # -- transfers in flight ---------------------------------------------------------------
 

@@ -15,14 +15,15 @@ from which the change feed (:mod:`.postgres_feed`) reads what other processes co
 one ``INSERT ... SELECT`` from the statement's transition tables, however many rows it
 wrote (version 1 had row-level triggers, a plpgsql call and an insert per row).
 
-The store writes its queued rows with the statements at the end (``UPSERT_REPLICAS``
-...): one statement per kind of row, each column of the rows sent as one binary array
-and unnested by the server (:func:`columns`).
+The store writes its queued rows with the statements at the end: one statement per
+kind of row, a single row as it is, more rows in one go, each column sent as one binary
+array that the server unnests (:data:`BULK`, :func:`bound`).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -30,7 +31,7 @@ import psycopg
 from .._models import DataType
 from .store import Key
 
-__all__ = ["SCHEMA_VERSION", "NewerSchema", "columns", "migrate", "row_key"]
+__all__ = ["BULK", "SCHEMA_VERSION", "NewerSchema", "bound", "migrate", "row_key"]
 
 SCHEMA_VERSION = 2
 #: The advisory lock key taken while the schema is created or upgraded ("sdschema").
@@ -57,7 +58,7 @@ _FEEDS = {
 
 def _feed_trigger(table: str, event: str, select: str) -> tuple[str, str]:
     """The function and the statement-level trigger feeding ``changes`` from ``table``."""
-    name = f"streamdata_{table}_{event.lower()}d"
+    name = f"streamdata_{table}_{'inserted' if event == 'INSERT' else 'updated'}"
     tables = "NEW TABLE AS new_rows" + (" OLD TABLE AS old_rows" if event == "UPDATE" else "")
     return (
         f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
@@ -163,6 +164,39 @@ VALUES (%s, %s, %s, %s, %s, 'primary', false, true, %s)
 ON CONFLICT (deployment, name, path) DO NOTHING RETURNING id
 """
 CHAIN_RELATION = "INSERT INTO relations VALUES (%s, %s) ON CONFLICT DO NOTHING"
+# The queued rows' statements, for one row each: the store sends one queued row with its
+# statement, and more rows with the statement's bulk form (BULK), same columns in arrays.
+_REPLICA_UPSERT = """
+ON CONFLICT (deployment, name, path) DO UPDATE SET local = excluded.local,
+    relpath = excluded.relpath, data_type = excluded.data_type, implied = excluded.implied,
+    pending = excluded.pending, owner = excluded.owner
+"""
+_REPLICA_COLUMNS = "(deployment, name, path, local, relpath, data_type, implied, pending, owner)"
+UPSERT_REPLICA = f"INSERT INTO replicas {_REPLICA_COLUMNS} VALUES ({', '.join(['%s'] * 9)})"
+UPSERT_REPLICA += _REPLICA_UPSERT
+BOTH = (
+    "FROM replicas x, replicas y WHERE x.deployment = %s AND x.name = %s AND x.path = %s "
+    "AND y.deployment = %s AND y.name = %s AND y.path = %s"
+)
+ADD_RELATION = f"INSERT INTO relations SELECT x.id, y.id {BOTH} ON CONFLICT DO NOTHING"
+_LINK_UPDATE = "ON CONFLICT (link) DO UPDATE SET target = excluded.target"
+SET_LINK = f"INSERT INTO links SELECT x.id, y.id {BOTH} {_LINK_UPDATE}"
+_ENTRY_UPDATE = (
+    "ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, size = excluded.size, "
+    "mtime = excluded.mtime, digest = excluded.digest"
+)
+SET_ENTRY = (
+    f"INSERT INTO entries SELECT id, %s, %s, %s, %s FROM replicas WHERE {KEY} {_ENTRY_UPDATE}"
+)
+_ANCHOR_UPDATE = (
+    "ON CONFLICT (id) DO UPDATE SET anchor = excluded.anchor, kind = excluded.kind, "
+    "size = excluded.size, mtime = excluded.mtime"
+)
+SET_ANCHOR = f"INSERT INTO anchors SELECT x.id, y.id, %s, %s, %s {BOTH} {_ANCHOR_UPDATE}"
+FORGET_ANCHOR = (
+    f"INSERT INTO anchors SELECT id, NULL, NULL, NULL, NULL FROM replicas WHERE {KEY} "
+    f"{_ANCHOR_UPDATE}"
+)
 
 
 def _unnest(*names_and_types: str) -> str:
@@ -184,60 +218,51 @@ def _replica(alias: str) -> tuple[tuple[str, ...], str]:
 _X, _JOIN_X = _replica("x")
 _Y, _JOIN_Y = _replica("y")
 _SIGNATURE = ("kind text", "size int8", "mtime float8")
-UPSERT_REPLICAS = f"""
-INSERT INTO replicas (deployment, name, path, local, relpath, data_type, implied, pending, owner)
-SELECT * FROM {_unnest(*_X, "l bool", "r bytea", "t text", "i bool", "b bool", "o text")}
-ON CONFLICT (deployment, name, path) DO UPDATE SET local = excluded.local,
-    relpath = excluded.relpath, data_type = excluded.data_type, implied = excluded.implied,
-    pending = excluded.pending, owner = excluded.owner
-"""
-ADD_RELATIONS = (
-    f"INSERT INTO relations SELECT x.id, y.id FROM {_unnest(*_X, *_Y)} {_JOIN_X} {_JOIN_Y} "
-    "ON CONFLICT DO NOTHING"
-)
-SET_LINKS = (
-    f"INSERT INTO links SELECT x.id, y.id FROM {_unnest(*_X, *_Y)} {_JOIN_X} {_JOIN_Y} "
-    "ON CONFLICT (link) DO UPDATE SET target = excluded.target"
-)
-SET_ENTRIES = (
-    "INSERT INTO entries SELECT x.id, k.kind, k.size, k.mtime, k.digest "
-    f"FROM {_unnest(*_SIGNATURE, 'digest text', *_X)} {_JOIN_X} "
-    "ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, size = excluded.size, "
-    "mtime = excluded.mtime, digest = excluded.digest"
-)
-_ANCHOR_UPDATE = (
-    "ON CONFLICT (id) DO UPDATE SET anchor = excluded.anchor, kind = excluded.kind, "
-    "size = excluded.size, mtime = excluded.mtime"
-)
-SET_ANCHORS = (
-    "INSERT INTO anchors SELECT x.id, y.id, k.kind, k.size, k.mtime "
-    f"FROM {_unnest(*_SIGNATURE, *_X, *_Y)} {_JOIN_X} {_JOIN_Y} {_ANCHOR_UPDATE}"
-)
-FORGET_ANCHORS = (
-    f"INSERT INTO anchors SELECT x.id, NULL, NULL, NULL, NULL FROM {_unnest(*_X)} {_JOIN_X} "
-    f"{_ANCHOR_UPDATE}"
-)
-#: The columns of each statement's rows that name the row it writes: an upsert may not
-#: touch one row twice, so only the last queued row of each key is sent. (Relations are
-#: never updated: a duplicate does nothing.)
-_KEYS = {
-    UPSERT_REPLICAS: slice(0, 3),
-    SET_LINKS: slice(0, 3),
-    SET_ENTRIES: slice(4, 7),
-    SET_ANCHORS: slice(3, 6),
-    FORGET_ANCHORS: slice(0, 3),
+_REPLICA = (*_X, "l bool", "r bytea", "t text", "i bool", "b bool", "o text")
+_PAIRS = f"FROM {_unnest(*_X, *_Y)} {_JOIN_X} {_JOIN_Y}"
+#: For each statement above: its bulk form, and the columns naming the row it writes (an
+#: upsert may not touch one row twice: only the last queued row of each key is sent;
+#: None: a duplicate does nothing).
+BULK: dict[str, tuple[str, slice | None]] = {
+    UPSERT_REPLICA: (
+        f"INSERT INTO replicas {_REPLICA_COLUMNS} SELECT * FROM {_unnest(*_REPLICA)}"
+        + _REPLICA_UPSERT,
+        slice(0, 3),
+    ),
+    ADD_RELATION: (
+        f"INSERT INTO relations SELECT x.id, y.id {_PAIRS} ON CONFLICT DO NOTHING",
+        None,
+    ),
+    SET_LINK: (f"INSERT INTO links SELECT x.id, y.id {_PAIRS} {_LINK_UPDATE}", slice(0, 3)),
+    SET_ENTRY: (
+        "INSERT INTO entries SELECT x.id, k.kind, k.size, k.mtime, k.digest "
+        f"FROM {_unnest(*_SIGNATURE, 'digest text', *_X)} {_JOIN_X} {_ENTRY_UPDATE}",
+        slice(4, 7),
+    ),
+    SET_ANCHOR: (
+        "INSERT INTO anchors SELECT x.id, y.id, k.kind, k.size, k.mtime "
+        f"FROM {_unnest(*_SIGNATURE, *_X, *_Y)} {_JOIN_X} {_JOIN_Y} {_ANCHOR_UPDATE}",
+        slice(3, 6),
+    ),
+    FORGET_ANCHOR: (
+        "INSERT INTO anchors SELECT x.id, NULL, NULL, NULL, NULL "
+        f"FROM {_unnest(*_X)} {_JOIN_X} {_ANCHOR_UPDATE}",
+        slice(0, 3),
+    ),
 }
 
 
-def columns(statement: str, rows: list[tuple[object, ...]]) -> list[list[object]]:
-    """The parameters of ``statement`` for ``rows``: one list per column.
-
-    A key queued twice keeps the place of its first row and the values of its last.
+def bound(statement: str, rows: list[tuple[object, ...]]) -> tuple[str, Sequence[object]]:
+    """What to execute to write ``rows`` of ``statement``: itself for one row, its bulk
+    form for more (one list per column; a key queued twice keeps the place of its first
+    row and the values of its last).
     """
-    key = _KEYS.get(statement)
-    if key is not None and len(rows) > 1:
+    if len(rows) == 1:
+        return statement, rows[0]
+    bulk, key = BULK[statement]
+    if key is not None:
         rows = list({row[key]: row for row in rows}.values())
-    return [list(column) for column in zip(*rows, strict=True)]
+    return bulk, [list(column) for column in zip(*rows, strict=True)]
 
 
 #: Data types as numbers while loading: position in TYPE_NUMBERS, computed by the server.

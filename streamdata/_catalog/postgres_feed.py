@@ -121,10 +121,6 @@ class _Numbers(dict[tuple[str, str, bool], int]):
 def read_snapshot(conn: _Conn, location_of: LocationOf) -> Snapshot:
     """Every row of the catalog (see :class:`~.store.Snapshot`).
 
-    The replica rows come in id order straight from the primary key (no join, no sort),
-    in binary, :data:`LOAD_ROWS` at a time through a server-side cursor; their locations
-    are numbered here as they are met.
-
     Raises:
         psycopg.Error: If the database cannot be read.
     """
@@ -132,24 +128,7 @@ def read_snapshot(conn: _Conn, location_of: LocationOf) -> Snapshot:
     gc.disable()  # many new tuples, none of them garbage: no collection passes
     try:
         numbers = _Numbers(location_of)
-        decode = bytes.decode
-        batches = []
-        with conn.cursor("streamdata_load", binary=True) as cursor:
-            cursor.execute(_REPLICAS)
-            while rows := cursor.fetchmany(LOAD_ROWS):
-                batches.append(
-                    [
-                        (
-                            i,
-                            numbers[d, n, lo],
-                            decode(p, "utf-8", "surrogateescape"),  # _text, inlined
-                            decode(r, "utf-8", "surrogateescape"),
-                            t,
-                            m,
-                        )
-                        for i, d, n, lo, p, r, t, m in rows
-                    ]
-                )
+        batches = _replica_batches(conn, numbers)
         with conn.cursor(binary=True) as cursor:
             return Snapshot(
                 locations=numbers.locations,
@@ -176,6 +155,36 @@ def read_snapshot(conn: _Conn, location_of: LocationOf) -> Snapshot:
     finally:
         if collecting:
             gc.enable()
+
+
+def _replica_batches(
+    conn: _Conn, numbers: _Numbers
+) -> list[list[tuple[int, int, str, str, int, int]]]:
+    """The replica rows as a Snapshot holds them.
+
+    They come in id order straight from the primary key (no join, no sort), in binary,
+    :data:`LOAD_ROWS` at a time through a server-side cursor; their locations are
+    numbered as they are met.
+    """
+    decode = bytes.decode
+    batches = []
+    with conn.cursor("streamdata_load", binary=True) as cursor:
+        cursor.execute(_REPLICAS)
+        while rows := cursor.fetchmany(LOAD_ROWS):
+            batches.append(
+                [
+                    (
+                        i,
+                        numbers[d, n, lo],
+                        decode(p, "utf-8", "surrogateescape"),  # _text, inlined
+                        decode(r, "utf-8", "surrogateescape"),
+                        t,
+                        m,
+                    )
+                    for i, d, n, lo, p, r, t, m in rows
+                ]
+            )
+    return batches
 
 
 def look(conn: _Conn, seen: str, token: str) -> tuple[str, bool, bool]:

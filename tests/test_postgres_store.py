@@ -320,3 +320,28 @@ def test_a_batch_changing_one_row_twice_keeps_the_last(store: PostgresStore, url
     assert len(snapshot.relations) == len(snapshot.links) == 1
     assert [anchor[2] for anchor in snapshot.anchors] == [("file", 2, 2.0)]
     assert snapshot.pending == []
+
+
+def test_a_batch_of_many_rows_of_each_kind_is_stored_row_for_row(
+    store: PostgresStore, url: str
+) -> None:
+    """Many rows of every kind in one batch (empty columns included) all reach the database."""
+    keys = [(A, f"/many/{index}") for index in range(5)]
+    targets = [(B, f"/many/{index}") for index in range(5)]
+    store.begin_batch()
+    for (location, path), (other, _) in zip(keys, targets, strict=True):
+        store.put_replica(location, path, path[1:], DataType.PRIMARY, False, False)
+        store.put_replica(other, path, path[1:], DataType.SYMBOLIC_LINK, False, False)
+    for key, target in zip(keys, targets, strict=True):
+        store.add_relation(key, target)
+        store.set_link_target(target, key)
+        store.record_entry(key, ("file", 7, 3), None)
+        store.set_anchor(target, key, None)
+    store.end_batch()
+    other = PostgresStore(url)
+    snapshot = other.load()
+    other.close()
+    assert sum(len(batch) for batch in snapshot.replicas) == 10
+    assert len(snapshot.relations) == len(snapshot.links) == len(snapshot.entries) == 5
+    assert {entry[1] for entry in snapshot.entries} == {("file", 7, 3.0)}
+    assert [anchor[2] for anchor in snapshot.anchors] == [None] * 5

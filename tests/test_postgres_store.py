@@ -329,9 +329,9 @@ def test_a_batch_of_many_rows_of_each_kind_is_stored_row_for_row(
     keys = [(A, f"/many/{index}") for index in range(5)]
     targets = [(B, f"/many/{index}") for index in range(5)]
     store.begin_batch()
-    for (location, path), (other, _) in zip(keys, targets, strict=True):
+    for (location, path), (linking, _) in zip(keys, targets, strict=True):
         store.put_replica(location, path, path[1:], DataType.PRIMARY, False, False)
-        store.put_replica(other, path, path[1:], DataType.SYMBOLIC_LINK, False, False)
+        store.put_replica(linking, path, path[1:], DataType.SYMBOLIC_LINK, False, False)
     for key, target in zip(keys, targets, strict=True):
         store.add_relation(key, target)
         store.set_link_target(target, key)

@@ -57,7 +57,6 @@ _NEW = (
     "AND NOT pg_visible_in_snapshot(c.xid, %(seen)s::pg_snapshot) "
     "AND c.writer IS DISTINCT FROM %(token)s"
 )
-_CHANGED = f"SELECT DISTINCT c.replica FROM changes c WHERE {_NEW}"
 _IN_IDS = "= ANY(%(ids)s::bigint[])"
 _TYPES = {data_type.value: data_type for data_type in DataType}
 _decode = bytes.decode
@@ -74,27 +73,26 @@ _LOOK = (
     "coalesce((SELECT value::xid8 > pg_snapshot_xmin(%(seen)s::pg_snapshot) "
     "FROM streamdata_meta WHERE key = 'pruned_below'), false)"
 )
-_KEY_COLUMNS = "{0}.deployment, {0}.name, {0}.local, {0}.path"
+# What others changed, by ids: each query reads one table by an index (the ids of the
+# changed replicas are computed once, by the first), never a join the planner could turn
+# into a scan of every replica; the ids are resolved to keys last (_KEYS).
 _ROWS = (
-    "SELECT r.deployment, r.name, r.local, r.path, r.relpath, r.data_type, r.implied, "
-    "r.pending, r.owner FROM replicas r"
+    "SELECT id, deployment, name, local, path, relpath, data_type, implied, pending, owner "
+    "FROM replicas"
 )
-_EDGES = (
-    f"SELECT {_KEY_COLUMNS.format('x')}, {_KEY_COLUMNS.format('y')} FROM relations e "
-    "JOIN replicas x ON x.id = e.a JOIN replicas y ON y.id = e.b"
+_EDGES = "SELECT a, b FROM relations"
+_LINKS = "SELECT link, target FROM links"
+_ENTRIES = "SELECT id, kind, size, mtime, digest FROM entries"
+#: Rows, edges, links and entries: of every replica, or of the changed ones only.
+_EVERYTHING = (_ROWS, _EDGES, _LINKS, _ENTRIES)
+_CHANGED = (
+    f"{_ROWS} WHERE id = ANY(ARRAY(SELECT DISTINCT c.replica FROM changes c WHERE {_NEW}))",
+    f"{_EDGES} WHERE a {_IN_IDS} UNION {_EDGES} WHERE b {_IN_IDS}",
+    f"{_LINKS} WHERE link {_IN_IDS}",
+    f"{_ENTRIES} WHERE id {_IN_IDS}",
 )
-_LINKS = (
-    f"SELECT {_KEY_COLUMNS.format('x')}, {_KEY_COLUMNS.format('y')} FROM links e "
-    "JOIN replicas x ON x.id = e.link JOIN replicas y ON y.id = e.target"
-)
-_ENTRIES = (
-    f"SELECT {_KEY_COLUMNS.format('x')}, e.kind, e.size, e.mtime, e.digest FROM entries e "
-    "JOIN replicas x ON x.id = e.id"
-)
-_DROPPED = (
-    f"SELECT DISTINCT {_KEY_COLUMNS.format('x')} FROM changes c "
-    f"JOIN replicas x ON x.id = c.replica WHERE c.dropped AND {_NEW}"
-)
+_DROPPED = f"SELECT DISTINCT c.replica FROM changes c WHERE c.dropped AND {_NEW}"
+_KEYS = "SELECT id, deployment, name, local, path FROM replicas WHERE id = ANY(%(ids)s::bigint[])"
 
 
 def snapshot_now(conn: _Conn) -> str:
@@ -204,34 +202,47 @@ def read_changes(
 ) -> Changes:
     """Everything about the replicas other writers changed since the snapshot ``seen``.
 
+    ``everything``: every row, whatever changed (the changes since ``seen`` were pruned).
+
     Raises:
         psycopg.Error: If the database cannot be read.
     """
     params: dict[str, object] = {"seen": seen, "token": token}
-    rows_where = edges_where = where = ""
+    keys: dict[int, Key] = {}
+    rows_of, edges_of, links_of, entries_of = _EVERYTHING if everything else _CHANGED
     with conn.cursor(binary=True) as cursor:
-        if not everything:  # the changed ids, once: then index scans by id, whatever the size
-            params["ids"] = [replica for (replica,) in cursor.execute(_CHANGED, params)]
-            rows_where, where = f" WHERE r.id {_IN_IDS}", f" WHERE x.id {_IN_IDS}"
-            edges_where = f" WHERE e.a {_IN_IDS} UNION {_EDGES} WHERE e.b {_IN_IDS}"
+        rows = []
+        for rid, d, n, lo, p, rel, kind, imp, busy, owner in cursor.execute(rows_of, params):
+            key = keys[rid] = (location_of(d, n, lo), _text(p))
+            rows.append(ReplicaRow(*key, _text(rel), _TYPES[kind], imp, busy, owner))
+        params["ids"] = list(keys)
+        edges: list[tuple[int, int]] = cursor.execute(edges_of, params).fetchall()
+        links: list[tuple[int, int]] = cursor.execute(links_of, params).fetchall()
+        entries = cursor.execute(entries_of, params).fetchall()
+        dropped = [rid for (rid,) in cursor.execute(_DROPPED, params)]
+        named = {rid for pair in (*edges, *links) for rid in pair}.union(dropped)
+        _resolve(cursor, keys, named, location_of)
+    return Changes(
+        rows,
+        [(keys[a], keys[b]) for a, b in edges if a in keys and b in keys],
+        [(keys[a], keys[b]) for a, b in links if a in keys and b in keys],
+        [
+            (keys[rid], (kind, size, mtime), digest)
+            for rid, kind, size, mtime, digest in entries
+            if rid in keys
+        ],
+        [keys[rid] for rid in dropped if rid in keys],
+    )
 
-        def key(d: str, n: str, lo: bool, p: bytes) -> Key:
-            return (location_of(d, n, lo), _decode(p, "utf-8", "surrogateescape"))
 
-        rows = [
-            ReplicaRow(*key(d, n, lo, p), _text(rel), _TYPES[kind], imp, busy, owner)
-            for d, n, lo, p, rel, kind, imp, busy, owner in cursor.execute(
-                _ROWS + rows_where, params
-            )
-        ]
-        edges = [(key(*r[:4]), key(*r[4:])) for r in cursor.execute(_EDGES + edges_where, params)]
-        links = [(key(*r[:4]), key(*r[4:])) for r in cursor.execute(_LINKS + where, params)]
-        entries = [
-            (key(*r[:4]), (r[4], r[5], r[6]), r[7])
-            for r in cursor.execute(_ENTRIES + where, params)
-        ]
-        dropped = [key(*row) for row in cursor.execute(_DROPPED, params)]
-    return Changes(rows, edges, links, entries, dropped)
+def _resolve(
+    cursor: psycopg.Cursor[Any], keys: dict[int, Key], ids: set[int], location_of: LocationOf
+) -> None:
+    """Add the keys of the replicas ``ids`` names that ``keys`` lacks."""
+    missing = [rid for rid in ids if rid not in keys]
+    if missing:
+        for rid, d, n, lo, p in cursor.execute(_KEYS, {"ids": missing}):
+            keys[rid] = (location_of(d, n, lo), _text(p))
 
 
 def prune(conn: _Conn) -> None:

@@ -84,6 +84,16 @@ def server_settings(cluster: Any) -> list[tuple[str, str]]:
     return [(name, found.get(name, "?")) for name in REPORTED]
 
 
+def server_pids(cluster: Any) -> list[int]:
+    """The cluster's processes: the postmaster and its children (backends, WAL writer...)."""
+    postmaster = int((cluster.data / "postmaster.pid").read_text().split()[0])
+    try:
+        children = Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()
+    except OSError:
+        children = []
+    return [postmaster, *map(int, children)]
+
+
 def data_filesystem(cluster: Any) -> str:
     """The filesystem type of the cluster's data directory (e.g. ``ext4``)."""
     try:

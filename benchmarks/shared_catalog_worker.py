@@ -160,15 +160,17 @@ def work_lookup(catalog: str, n: int, seconds: float) -> dict[str, Any]:
 
     gc.collect()
     start = wait_for_start()
-    counts = {}
+    counts, cpu = {}, {}
     for number, run in enumerate((get_data_locations, get_source_location), 1):
-        deadline, done = start + number * seconds, 0
+        deadline, done, cpu_start = start + number * seconds, 0, time.process_time()
         while time.time() < deadline:
             run(chunks[(done // CHUNK) % len(chunks)])
             done += CHUNK
-        counts[run.__name__] = done
+        counts[run.__name__], cpu[run.__name__] = done, time.process_time() - cpu_start
     return {
+        "counts": counts,
         "rates": {name: count / seconds for name, count in counts.items()},
+        "cpu_seconds": cpu,
         "close_seconds": close(manager),
     }
 

@@ -1,6 +1,7 @@
 """Which PostgreSQL driver for the catalog: asyncpg vs psycopg 3, measured, same process.
 
-Starts a throwaway cluster (``tests/pg_cluster.py``; or ``--url`` an existing database)
+Starts a throwaway cluster (``streamdata/testing/_postgres.py`` with the tests' settings,
+``fsync=off``; or ``--url`` an existing database)
 and measures, for each driver, ``--runs`` times in alternation (driver A, driver B, A, B...)::
 
     python benchmarks/pg_driver.py [--runs 3] [--rows 2000] [--url postgresql://...]
@@ -23,20 +24,16 @@ import argparse
 import asyncio
 import json
 import statistics
-import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
 import psycopg
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from pg_cluster import postgres_cluster  # (tests/ is not a package)
+from _pg import TEST_SETTINGS, bench_cluster
 
 T = TypeVar("T")
 TABLE = """
@@ -236,7 +233,7 @@ def database(url: str | None) -> Iterator[str]:
     if url is not None:
         yield url
         return
-    with postgres_cluster("bench") as cluster:
+    with bench_cluster("bench", settings=TEST_SETTINGS) as cluster:
         settings = cluster.psql(
             "SELECT string_agg(name || '=' || setting, ' ') FROM pg_settings WHERE name IN "
             "('fsync', 'synchronous_commit', 'full_page_writes', 'shared_buffers')"

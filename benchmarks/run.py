@@ -36,7 +36,7 @@ from _harness import (
 )
 
 #: Benchmark sections, in the order they run.
-SECTION_MODULES = ("catalog", "local_copy", "ssh_transfer", "durable")
+SECTION_MODULES = ("catalog", "local_copy", "ssh_transfer", "durable", "shared_catalog")
 DEFAULT_STREAMFLOW_PYTHON = "/work/sfvenv/bin/python"
 RESULTS = BENCHMARKS_DIR / "RESULTS.md"
 

@@ -16,10 +16,10 @@ import pytest
 import pytest_asyncio
 from catalog_kinds import CATALOG_KINDS, Catalogs
 from cli_env import Env, make_env
-from pg_cluster import PostgresCluster, postgres_cluster
 
 from streamdata import Connector, ExecutionLocation, LocalConnector, SSHConnector
 from streamdata.testing import AsyncSSHTestServer, SSHTestServer, _openssh, open_ssh_server
+from streamdata.testing._postgres import PostgresCluster, postgres_cluster
 
 CONNECTOR_KINDS = ("local", "asyncssh", "openssh")
 

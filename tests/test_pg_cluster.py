@@ -1,4 +1,4 @@
-"""The throwaway PostgreSQL cluster of the tests (tests/pg_cluster.py) works and goes away."""
+"""The throwaway PostgreSQL cluster (streamdata/testing/_postgres.py) works and goes away."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import socket
 import subprocess
 
 import pytest
-from pg_cluster import PostgresCluster, postgres_cluster
+
+from streamdata.testing._postgres import PostgresCluster, postgres_cluster
 
 
 def _accepts(port: int) -> bool:

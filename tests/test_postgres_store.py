@@ -12,13 +12,14 @@ from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
-from pg_cluster import PostgresCluster, postgres_cluster
 
 from streamdata import ConfigurationError, DataManager, DataType, ExecutionLocation
 from streamdata._catalog import postgres_feed
 from streamdata._catalog.postgres import PostgresStore
 from streamdata._catalog.postgres_connect import display_url
 from streamdata._catalog.postgres_schema import SCHEMA_VERSION
+from streamdata._catalog.sync import REFRESH_SECONDS
+from streamdata.testing._postgres import PostgresCluster, postgres_cluster
 
 A = ExecutionLocation("a", "site-a")
 B = ExecutionLocation("b", "site-b")
@@ -246,3 +247,120 @@ def test_an_unknown_user_is_a_clear_error(postgres: PostgresCluster) -> None:
 def test_a_url_is_shown_without_its_password(url: str, shown: str) -> None:
     """Errors name the database by a URL whose password, wherever it is, reads ***."""
     assert display_url(url) == shown
+
+
+#: Version 1's change feed: a row-level trigger per table (what a version 1 catalog holds).
+_ROW_TRIGGERS_V1 = {
+    "replicas": "(NEW.id, NULL, false)",
+    "relations": "(NEW.a, NULL, false), (NEW.b, NULL, false)",
+    "links": "(NEW.link, NULL, false)",
+    "entries": "(NEW.id, NULL, false)",
+}
+
+
+def _as_version_1(url: str) -> None:
+    """Turn a catalog back into version 1's: row-level triggers, version 1 recorded."""
+    with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
+        for name, table in conn.execute(
+            "SELECT t.tgname, c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+            "WHERE NOT t.tgisinternal"
+        ).fetchall():
+            conn.execute(f"DROP TRIGGER {name} ON {table}")
+            conn.execute(f"DROP FUNCTION {name}()")
+        for table, values in _ROW_TRIGGERS_V1.items():
+            conn.execute(
+                f"CREATE FUNCTION streamdata_{table}_changed() RETURNS trigger LANGUAGE plpgsql "
+                f"AS $$ BEGIN INSERT INTO changes (replica, writer, dropped) VALUES {values}; "
+                "RETURN NULL; END $$"
+            )
+            conn.execute(
+                f"CREATE TRIGGER {table}_changed AFTER INSERT OR UPDATE ON {table} "
+                f"FOR EACH ROW EXECUTE FUNCTION streamdata_{table}_changed()"
+            )
+        conn.execute("UPDATE streamdata_meta SET value = '1' WHERE key = 'schema_version'")
+
+
+def test_a_version_1_catalog_is_upgraded_keeping_its_rows(url: str) -> None:
+    """A version 1 catalog gets statement-level feed triggers; its rows stay, the feed works."""
+    first = DataManager(catalog=url)
+    first.register_path(A, "/kept/file")
+    asyncio.run(first.close())
+    _as_version_1(url)
+    reader, writer = DataManager(catalog=url), DataManager(catalog=url)
+    try:
+        assert [r.path for r in reader.get_data_locations("/kept/file")] == ["/kept/file"]
+        with psycopg.connect(url) as conn:
+            kinds = conn.execute(
+                "SELECT tgtype & 1 FROM pg_trigger WHERE NOT tgisinternal"  # 1: FOR EACH ROW
+            ).fetchall()
+        assert kinds and set(kinds) == {(0,)}
+        writer.register_path(B, "/new/file")
+        time.sleep(REFRESH_SECONDS + 0.05)  # the next query looks at the feed
+        assert [r.path for r in reader.get_data_locations("/new/file")] == ["/new/file"]
+    finally:
+        asyncio.run(reader.close())
+        asyncio.run(writer.close())
+
+
+def test_a_look_for_changes_does_not_write_a_batch_early(store: PostgresStore, url: str) -> None:
+    """While nobody else changed anything, looking leaves this process's batch queued."""
+    store.load()
+    store.begin_batch()
+    store.put_replica(A, "/queued", "queued", DataType.PRIMARY, False, False)
+    assert store.changes() is None
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT count(*) FROM replicas").fetchone() == (0,)
+    store.end_batch()
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT count(*) FROM replicas").fetchone() == (1,)
+
+
+def test_a_batch_changing_one_row_twice_keeps_the_last(store: PostgresStore, url: str) -> None:
+    """Rows queued twice for one key in a batch: the last one is stored, once."""
+    key = (A, "/twice")
+    store.begin_batch()
+    for data_type, pending in ((DataType.PRIMARY, True), (DataType.SYMBOLIC_LINK, False)):
+        store.put_replica(A, "/twice", "twice", data_type, False, pending)
+    store.put_replica(B, "/target", "target", DataType.PRIMARY, False, False)
+    for size in (1, 2):
+        store.record_entry(key, ("file", size, 1.5), None)
+        store.add_relation(key, (B, "/target"))
+        store.set_link_target(key, (B, "/target"))
+        store.set_anchor(key, (B, "/target"), ("file", size, 2))
+    store.end_batch()
+    other = PostgresStore(url)
+    snapshot = other.load()
+    other.close()
+    rows = [row for batch in snapshot.replicas for row in batch]
+    assert [(row[2], snapshot.data_types[row[4]]) for row in rows if row[2] == "/twice"] == [
+        ("/twice", DataType.SYMBOLIC_LINK)
+    ]
+    assert [entry[1] for entry in snapshot.entries] == [("file", 2, 1.5)]
+    assert len(snapshot.relations) == len(snapshot.links) == 1
+    assert [anchor[2] for anchor in snapshot.anchors] == [("file", 2, 2.0)]
+    assert snapshot.pending == []
+
+
+def test_a_batch_of_many_rows_of_each_kind_is_stored_row_for_row(
+    store: PostgresStore, url: str
+) -> None:
+    """Many rows of every kind in one batch (empty columns included) all reach the database."""
+    keys = [(A, f"/many/{index}") for index in range(5)]
+    targets = [(B, f"/many/{index}") for index in range(5)]
+    store.begin_batch()
+    for (location, path), (linking, _) in zip(keys, targets, strict=True):
+        store.put_replica(location, path, path[1:], DataType.PRIMARY, False, False)
+        store.put_replica(linking, path, path[1:], DataType.SYMBOLIC_LINK, False, False)
+    for key, target in zip(keys, targets, strict=True):
+        store.add_relation(key, target)
+        store.set_link_target(target, key)
+        store.record_entry(key, ("file", 7, 3), None)
+        store.set_anchor(target, key, None)
+    store.end_batch()
+    other = PostgresStore(url)
+    snapshot = other.load()
+    other.close()
+    assert sum(len(batch) for batch in snapshot.replicas) == 10
+    assert len(snapshot.relations) == len(snapshot.links) == len(snapshot.entries) == 5
+    assert {entry[1] for entry in snapshot.entries} == {("file", 7, 3.0)}
+    assert [anchor[2] for anchor in snapshot.anchors] == [None] * 5

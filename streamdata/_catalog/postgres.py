@@ -28,16 +28,21 @@ import psycopg
 from .._models import DataType, ExecutionLocation
 from . import postgres_feed as feed
 from . import postgres_schema as sql
-from .batch import in_batch
 from .postgres_connect import StoreConnection
 from .postgres_owners import PostgresOwners
 from .postgres_schema import row_key as _key
 from .store import Changes, Key, Signature, Snapshot
+from .write_queue import Rows, WriteQueue
 
 __all__ = ["PostgresStore"]
 
-_FLUSH_ROWS = 10_000  # queued rows written at once; bounds the memory of a long batch
 _PRUNE_EVERY = 1_000  # write transactions between prunings of the change feed
+
+
+def _typed(signature: Signature) -> tuple[str, int, float]:
+    """A signature with the types its array columns take (an int mtime would break one)."""
+    kind, size, mtime = signature
+    return kind, int(size), float(mtime)
 
 
 class PostgresStore:
@@ -55,10 +60,7 @@ class PostgresStore:
     owners: PostgresOwners
 
     def __init__(self, url: str) -> None:
-        self._replica_rows: list[tuple[object, ...]] = []
-        self._pending: dict[str, list[tuple[object, ...]]] = {}
-        self._batches = 0
-        self._closed = False
+        self._queue = WriteQueue(self, sql.UPSERT_REPLICA, self._write_rows)
         self._writes = 0
         self._seen = ""  # the snapshot changes() last read at
         self._locations: dict[tuple[str, str, bool], ExecutionLocation] = {}
@@ -85,11 +87,10 @@ class PostgresStore:
     def _write(self) -> Iterator[psycopg.Connection[Any]]:
         """One short write transaction; every :data:`_PRUNE_EVERY` it also prunes the feed."""
         conn = self._db.connection()
-        with self._errors("write"), conn.transaction():
-            yield conn
-            self._writes += 1
-            if self._writes % _PRUNE_EVERY == 0:
-                feed.prune(conn)
+        with self._errors("write"):
+            with conn.transaction():
+                yield conn
+            self._wrote(conn)
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[psycopg.Connection[Any]]:
@@ -117,7 +118,7 @@ class PostgresStore:
         Raises:
             ConfigurationError: If the database cannot be read.
         """
-        self._flush()
+        self._queue.flush()
         with self._read() as conn:
             self._seen = feed.snapshot_now(conn)
             return feed.read_snapshot(conn, self._location)
@@ -125,22 +126,29 @@ class PostgresStore:
     def changes(self) -> Changes | None:
         """What other processes committed since the last look (None: nothing).
 
-        Cheap when nothing changed: one query on the indexed ``changes`` table.
+        Cheap when nothing changed: one query on the indexed ``changes`` table, outside
+        any transaction. Only when there is something to read are this process's queued
+        rows written first (what is read is newer than them): looking does not cut a
+        batch short while the others are idle.
 
         Raises:
             ConfigurationError: If the database cannot be read.
         """
-        self._flush()  # this process's queued rows first: what is read is newer
         token = self.owners.token
-        with self._read() as conn:
+        conn = self._db.connection()
+        with self._errors("read"):
             now, changed, pruned = feed.look(conn, self._seen, token)
-            found = None
-            if changed or pruned:
+        if changed or pruned:
+            self._queue.flush()
+            with self._read() as conn:
+                now, _, pruned = feed.look(conn, self._seen, token)
                 found = feed.read_changes(
                     conn, self._seen, token, self._location, everything=pruned
                 )
+            self._seen = now
+            return found
         self._seen = now
-        return found
+        return None
 
     def alive(self, owner: str | None) -> bool:
         """True while the store that took ``owner`` is open in a live process.
@@ -188,36 +196,41 @@ class PostgresStore:
     ) -> None:
         """Queue the insert or update of one replica row (keyed by location and path)."""
         token, encode = self.owners.token, os.fsencode
-        row = (location.deployment, location.name, location.local, encode(path))
-        self._replica_rows.append((*row, encode(relpath), data_type.value, implied, pending, token))
-        if len(self._replica_rows) >= _FLUSH_ROWS:
-            self._flush()
+        row = (location.deployment, location.name, encode(path), location.local, encode(relpath))
+        self._queue.add(sql.UPSERT_REPLICA, (*row, data_type.value, implied, pending, token))
 
-    def _queue(self, statement: str, row: tuple[object, ...]) -> None:
-        rows = self._pending.setdefault(statement, [])
-        rows.append(row)
-        if len(rows) >= _FLUSH_ROWS:
-            self._flush()
+    def _write_rows(self, rows: Rows) -> None:
+        """Write the queued rows in one transaction (the queue's order).
 
-    def _flush(self) -> None:
-        """Write the queued rows in one transaction (replicas first: the rest refer to them)."""
-        if not self._replica_rows and not self._pending:
-            return
-        rows, self._replica_rows = self._replica_rows, []
-        pending, self._pending = self._pending, {}
-        with self._write() as conn, conn.cursor() as cursor:
-            if rows:
-                cursor.executemany(sql.UPSERT_REPLICA, rows)
-            for statement, statement_rows in pending.items():
-                cursor.executemany(statement, statement_rows)
+        Each kind of row is one prepared statement, however many rows
+        (:func:`~.postgres_schema.bound`). A single statement is a transaction of its
+        own (autocommit): one round trip, the commit included.
+        """
+        statements = [sql.bound(statement, each) for statement, each in rows.items()]
+        conn, cursor = self._db.connection(), self._db.cursor()
+        with self._errors("write"):
+            if len(statements) == 1:
+                cursor.execute(*statements[0], prepare=True)
+            else:
+                with conn.transaction():
+                    for statement, params in statements:
+                        cursor.execute(statement, params, prepare=True)
+            self._wrote(conn)
+
+    def _wrote(self, conn: psycopg.Connection[Any]) -> None:
+        """Count a write transaction; every :data:`_PRUNE_EVERY` prune the change feed."""
+        self._writes += 1
+        if self._writes % _PRUNE_EVERY == 0:
+            with conn.transaction():
+                feed.prune(conn)
 
     def add_relation(self, first: Key, second: Key) -> None:
         """Queue one edge."""
-        self._queue(sql.ADD_RELATION, (*_key(first), *_key(second)))
+        self._queue.add(sql.ADD_RELATION, (*_key(first), *_key(second)))
 
     def set_link_target(self, link: Key, target: Key) -> None:
         """Queue the insert or replacement of a link row."""
-        self._queue(sql.SET_LINK, (*_key(link), *_key(target)))
+        self._queue.add(sql.SET_LINK, (*_key(link), *_key(target)))
 
     def invalidate(self, keys: Sequence[Key], *, reaping: bool = False) -> None:
         """Mark rows INVALID and drop their edges, links and entries, at once.
@@ -231,7 +244,7 @@ class PostgresStore:
             ConfigurationError: If the database cannot be written.
         """
         rows = [_key(key) for key in keys]
-        self._flush()
+        self._queue.flush()
         with self._write() as conn, conn.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", (sql.INVALIDATE_LOCK,))
             ids = []
@@ -252,14 +265,15 @@ class PostgresStore:
 
     def record_entry(self, key: Key, entry: Signature, digest: str | None) -> None:
         """Queue the insert or replacement of the (kind, size, mtime, digest) row."""
-        self._queue(sql.SET_ENTRY, (*entry, digest, *_key(key)))
+        self._queue.add(sql.SET_ENTRY, (*_typed(entry), digest, *_key(key)))
 
     def set_anchor(self, lost: Key, anchor: Key | None, seen: Signature | None) -> None:
         """Queue what an INVALID replica was a copy of (None: forgotten)."""
         if anchor is None:
-            self._queue(sql.FORGET_ANCHOR, _key(lost))
+            self._queue.add(sql.FORGET_ANCHOR, _key(lost))
         else:
-            self._queue(sql.SET_ANCHOR, (*(seen or (None, None, None)), *_key(lost), *_key(anchor)))
+            signature = (None, None, None) if seen is None else _typed(seen)
+            self._queue.add(sql.SET_ANCHOR, (*signature, *_key(lost), *_key(anchor)))
 
     # -- transfers in flight ---------------------------------------------------------------
 
@@ -277,7 +291,7 @@ class PostgresStore:
         """
         key, token = _key((location, path)), self.owners.token
         basename = os.fsencode(path[path.rfind("/") + 1 :] or "/")
-        self._flush()
+        self._queue.flush()
         with self._write() as conn:
             new = (*key[:2], location.local, key[2], basename, token)
             if conn.execute(sql.CLAIM_NEW, new).fetchone() is not None:
@@ -299,7 +313,7 @@ class PostgresStore:
         Raises:
             ConfigurationError: If the database cannot be written.
         """
-        self._flush()
+        self._queue.flush()
         tmp = None if tmp_path is None else os.fsencode(tmp_path)
         with self._write() as conn:
             conn.execute(
@@ -313,7 +327,7 @@ class PostgresStore:
         Raises:
             ConfigurationError: If the database cannot be written.
         """
-        self._flush()
+        self._queue.flush()
         with self._write() as conn:
             conn.execute(f"UPDATE replicas SET owner = NULL WHERE {sql.KEY}", _key(key))
 
@@ -323,7 +337,7 @@ class PostgresStore:
         Raises:
             ConfigurationError: If the database cannot be read.
         """
-        self._flush()
+        self._queue.flush()
         conn = self._db.connection()
         with self._errors("read"):
             rows = conn.execute(
@@ -341,7 +355,7 @@ class PostgresStore:
         Raises:
             ConfigurationError: If the database cannot be written.
         """
-        self._flush()
+        self._queue.flush()
         with self._write() as conn:
             conn.execute(
                 "UPDATE replicas SET tmp = NULL WHERE deployment = %s AND name = %s AND tmp = %s",
@@ -354,12 +368,11 @@ class PostgresStore:
         Raises:
             ConfigurationError: If the database cannot be written.
         """
-        if self._batches == 0 or not in_batch(self):
-            self._flush()
+        self._queue.commit()
 
     def begin_batch(self) -> None:
         """Defer commits until the outermost :meth:`end_batch`."""
-        self._batches += 1
+        self._queue.begin_batch()
 
     def end_batch(self) -> None:
         """Leave a batch; the context's outermost commits (nothing once the store is closed).
@@ -367,9 +380,7 @@ class PostgresStore:
         Raises:
             ConfigurationError: If the database cannot be written.
         """
-        self._batches -= 1
-        if not self._closed:
-            self.commit()  # deferred again if this context is still inside an outer batch
+        self._queue.end_batch()
 
     def close(self) -> None:
         """Write what is queued and close the connection (idempotent).
@@ -377,12 +388,10 @@ class PostgresStore:
         Raises:
             ConfigurationError: If the queued rows cannot be written.
         """
-        if self._closed:
+        if self._queue.closed:
             return
-        self._closed = True
-        self._batches = 0
         try:
-            self._flush()
+            self._queue.close()
             with self._errors("write"):
                 self.owners.close()
         finally:

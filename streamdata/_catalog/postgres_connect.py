@@ -63,6 +63,7 @@ class StoreConnection:
         self.name = display_url(url)
         self._on_connect = on_connect
         self._conn = self._open()
+        self._cursor = self._conn.cursor()
 
     def _open(self) -> psycopg.Connection[Any]:
         with self.errors("connect to"):
@@ -86,7 +87,17 @@ class StoreConnection:
         if self._conn.broken:
             self._conn.close()
             self._conn = self._open()
+            self._cursor = self._conn.cursor()
         return self._conn
+
+    def cursor(self) -> psycopg.Cursor[Any]:
+        """A cursor of :meth:`connection`, kept with it (making one per statement costs).
+
+        Raises:
+            ConfigurationError: If the connection has to be made again and cannot be.
+        """
+        self.connection()
+        return self._cursor
 
     @contextlib.contextmanager
     def errors(self, action: str) -> Iterator[None]:

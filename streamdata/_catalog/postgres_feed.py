@@ -17,7 +17,6 @@ snapshot.
 from __future__ import annotations
 
 import gc
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -45,45 +44,55 @@ LocationOf = Callable[[str, str, bool], ExecutionLocation]
 _Conn = psycopg.Connection[Any]
 
 _REPLICAS = (
-    "SELECT r.id, l.n, r.path, r.relpath, "
-    + TYPE_CASE.replace("data_type", "r.data_type")
-    + ", r.implied::int FROM replicas r JOIN unnest(%s::text[], %s::text[], %s::bool[]) "
-    "WITH ORDINALITY AS l(deployment, name, local, n) ON l.deployment = r.deployment "
-    "AND l.name = r.name AND l.local = r.local ORDER BY r.id"
+    "SELECT id, deployment, name, local, path, relpath, "
+    + TYPE_CASE
+    + ", implied::int FROM replicas ORDER BY id"
 )
-#: Changes since the snapshot %(seen)s by writers other than %(token)s.
+#: Changes since the snapshot %(seen)s by writers other than %(token)s. The upper bound
+#: changes no result (a later transaction is not visible) but makes the condition a
+#: range, which the planner estimates small: an index scan, never a scan of every change.
 _NEW = (
     "c.xid >= pg_snapshot_xmin(%(seen)s::pg_snapshot) "
+    "AND c.xid < pg_snapshot_xmax(pg_current_snapshot()) "
     "AND NOT pg_visible_in_snapshot(c.xid, %(seen)s::pg_snapshot) "
     "AND c.writer IS DISTINCT FROM %(token)s"
 )
+_IN_IDS = "= ANY(%(ids)s::bigint[])"
+_TYPES = {data_type.value: data_type for data_type in DataType}
+_decode = bytes.decode
+
+
+def _text(stored: bytes) -> str:
+    """A stored path as a string: ``os.fsdecode`` on POSIX, without its checks."""
+    return _decode(stored, "utf-8", "surrogateescape")
+
+
 _LOOK = (
     "SELECT pg_current_snapshot()::text, "
     f"EXISTS (SELECT 1 FROM changes c WHERE {_NEW}), "
     "coalesce((SELECT value::xid8 > pg_snapshot_xmin(%(seen)s::pg_snapshot) "
     "FROM streamdata_meta WHERE key = 'pruned_below'), false)"
 )
-_KEY_COLUMNS = "{0}.deployment, {0}.name, {0}.local, {0}.path"
+# What others changed, by ids: each query reads one table by an index (the ids of the
+# changed replicas are computed once, by the first), never a join the planner could turn
+# into a scan of every replica; the ids are resolved to keys last (_KEYS).
 _ROWS = (
-    "SELECT r.deployment, r.name, r.local, r.path, r.relpath, r.data_type, r.implied, "
-    "r.pending, r.owner FROM replicas r"
+    "SELECT id, deployment, name, local, path, relpath, data_type, implied, pending, owner "
+    "FROM replicas"
 )
-_EDGES = (
-    f"SELECT {_KEY_COLUMNS.format('x')}, {_KEY_COLUMNS.format('y')} FROM relations e "
-    "JOIN replicas x ON x.id = e.a JOIN replicas y ON y.id = e.b"
+_EDGES = "SELECT a, b FROM relations"
+_LINKS = "SELECT link, target FROM links"
+_ENTRIES = "SELECT id, kind, size, mtime, digest FROM entries"
+#: Rows, edges, links and entries: of every replica, or of the changed ones only.
+_EVERYTHING = (_ROWS, _EDGES, _LINKS, _ENTRIES)
+_CHANGED = (
+    f"{_ROWS} WHERE id = ANY(ARRAY(SELECT DISTINCT c.replica FROM changes c WHERE {_NEW}))",
+    f"{_EDGES} WHERE a {_IN_IDS} UNION {_EDGES} WHERE b {_IN_IDS}",
+    f"{_LINKS} WHERE link {_IN_IDS}",
+    f"{_ENTRIES} WHERE id {_IN_IDS}",
 )
-_LINKS = (
-    f"SELECT {_KEY_COLUMNS.format('x')}, {_KEY_COLUMNS.format('y')} FROM links e "
-    "JOIN replicas x ON x.id = e.link JOIN replicas y ON y.id = e.target"
-)
-_ENTRIES = (
-    f"SELECT {_KEY_COLUMNS.format('x')}, e.kind, e.size, e.mtime, e.digest FROM entries e "
-    "JOIN replicas x ON x.id = e.id"
-)
-_DROPPED = (
-    f"SELECT DISTINCT {_KEY_COLUMNS.format('x')} FROM changes c "
-    f"JOIN replicas x ON x.id = c.replica WHERE c.dropped AND {_NEW}"
-)
+_DROPPED = f"SELECT DISTINCT c.replica FROM changes c WHERE c.dropped AND {_NEW}"
+_KEYS = "SELECT id, deployment, name, local, path FROM replicas WHERE id = ANY(%(ids)s::bigint[])"
 
 
 def snapshot_now(conn: _Conn) -> str:
@@ -91,6 +100,20 @@ def snapshot_now(conn: _Conn) -> str:
     row = conn.execute("SELECT pg_current_snapshot()::text").fetchone()
     assert row is not None
     return str(row[0])
+
+
+class _Numbers(dict[tuple[str, str, bool], int]):
+    """Numbers the locations met while loading, 1, 2, ... in order, each made once."""
+
+    def __init__(self, location_of: LocationOf) -> None:
+        super().__init__()
+        self._location_of = location_of
+        self.locations: dict[int, ExecutionLocation] = {}
+
+    def __missing__(self, triple: tuple[str, str, bool]) -> int:
+        number = self[triple] = len(self) + 1
+        self.locations[number] = self._location_of(*triple)
+        return number
 
 
 def read_snapshot(conn: _Conn, location_of: LocationOf) -> Snapshot:
@@ -102,44 +125,64 @@ def read_snapshot(conn: _Conn, location_of: LocationOf) -> Snapshot:
     collecting = gc.isenabled()
     gc.disable()  # many new tuples, none of them garbage: no collection passes
     try:
-        triples = conn.execute(
-            "SELECT DISTINCT deployment, name, local FROM replicas ORDER BY 1, 2, 3"
-        ).fetchall()
-        locations = {n: location_of(*triple) for n, triple in enumerate(triples, 1)}
-        columns = [[triple[i] for triple in triples] for i in range(3)]
-        batches = []
-        with conn.cursor("streamdata_load") as cursor:
-            cursor.itersize = LOAD_ROWS
-            cursor.execute(_REPLICAS, columns)
-            while rows := cursor.fetchmany(LOAD_ROWS):
-                batches.append(
-                    [(i, n, os.fsdecode(p), os.fsdecode(r), t, m) for i, n, p, r, t, m in rows]
-                )
-        return Snapshot(
-            locations=locations,
-            data_types=TYPE_NUMBERS,
-            replicas=batches,
-            pending=conn.execute(
-                "SELECT id, owner FROM replicas WHERE pending ORDER BY id"
-            ).fetchall(),
-            relations=conn.execute("SELECT a, b FROM relations").fetchall(),
-            links=conn.execute("SELECT link, target FROM links").fetchall(),
-            entries=[
-                (rid, (kind, size, mtime), digest)
-                for rid, kind, size, mtime, digest in conn.execute(
-                    "SELECT id, kind, size, mtime, digest FROM entries"
-                )
-            ],
-            anchors=[
-                (rid, anchor, None if kind is None else (kind, size, mtime))
-                for rid, anchor, kind, size, mtime in conn.execute(
-                    "SELECT id, anchor, kind, size, mtime FROM anchors WHERE anchor IS NOT NULL"
-                )
-            ],
-        )
+        numbers = _Numbers(location_of)
+        batches = _replica_batches(conn, numbers)
+        with conn.cursor(binary=True) as cursor:
+            return Snapshot(
+                locations=numbers.locations,
+                data_types=TYPE_NUMBERS,
+                replicas=batches,
+                pending=cursor.execute(
+                    "SELECT id, owner FROM replicas WHERE pending ORDER BY id"
+                ).fetchall(),
+                relations=cursor.execute("SELECT a, b FROM relations").fetchall(),
+                links=cursor.execute("SELECT link, target FROM links").fetchall(),
+                entries=[
+                    (rid, (kind, size, mtime), digest)
+                    for rid, kind, size, mtime, digest in cursor.execute(
+                        "SELECT id, kind, size, mtime, digest FROM entries"
+                    )
+                ],
+                anchors=[
+                    (rid, anchor, None if kind is None else (kind, size, mtime))
+                    for rid, anchor, kind, size, mtime in cursor.execute(
+                        "SELECT id, anchor, kind, size, mtime FROM anchors WHERE anchor IS NOT NULL"
+                    )
+                ],
+            )
     finally:
         if collecting:
             gc.enable()
+
+
+def _replica_batches(
+    conn: _Conn, numbers: _Numbers
+) -> list[list[tuple[int, int, str, str, int, int]]]:
+    """The replica rows as a Snapshot holds them.
+
+    They come in id order straight from the primary key (no join, no sort), in binary,
+    :data:`LOAD_ROWS` at a time through a server-side cursor; their locations are
+    numbered as they are met.
+    """
+    decode = bytes.decode
+    batches = []
+    with conn.cursor("streamdata_load", binary=True) as cursor:
+        cursor.execute(_REPLICAS)
+        while rows := cursor.fetchmany(LOAD_ROWS):
+            batches.append(
+                [
+                    (
+                        i,
+                        numbers[d, n, lo],
+                        decode(p, "utf-8", "surrogateescape"),  # _text, inlined
+                        decode(r, "utf-8", "surrogateescape"),
+                        t,
+                        m,
+                    )
+                    for i, d, n, lo, p, r, t, m in rows
+                ]
+            )
+    return batches
 
 
 def look(conn: _Conn, seen: str, token: str) -> tuple[str, bool, bool]:
@@ -159,32 +202,47 @@ def read_changes(
 ) -> Changes:
     """Everything about the replicas other writers changed since the snapshot ``seen``.
 
+    ``everything``: every row, whatever changed (the changes since ``seen`` were pruned).
+
     Raises:
         psycopg.Error: If the database cannot be read.
     """
-    params = {"seen": seen, "token": token}
-    where, by = "", ""
-    if not everything:
-        by = f"IN (SELECT c.replica FROM changes c WHERE {_NEW})"
-        where = f" WHERE r.id {by}"
+    params: dict[str, object] = {"seen": seen, "token": token}
+    keys: dict[int, Key] = {}
+    rows_of, edges_of, links_of, entries_of = _EVERYTHING if everything else _CHANGED
+    with conn.cursor(binary=True) as cursor:
+        rows = []
+        for rid, d, n, lo, p, rel, kind, imp, busy, owner in cursor.execute(rows_of, params):
+            key = keys[rid] = (location_of(d, n, lo), _text(p))
+            rows.append(ReplicaRow(*key, _text(rel), _TYPES[kind], imp, busy, owner))
+        params["ids"] = list(keys)
+        edges: list[tuple[int, int]] = cursor.execute(edges_of, params).fetchall()
+        links: list[tuple[int, int]] = cursor.execute(links_of, params).fetchall()
+        entries = cursor.execute(entries_of, params).fetchall()
+        dropped = [rid for (rid,) in cursor.execute(_DROPPED, params)]
+        named = {rid for pair in (*edges, *links) for rid in pair}.union(dropped)
+        _resolve(cursor, keys, named, location_of)
+    return Changes(
+        rows,
+        [(keys[a], keys[b]) for a, b in edges if a in keys and b in keys],
+        [(keys[a], keys[b]) for a, b in links if a in keys and b in keys],
+        [
+            (keys[rid], (kind, size, mtime), digest)
+            for rid, kind, size, mtime, digest in entries
+            if rid in keys
+        ],
+        [keys[rid] for rid in dropped if rid in keys],
+    )
 
-    def key(d: str, n: str, lo: bool, p: bytes) -> Key:
-        return (location_of(d, n, lo), os.fsdecode(p))
 
-    rows = [
-        ReplicaRow(*key(d, n, lo, p), os.fsdecode(rel), DataType(kind), imp, busy, owner)
-        for d, n, lo, p, rel, kind, imp, busy, owner in conn.execute(_ROWS + where, params)
-    ]
-    either = f" WHERE e.a {by} OR e.b {by}" if by else ""
-    edges = [(key(*row[:4]), key(*row[4:])) for row in conn.execute(_EDGES + either, params)]
-    only = f" WHERE x.id {by}" if by else ""
-    links = [(key(*row[:4]), key(*row[4:])) for row in conn.execute(_LINKS + only, params)]
-    entries = [
-        (key(*row[:4]), (row[4], row[5], row[6]), row[7])
-        for row in conn.execute(_ENTRIES + only, params)
-    ]
-    dropped = [key(*row) for row in conn.execute(_DROPPED, params)]
-    return Changes(rows, edges, links, entries, dropped)
+def _resolve(
+    cursor: psycopg.Cursor[Any], keys: dict[int, Key], ids: set[int], location_of: LocationOf
+) -> None:
+    """Add the keys of the replicas ``ids`` names that ``keys`` lacks."""
+    missing = [rid for rid in ids if rid not in keys]
+    if missing:
+        for rid, d, n, lo, p in cursor.execute(_KEYS, {"ids": missing}):
+            keys[rid] = (location_of(d, n, lo), _text(p))
 
 
 def prune(conn: _Conn) -> None:

@@ -2,9 +2,8 @@
 
 The catalog reports every change to a :class:`~.store.CatalogStore` as rows and calls
 :meth:`commit` at the end of each operation, so a change is durable once the call that
-made it returns; inside a batch of the running context (:mod:`.batch`) the commits wait
-for the outermost end, and a commit from any other task takes the queued rows along
-(earlier durability is harmless, later is not).
+made it returns; the rows wait in a :class:`~.write_queue.WriteQueue`, which defers the
+commits made inside a batch (:mod:`.batch`).
 
 Many processes may use one file at once:
 
@@ -39,16 +38,15 @@ from .._errors import ConfigurationError
 from .._models import DataType, ExecutionLocation
 from . import sqlite_feed as feed
 from . import sqlite_schema as sql
-from .batch import in_batch
 from .owners import Owners
 from .sqlite_feed import from_db, to_db
 from .sqlite_feed import row_key as _key
 from .sqlite_load import LAST_CHANGE, read_snapshot
 from .store import Changes, Key, Signature, Snapshot
+from .write_queue import Rows, WriteQueue
 
 __all__ = ["SQLiteStore", "open_store"]
 
-_FLUSH_ROWS = 10_000  # queued rows written at once; bounds the memory of a long batch
 _PRUNE_EVERY = 1_000  # write transactions between prunings of the change feed
 
 
@@ -76,10 +74,7 @@ class SQLiteStore:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._replica_rows: list[tuple[object, ...]] = []
-        self._pending: dict[str, list[tuple[object, ...]]] = {}
-        self._batches = 0
-        self._closed = False
+        self._queue = WriteQueue(self, sql.UPSERT_REPLICA, self._write_rows)
         self._seen = 0  # the last change returned by changes()
         self._writes = 0
         self._data_version: int | None = None
@@ -171,7 +166,7 @@ class SQLiteStore:
             (version,) = self._db.execute("PRAGMA data_version").fetchone()
             if version == self._data_version:
                 return None
-            self._flush()  # this process's queued rows first: what is read is newer
+            self._queue.flush()  # this process's queued rows first: what is read is newer
             with self._read():
                 self._data_version = version
                 last, changes = feed.read_changes(
@@ -216,8 +211,8 @@ class SQLiteStore:
         pending: bool,
     ) -> None:
         """Queue the insert or update of one replica row (keyed by location and path)."""
-        rows = self._replica_rows
-        rows.append(
+        self._queue.add(
+            sql.UPSERT_REPLICA,
             (
                 location.deployment,
                 location.name,
@@ -228,36 +223,22 @@ class SQLiteStore:
                 implied,
                 pending,
                 self.owners.token,
-            )
+            ),
         )
-        if len(rows) >= _FLUSH_ROWS:
-            self._flush()
 
-    def _queue(self, statement: str, row: tuple[object, ...]) -> None:
-        rows = self._pending.setdefault(statement, [])
-        rows.append(row)
-        if len(rows) >= _FLUSH_ROWS:
-            self._flush()
-
-    def _flush(self) -> None:
-        """Write the queued rows in one transaction (replicas first: the rest refer to them)."""
-        if not self._replica_rows and not self._pending:
-            return
-        rows, self._replica_rows = self._replica_rows, []
-        pending, self._pending = self._pending, {}
+    def _write_rows(self, rows: Rows) -> None:
+        """Write the queued rows in one transaction (the queue's order)."""
         with self._write():
-            if rows:
-                self._db.executemany(sql.UPSERT_REPLICA, rows)
-            for statement, statement_rows in pending.items():
+            for statement, statement_rows in rows.items():
                 self._db.executemany(statement, statement_rows)
 
     def add_relation(self, first: Key, second: Key) -> None:
         """Queue one edge."""
-        self._queue(sql.ADD_RELATION, (*_key(first), *_key(second)))
+        self._queue.add(sql.ADD_RELATION, (*_key(first), *_key(second)))
 
     def set_link_target(self, link: Key, target: Key) -> None:
         """Queue the insert or replacement of a link row."""
-        self._queue(sql.SET_LINK, (*_key(link), *_key(target)))
+        self._queue.add(sql.SET_LINK, (*_key(link), *_key(target)))
 
     def invalidate(self, keys: Sequence[Key], *, reaping: bool = False) -> None:
         """Mark rows INVALID and drop their edges, links and entries, at once.
@@ -267,7 +248,7 @@ class SQLiteStore:
         ``reaping``, only rows pending under a writer that is gone (see the protocol).
         """
         rows = [_key(key) for key in keys]
-        self._flush()
+        self._queue.flush()
         with self._write():
             ids = []
             for row in rows:
@@ -286,14 +267,16 @@ class SQLiteStore:
 
     def record_entry(self, key: Key, entry: Signature, digest: str | None) -> None:
         """Queue the insert or replacement of the (kind, size, mtime, digest) row."""
-        self._queue(sql.SET_ENTRY, (*entry, digest, *_key(key)))
+        self._queue.add(sql.SET_ENTRY, (*entry, digest, *_key(key)))
 
     def set_anchor(self, lost: Key, anchor: Key | None, seen: Signature | None) -> None:
         """Queue what an INVALID replica was a copy of (None: forgotten)."""
         if anchor is None:
-            self._queue(sql.FORGET_ANCHOR, _key(lost))
+            self._queue.add(sql.FORGET_ANCHOR, _key(lost))
         else:
-            self._queue(sql.SET_ANCHOR, (*(seen or (None, None, None)), *_key(lost), *_key(anchor)))
+            self._queue.add(
+                sql.SET_ANCHOR, (*(seen or (None, None, None)), *_key(lost), *_key(anchor))
+            )
 
     # -- transfers in flight ---------------------------------------------------------------
 
@@ -312,7 +295,7 @@ class SQLiteStore:
         key = _key((location, path))
         token = self.owners.token
         try:
-            self._flush()
+            self._queue.flush()
             with self._write():
                 found = self._db.execute(sql.CLAIMED, key).fetchone()
                 if found and self.owners.blocks_claim(*found):
@@ -331,7 +314,7 @@ class SQLiteStore:
         Committed at once, also inside a batch: the journal must be on disk before the
         temporary file is, or a crash would leave a file nobody knows to remove.
         """
-        self._flush()
+        self._queue.flush()
         tmp = None if tmp_path is None else to_db(tmp_path)
         with self._write():
             self._db.execute(
@@ -341,13 +324,13 @@ class SQLiteStore:
 
     def leave_temporary(self, key: Key) -> None:
         """Give up a temporary this process could not remove: owned by nobody, it is stale."""
-        self._flush()
+        self._queue.flush()
         with self._write():
             self._db.execute(f"UPDATE replicas SET owner = NULL WHERE {sql.KEY}", _key(key))
 
     def stale_temporaries(self) -> list[tuple[ExecutionLocation, str]]:
         """Temporary paths journalled by processes that are gone."""
-        self._flush()
+        self._queue.flush()
         rows = self._db.execute(
             "SELECT deployment, name, local, tmp, owner FROM replicas WHERE tmp IS NOT NULL"
         ).fetchall()
@@ -359,7 +342,7 @@ class SQLiteStore:
 
     def forget_temporary(self, location: ExecutionLocation, tmp_path: str) -> None:
         """Clear a stale temporary path from the journal once it is removed."""
-        self._flush()
+        self._queue.flush()
         with self._write():
             self._db.execute(
                 "UPDATE replicas SET tmp = NULL WHERE deployment = ? AND name = ? AND tmp = ?",
@@ -373,27 +356,22 @@ class SQLiteStore:
         happen again at once, even if it outlives the block. Every write transaction is
         short and committed at once, so other processes never wait long for the file.
         """
-        if self._batches == 0 or not in_batch(self):
-            self._flush()
+        self._queue.commit()
 
     def begin_batch(self) -> None:
         """Defer commits until the outermost :meth:`end_batch`."""
-        self._batches += 1
+        self._queue.begin_batch()
 
     def end_batch(self) -> None:
         """Leave a batch; the context's outermost commits (nothing once the store is closed)."""
-        self._batches -= 1
-        if not self._closed:
-            self.commit()  # deferred again if this context is still inside an outer batch
+        self._queue.end_batch()
 
     def close(self) -> None:
         """Write what is queued and close the file (idempotent)."""
-        if self._closed:
+        if self._queue.closed:
             return
-        self._closed = True
-        self._batches = 0
         try:
-            self._flush()
+            self._queue.close()
         finally:
             self._db.close()
             self.owners.close()

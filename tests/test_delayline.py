@@ -13,7 +13,6 @@ import pytest
 import pytest_asyncio
 
 from streamdata.testing import DelayLine, Direction
-from streamdata.testing import _delayline as delayline_module
 
 
 class EchoServer:
@@ -167,7 +166,8 @@ async def test_the_line_runs_as_a_process_of_its_own(echo: EchoServer) -> None:
     standard input ends."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
-        delayline_module.__file__,
+        "-m",
+        "streamdata.testing._delayline",
         "127.0.0.1",
         str(echo.port),
         "--delay",

@@ -27,7 +27,9 @@ from .._base import Entry, EntryKind
 from .._tar.filter import filter_tree
 from . import _commands as commands
 from ._channel import RemoteCommand
+from ._parallel import CLIENT_WINDOW, SERVER_WINDOW, stream_count
 from ._pool import HostPool
+from ._ranges import READ_BLOCK, WRITE_BLOCK, read_ranges, write_ranges
 from ._sftp import read_small, real_path, write_small
 from ._unpack import peek, pipe, unpack_tree
 
@@ -54,6 +56,9 @@ async def open_read(pool: HostPool, entry: Entry) -> AsyncIterator[AsyncIterator
             yield filter_tree(_output(remote), roots)
     elif entry.size <= SMALL_FILE:
         yield _once(await read_small(pool, path))
+    elif (streams := _streams(pool, entry, CLIENT_WINDOW, READ_BLOCK)) > 1:
+        async with read_ranges(pool, entry, streams) as chunks:
+            yield chunks
     else:
         command = commands.read_file(path)
         async with pool.command(command, what=f"read {path!r}", bulk=True) as remote:
@@ -79,8 +84,16 @@ async def write_stream(
         if ended and float(entry.mtime).is_integer():
             await write_small(pool, path, b"".join(head), entry.mode, entry.mtime)
             return
+    elif (streams := _streams(pool, entry, SERVER_WINDOW, WRITE_BLOCK)) > 1:
+        await write_ranges(pool, path, entry, iterator, streams)
+        return
     command = commands.write_file(path, entry.mode, entry.mtime)
     await pipe(pool, command, f"write {path!r}", head, iterator)
+
+
+def _streams(pool: HostPool, entry: Entry, window: int, block: int) -> int:
+    """How many channels a big file gets (:mod:`._parallel`)."""
+    return stream_count(entry.size, block, window, pool.round_trips.best)
 
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:

@@ -42,9 +42,15 @@ def unpack(path: str) -> str:
     return f"mkdir -m 700 -- {target} && tar -C {target} -xpf - --no-same-owner"
 
 
-def extract(path: str) -> str:
-    """Unpack standard input into the existing directory ``path``."""
-    return f"tar -C {quote(path)} -xpf - --no-same-owner"
+def extract(path: str, *, make: bool = False) -> str:
+    """Unpack standard input into the directory ``path``.
+
+    With ``make``, the directory is created (mode 700) unless it exists, so that several
+    of these commands may start together.
+    """
+    target = quote(path)
+    start = f"mkdir -p -m 700 -- {target} && " if make else ""
+    return f"{start}tar -C {target} -xpf - --no-same-owner"
 
 
 def read_file(path: str) -> str:

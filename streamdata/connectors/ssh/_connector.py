@@ -8,6 +8,10 @@ How each operation travels, chosen by measurement on loopback OpenSSH:
 * file contents stream through ``cat`` on an exec channel, directory trees through
   ``tar``, with AES-GCM, a 16 MiB window and 256 KiB packets (faster than SFTP
   transfers in asyncssh); mode and mtime are set by the same remote command line;
+* to and from a far host (10-100 ms away), where one channel's window caps a transfer
+  (the server grants 2 MiB), big files travel as ranges over several channels and
+  trees through several ``tar`` at once, as many as the measured round-trip time calls
+  for (:mod:`._parallel`, :mod:`._ranges`);
 * listings are one ``find -printf`` with NUL separators; same-host copies are ``cp -a``;
 * between two hosts joined by a route (``SSHHost.routes``) the source host pipes the data
   to the destination itself (:mod:`._direct`);

@@ -6,15 +6,16 @@ first channel opens like any command, the others in the background on free slots
 
 **Writing** (:func:`write_ranges`) keeps the source a sequential stream: it is cut into
 blocks of about :data:`WRITE_BLOCK` bytes, queued in file order (a queue of
-:data:`_QUEUED` blocks; each channel holds the one it is sending, so memory stays a few
-blocks per channel), and each channel takes the next block once it has handed its last
-one to SSH. Each channel runs one remote loop (:func:`._commands.write_blocks`) that
-writes each block it receives into the file at its offset with ``dd`` and acknowledges
-it. The first channel's command (:func:`._commands.write_ranges`) also finishes the
-file: its input is closed last, once every other channel has exited (all blocks are
-written), and it then sets the mode and mtime. The engine checks and renames the file as
-after any write; a failure anywhere fails the write, the other channels are cancelled,
-and the engine removes the temporary file.
+:data:`_QUEUED` blocks), and each channel takes the next block once SSH has sent nearly
+all of its last one (its send buffer's low-water mark): it never runs dry, holds one
+block at most, and the channels finish together. Each channel runs one remote loop
+(:func:`._commands.write_blocks`) that writes each block it receives into the file at
+its offset with ``dd`` and acknowledges it. The first channel's command
+(:func:`._commands.write_ranges`) also finishes the file: its input is closed last,
+once every other channel has exited (all blocks are written), and it then sets the
+mode and mtime. The engine checks and renames the file as after any write; a failure
+anywhere fails the write, the other channels are cancelled, and the engine removes the
+temporary file.
 
 **Reading** (:func:`read_ranges`) requests blocks of :data:`READ_BLOCK` bytes in file
 order, each from the channel with the fewest requests outstanding (at most
@@ -46,17 +47,14 @@ from ._spares import first_error, start_spares
 
 __all__ = ["READ_BLOCK", "READ_DEPTH", "WRITE_BLOCK", "Ledger", "read_ranges", "write_ranges"]
 
-#: Bytes per block written (a ``dd`` on the host each).
-WRITE_BLOCK = 4 << 20
+#: Bytes per block written (a ``dd`` on the host each; about one server window).
+WRITE_BLOCK = 2 << 20
 #: Bytes per block read.
 READ_BLOCK = 8 << 20
 #: Read requests outstanding per channel at most.
 READ_DEPTH = 2
 #: Blocks waiting for a channel to take them (beyond the one each channel is sending).
 _QUEUED = 2
-#: Bytes a channel of a split write may hold unsent before :meth:`RemoteCommand.write`
-#: waits: a whole block, so that handing one over never waits for the previous one.
-_SEND_BUFFER = WRITE_BLOCK + (1 << 20)
 
 _Block = tuple[int, bytes] | None  # (offset, data), or None: no more blocks
 
@@ -97,24 +95,22 @@ async def write_ranges(
     ledger = Ledger()
     command = commands.write_ranges(path, entry.mode, entry.mtime)
     try:
-        async with pool.command(command, what=what, bulk=True) as first:
-            first.buffer_writes(_SEND_BUFFER)
-            async with asyncio.TaskGroup() as outer:
-                outer.create_task(_acknowledge(pool, first, ledger))
-                async with asyncio.TaskGroup() as group:
-                    group.create_task(_deal(chunks, queue))
-                    group.create_task(_send(first, queue, ledger))
+        first_command = pool.command(command, what=what, bulk=True)
+        async with first_command as first, asyncio.TaskGroup() as outer:
+            outer.create_task(_acknowledge(pool, first, ledger))
+            async with asyncio.TaskGroup() as group:
+                group.create_task(_deal(chunks, queue))
+                group.create_task(_send(first, queue, ledger))
 
-                    async def serve(remote: RemoteCommand) -> None:
-                        remote.buffer_writes(_SEND_BUFFER)
-                        async with asyncio.TaskGroup() as own:
-                            own.create_task(_acknowledge(pool, remote, ledger))
-                            await _send(remote, queue, ledger)
-                            remote.write_eof()
+                async def serve(remote: RemoteCommand) -> None:
+                    async with asyncio.TaskGroup() as own:
+                        own.create_task(_acknowledge(pool, remote, ledger))
+                        await _send(remote, queue, ledger)
+                        remote.write_eof()
 
-                    spare = commands.write_blocks(path)
-                    start_spares(group, pool, spare, what, streams - 1, serve)
-                first.write_eof()  # every other channel has exited: the last step may run
+                spare = commands.write_blocks(path)
+                start_spares(group, pool, spare, what, streams - 1, serve)
+            first.write_eof()  # every other channel has exited: the last step may run
     except BaseExceptionGroup as failed:
         error = first_error(failed)
         raise error from error.__cause__

@@ -14,8 +14,10 @@ source's :class:`~streamdata.connectors.Entry` says which a file is, so nobody a
   carries whole seconds only); the rest is piped into ``cat``. Mode and mtime are set by
   the same command line;
 * directories always travel as ``tar`` streams (unpacked by several ``tar`` at once when
-  they hold many files: :mod:`._unpack`), read through the tree filter
-  (:mod:`.._tar.filter`), which needs the tree's real path (one SFTP request).
+  they hold many files or the host is far: :mod:`._unpack`), read through the tree
+  filter (:mod:`.._tar.filter`), which needs the tree's real path (one SFTP request);
+* a big file to or from a far host, where one channel's window caps the transfer, goes
+  as ranges over several channels (:mod:`._ranges`; how many: :mod:`._parallel`).
 """
 
 from __future__ import annotations

@@ -20,6 +20,11 @@ status of every ``tar`` is checked.
 Waiting for the SSH window cannot tell a slow ``tar`` from a slow network: on a link
 slower than the ``tar``, small files also get the extra ``tar`` (three more channels and a
 last pass, which do not help there but cost little next to the link's own time).
+
+A far host is told apart up front, by its round-trip time (:mod:`._parallel`): there one
+channel's window (2 MiB per round trip) is the cap, whatever the files, so any tree
+bigger than the first MiB is split from its first member over as many ``tar`` as the
+round trip calls for, each joining as soon as its channel is open.
 """
 
 from __future__ import annotations
@@ -112,8 +117,7 @@ async def _unpack_wide(
     Raises:
         ConnectorError: If a ``tar`` or channel fails, or the stream is broken.
     """
-    what, extract = f"unpack into {path!r}", commands.extract(path)
-    await _make_directory(pool, path)
+    what, extract = f"unpack into {path!r}", commands.extract(path, make=True)
     splitter = TarSplitter(streams, active=1)
     arrivals: list[RemoteCommand] = []
     finished = asyncio.Event()

@@ -78,11 +78,12 @@ def leftovers(directory: Path) -> list[str]:
 
 
 def test_channels_follow_the_round_trip_time() -> None:
-    """One channel on loopback (any size) and for a file of one block; several at 10 ms
-    and more; at most MAX_STREAMS; one while the round trip is unknown."""
+    """One channel on loopback or a LAN, even a busy one (any size), and for a file of one
+    block; several at 10 ms and more; at most MAX_STREAMS; one while the round trip is
+    unknown."""
     block, big = 4 * MiB, 256 * MiB
     assert stream_count(big, block, SERVER_WINDOW, 0.0003) == 1
-    assert stream_count(big, block, SERVER_WINDOW, 0.002) == 1
+    assert stream_count(big, block, SERVER_WINDOW, 0.0049) == 1
     assert stream_count(big, block, SERVER_WINDOW, None) == 1
     assert stream_count(block, block, SERVER_WINDOW, 0.1) == 1
     assert stream_count(2 * block, block, SERVER_WINDOW, 0.1) == 2

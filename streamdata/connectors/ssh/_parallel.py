@@ -30,6 +30,7 @@ from ._host import PoolSettings
 __all__ = [
     "CLIENT_WINDOW",
     "MAX_STREAMS",
+    "NEAR",
     "SERVER_WINDOW",
     "TARGET_RATE",
     "RoundTrips",
@@ -45,6 +46,9 @@ CLIENT_WINDOW = PoolSettings().window
 TARGET_RATE = 500e6
 #: Channels for one transfer at most (the first, plus extra ones when slots are free).
 MAX_STREAMS = 6
+#: Round trips shorter than this (seconds) are a LAN or loopback, if a busy one: one
+#: channel, whatever the rate formula says.
+NEAR = 0.005
 _SAMPLES = 16
 
 
@@ -76,7 +80,7 @@ def stream_count(size: int, block: int, window: int, rtt: float | None) -> int:
     Returns:
         At least 1, at most :data:`MAX_STREAMS`.
     """
-    if rtt is None or rtt <= 0:
+    if rtt is None or rtt < NEAR:
         return 1
     per_channel = window / rtt
     wanted = math.ceil(TARGET_RATE / per_channel)

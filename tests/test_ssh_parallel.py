@@ -72,6 +72,13 @@ async def read_all(connector: SSHConnector, entry: Entry) -> int:
     return size
 
 
+async def cut_again(line: DelayLine, direction: Direction) -> None:
+    """Once the line was cut, cut it again after a few more bytes (the resumed copy's)."""
+    while not line.cuts:  # noqa: ASYNC110 -- the line has no event to wait for
+        await asyncio.sleep(0.001)
+    line.cut_after(line.carried(direction) + 64 * 1024, direction)
+
+
 def leftovers(directory: Path) -> list[str]:
     """The temporary files a transfer left in ``directory``."""
     return sorted(name for name in os.listdir(directory) if name.startswith(".streamdata-tmp"))
@@ -182,8 +189,8 @@ async def test_a_tree_far_away_is_unpacked_over_several_channels(
 async def test_a_link_cut_mid_file_fails_the_transfer_and_leaves_nothing(
     asyncssh_server: AsyncSSHTestServer, tmp_path: Path, up: bool
 ) -> None:
-    """The connection cut halfway through a split transfer: TransferError caused by a
-    ConnectorError, nothing at the target, no temporary left."""
+    """The connection cut halfway through a split transfer, and again as it resumes:
+    TransferError caused by a ConnectorError, nothing at the target, no temporary left."""
     source = tmp_path / "source.bin"
     source.write_bytes(os.urandom(24 * MiB))
     target_dir = tmp_path / "target"
@@ -191,9 +198,11 @@ async def test_a_link_cut_mid_file_fails_the_transfer_and_leaves_nothing(
     async with far_host(asyncssh_server, tmp_path) as (line, host), manager_for(host) as manager:
         direction = Direction.UP if up else Direction.DOWN
         line.cut_after(line.carried(direction) + 12 * MiB, direction)
-        with pytest.raises(TransferError) as caught:
-            await copy(manager, source, target_dir / "copy.bin", up=up)
-    assert line.cuts == 1
+        async with asyncio.TaskGroup() as group:
+            group.create_task(cut_again(line, direction))
+            with pytest.raises(TransferError) as caught:
+                await copy(manager, source, target_dir / "copy.bin", up=up)
+    assert line.cuts == 2
     (cause,) = caught.value.failures.values()
     assert isinstance(cause, ConnectorError)
     assert os.listdir(target_dir) == []

@@ -44,6 +44,7 @@ class Job:
     settled: bool = False
     left_behind: bool = False  # its temporary could not be removed
     elsewhere: bool = False  # waits for a copy another process is writing
+    adopt: str | None = None  # a temporary a dead process left here, to resume from
 
 
 #: The links and copies being made, by (destination, final path): how concurrent
@@ -75,6 +76,8 @@ class Options:
     exact: bool = False  # replicate/repair: the destination path is exact, always a copy
     verify: bool = False
     failures: dict[ExecutionLocation, BaseException] = field(default_factory=dict)
+    #: Temporaries dead processes left, by (destination, final path): to resume from.
+    adoptable: Mapping[tuple[ExecutionLocation, str], str] = field(default_factory=dict)
 
 
 def transfer_error(

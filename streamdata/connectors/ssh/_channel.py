@@ -210,6 +210,7 @@ class RemoteCommand:
         error = ConnectorError(
             f"cannot {self._what}: {reason}{cause_text}{detail}",
             host=self._host,
+            transient=SSH_ERRORS.is_transient(cause),  # e.g. the connection was lost
             details=stderr or None,
         )
         error.__cause__ = cause

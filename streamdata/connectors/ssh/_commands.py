@@ -16,6 +16,7 @@ from .._listing import find_command
 
 __all__ = [
     "archive",
+    "block_digests",
     "copy_tree",
     "extract",
     "read_file",
@@ -86,17 +87,33 @@ def write_blocks(path: str) -> str:
     return f"while IFS=' ' read -r o n; do {copy} && echo \"$o\" || exit 1; done"
 
 
-def write_ranges(path: str, mode: int | None = None, mtime: float | None = None) -> str:
+def write_ranges(
+    path: str, mode: int | None = None, mtime: float | None = None, size: int | None = None
+) -> str:
     """:func:`write_blocks`, then set the mode and mtime of ``path`` when the input ends.
 
-    The file is created (empty) if no block came.
+    The file is created (empty) if no block came; with ``size``, it is first cut (or
+    extended) to that many bytes.
     """
     target = quote(path)
     stamp = "" if mtime is None else f"-m -d @{mtime:.9f} "
     steps = [write_blocks(path), f"touch {stamp}-- {target}"]
+    if size is not None:
+        steps.insert(1, f"truncate -s {size:d} -- {target}")
     if mode is not None:
         steps.append(f"chmod {mode & 0o7777:04o} -- {target}")
     return " && ".join(steps)
+
+
+def block_digests(path: str, size: int, block: int) -> str:
+    """Print the SHA-256 of each ``block`` bytes of the first ``size`` bytes of ``path``.
+
+    One line per block (GNU ``split --filter``), in order; nothing for a missing or
+    empty file.
+    """
+    digest = "sha256sum -b"
+    source = f"head -c {size:d} -- {quote(path)}"
+    return f"{{ {source} 2>/dev/null || :; }} | split -b {block:d} --filter={quote(digest)} -"
 
 
 def read_ranges(path: str) -> str:

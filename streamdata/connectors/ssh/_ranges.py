@@ -24,12 +24,15 @@ yields each block's bytes in order from its channel. The entry's size says how m
 read; a block the file no longer holds (it shrank) fails the read
 (:func:`._commands.read_ranges`).
 
-**Resuming** (designed for, not done yet): blocks are taken in file order and each
-channel writes the blocks it took in that order, acknowledging each once written. The
-:class:`Ledger` of a write records the acknowledged blocks; :attr:`Ledger.high_water`
-is the end of the longest prefix of the file known to be written, whatever channel
-failed. A resumed transfer keeps that prefix (after comparing its hash on both sides),
-and sends the rest from there, into the same temporary.
+**Resuming**: blocks are taken in file order and each channel writes the blocks it
+took in that order, acknowledging each once written. The :class:`Ledger` of a write
+records the acknowledged blocks; :attr:`Ledger.high_water` is the end of the longest
+prefix of the file known to be written, whatever channel failed. But a channel that
+starts late (a slow login shell) leaves gaps far behind the others' blocks, so a
+resumed copy (:mod:`._resume`) does not trust a prefix: it compares every block of the
+temporary with the source's by their digests and sends only the *spans* that differ,
+and the rest: both functions take ``spans``, the (offset, length) pieces of the file
+to move, in order (a write into an existing file, then cut to the entry's size).
 """
 
 from __future__ import annotations
@@ -37,15 +40,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterator, Sequence
 
-from .._base import Entry
+from .._base import Entry, Span
 from . import _commands as commands
 from ._channel import RemoteCommand
 from ._pool import HostPool
 from ._spares import first_error, start_spares
 
-__all__ = ["READ_BLOCK", "READ_DEPTH", "WRITE_BLOCK", "Ledger", "read_ranges", "write_ranges"]
+__all__ = [
+    "READ_BLOCK",
+    "READ_DEPTH",
+    "WRITE_BLOCK",
+    "Ledger",
+    "blocks_of",
+    "read_ranges",
+    "write_ranges",
+]
 
 #: Bytes per block written (a ``dd`` on the host each; about one server window).
 WRITE_BLOCK = 2 << 20
@@ -80,9 +91,17 @@ class Ledger:
 
 
 async def write_ranges(
-    pool: HostPool, path: str, entry: Entry, chunks: AsyncIterable[bytes], streams: int
+    pool: HostPool,
+    path: str,
+    entry: Entry,
+    chunks: AsyncIterable[bytes],
+    streams: int,
+    spans: Sequence[Span] | None = None,
 ) -> Ledger:
     """Write the stream ``chunks`` to the new file ``path`` over up to ``streams`` channels.
+
+    With ``spans``, the file exists and ``chunks`` are the bytes of those spans, in
+    order; the file is then cut to the entry's size.
 
     Returns:
         The ledger of the blocks written (all of them, on success).
@@ -93,13 +112,15 @@ async def write_ranges(
     what = f"write {path!r}"
     queue: asyncio.Queue[_Block] = asyncio.Queue(_QUEUED)
     ledger = Ledger()
-    command = commands.write_ranges(path, entry.mode, entry.mtime)
+    size = None if spans is None else entry.size
+    command = commands.write_ranges(path, entry.mode, entry.mtime, size)
+    deal = _deal(chunks, queue) if spans is None else _deal_spans(pool, chunks, queue, spans)
     try:
         first_command = pool.command(command, what=what, bulk=True)
         async with first_command as first, asyncio.TaskGroup() as outer:
             outer.create_task(_acknowledge(pool, first, ledger))
             async with asyncio.TaskGroup() as group:
-                group.create_task(_deal(chunks, queue))
+                group.create_task(deal)
                 group.create_task(_send(first, queue, ledger))
 
                 async def serve(remote: RemoteCommand) -> None:
@@ -129,6 +150,39 @@ async def _deal(chunks: AsyncIterable[bytes], queue: asyncio.Queue[_Block]) -> N
     if parts:
         await queue.put((offset, b"".join(parts)))
     await queue.put(None)
+
+
+async def _deal_spans(
+    pool: HostPool,
+    chunks: AsyncIterable[bytes],
+    queue: asyncio.Queue[_Block],
+    spans: Sequence[Span],
+) -> None:
+    """Cut the stream into the blocks of ``spans`` (:func:`blocks_of`), queued in order.
+
+    Raises:
+        ConnectorError: If the stream does not hold exactly the spans' bytes.
+    """
+    blocks = deque(blocks_of(spans, WRITE_BLOCK))
+    held = bytearray()
+    async for chunk in chunks:
+        held += chunk
+        while blocks and len(held) >= blocks[0][1]:
+            offset, length = blocks.popleft()
+            await queue.put((offset, bytes(held[:length])))
+            del held[:length]
+        if held and not blocks:
+            break
+    if blocks or held:
+        raise pool.error("the data to write does not match its spans")
+    await queue.put(None)
+
+
+def blocks_of(spans: Sequence[Span], block: int) -> Iterator[Span]:
+    """The spans cut into blocks of at most ``block`` bytes, in order."""
+    for offset, length in spans:
+        for start in range(offset, offset + length, block):
+            yield start, min(block, offset + length - start)
 
 
 async def _send(remote: RemoteCommand, queue: asyncio.Queue[_Block], ledger: Ledger) -> None:
@@ -161,12 +215,14 @@ async def _acknowledge(pool: HostPool, remote: RemoteCommand, ledger: Ledger) ->
 class _Requests:
     """The blocks of a split read: asked in file order, delivered in file order."""
 
-    def __init__(self, pool: HostPool, entry: Entry) -> None:
+    def __init__(self, pool: HostPool, entry: Entry, spans: Sequence[Span] | None) -> None:
         self._pool = pool
         self._entry = entry
         self._channels: dict[RemoteCommand, int] = {}  # channel -> requests outstanding
         self._asked: deque[tuple[RemoteCommand, int]] = deque()
-        self._next = 0  # offset of the next block to ask for
+        spans = [(0, entry.size)] if spans is None else spans
+        self._blocks = deque(blocks_of(spans, READ_BLOCK))  # the blocks to ask for
+        self._total = sum(length for _, length in spans)
         self.delivered = 0
         self.ended = asyncio.Event()
 
@@ -175,9 +231,8 @@ class _Requests:
         self._channels[remote] = 0
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        """The file's bytes, in order."""
-        size = self._entry.size
-        while self.delivered < size:
+        """The file's bytes (those of its spans), in order."""
+        while self.delivered < self._total:
             await self._ask()
             remote, length = self._asked.popleft()
             while length:
@@ -192,21 +247,19 @@ class _Requests:
 
     async def _ask(self) -> None:
         """Ask for blocks until every channel has :data:`READ_DEPTH` outstanding."""
-        size = self._entry.size
-        while self._next < size:
+        while self._blocks:
             remote = min(self._channels, key=self._channels.__getitem__)
             if self._channels[remote] >= READ_DEPTH:
                 return
-            length = min(READ_BLOCK, size - self._next)
-            await remote.write(b"%d %d\n" % (self._next, length))
+            offset, length = self._blocks.popleft()
+            await remote.write(b"%d %d\n" % (offset, length))
             self._channels[remote] += 1
             self._asked.append((remote, length))
-            self._next += length
 
     @property
     def complete(self) -> bool:
         """True once every byte was delivered."""
-        return self.delivered >= self._entry.size
+        return self.delivered >= self._total
 
 
 async def _end(remote: RemoteCommand) -> None:
@@ -217,9 +270,9 @@ async def _end(remote: RemoteCommand) -> None:
 
 @contextlib.asynccontextmanager
 async def read_ranges(
-    pool: HostPool, entry: Entry, streams: int
+    pool: HostPool, entry: Entry, streams: int, spans: Sequence[Span] | None = None
 ) -> AsyncIterator[AsyncIterator[bytes]]:
-    """Stream the file ``entry`` over up to ``streams`` channels.
+    """Stream the file ``entry`` (only ``spans`` of it if given) over up to ``streams`` channels.
 
     Raises:
         ConnectorError: If a channel fails, or the file no longer holds ``entry.size``
@@ -227,7 +280,7 @@ async def read_ranges(
     """
     what = f"read {entry.path!r}"
     command = commands.read_ranges(entry.path)
-    requests = _Requests(pool, entry)
+    requests = _Requests(pool, entry, spans)
 
     async def serve(remote: RemoteCommand) -> None:
         if requests.ended.is_set():

@@ -42,6 +42,12 @@ async def _spare(
     pool: HostPool, command: str, what: str, serve: Callable[[RemoteCommand], Awaitable[None]]
 ) -> None:
     async with pool.spare_command(command, what=what) as remote:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            # cancelled while connecting, but the cancellation was lost on the way (the
+            # race of asyncio.wait_for in Python 3.11): serving would wait for blocks the
+            # failed transfer will never deal
+            raise asyncio.CancelledError
         if remote is not None:
             await serve(remote)
 

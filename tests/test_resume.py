@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import sys
 from collections.abc import AsyncIterator
@@ -20,10 +21,14 @@ from pathlib import Path
 
 import pytest
 from catalog_kinds import DURABLE, Catalogs
+from conftest import ConnectorEnv
 
 from streamdata import DataManager, ExecutionLocation, LocalConnector, SSHConnector, SSHHost
 from streamdata._catalog.mapper import RemotePathMapper
 from streamdata._catalog.stores import open_store
+from streamdata._engine.resume import BLOCK, missing_spans
+from streamdata._engine.transfer import Endpoint
+from streamdata.connectors import Entry, EntryKind
 from streamdata.connectors.ssh._parallel import MAX_STREAMS, SERVER_WINDOW
 from streamdata.connectors.ssh._ranges import READ_BLOCK, READ_DEPTH
 from streamdata.testing import DelayLine, Direction, SSHTestServer
@@ -195,30 +200,77 @@ async def test_after_kill_9_at_70_percent_the_rerun_sends_at_most_40_percent(
 
 
 @DURABLE
-@pytest.mark.parametrize("altered", ["all", "one block"])
-async def test_what_an_altered_temporary_does_not_hold_is_sent_again(
-    setup: Setup, catalogs: Catalogs, altered: str
+async def test_a_block_altered_in_the_adopted_temporary_is_sent_again(
+    setup: Setup, catalogs: Catalogs
 ) -> None:
-    """The temporary a killed process left is altered before the rerun: the blocks that
-    differ are sent again (all of the file if every block does), the copy is exact."""
+    """The temporary a killed process left is altered before the rerun: the copy is
+    exact, and only that block is sent again with what had not arrived."""
     data = setup.make_source()
     catalog = catalogs.durable()
     await crash_at_70_percent(setup, catalog, up=True)
     (temporary,) = setup.temporaries()
     with temporary.open("r+b") as file:
-        if altered == "all":
-            file.write(os.urandom(temporary.stat().st_size))
-        else:
-            file.seek(5 * MiB)
-            file.write(b"altered")
+        file.seek(5 * MiB)
+        file.write(b"altered")
     async with setup.line() as (line, host):
         await transfer(host, setup, up=True, catalog=catalog)
         carried = line.carried(Direction.UP)
     settled(setup, data)
-    if altered == "all":
-        assert carried >= SIZE
-    else:
-        assert carried <= 0.4 * SIZE + setup.lost(up=True) + READ_BLOCK
+    assert carried <= 0.4 * SIZE + setup.lost(up=True) + BLOCK
+
+
+async def test_the_blocks_that_differ_and_all_past_the_end_are_sent_again(
+    tmp_path: Path,
+) -> None:
+    """The spans a temporary lacks: each block that differs from the source's (an altered
+    byte, a gap of zeros), then all past its end; one that differs everywhere lacks all."""
+    data = os.urandom(10 * BLOCK + 123)
+    source, temporary = tmp_path / "source", tmp_path / "temporary"
+    source.write_bytes(data)
+    held = bytearray(data[: 7 * BLOCK + 5])
+    held[2 * BLOCK + 7] ^= 0xFF
+    held[4 * BLOCK : 5 * BLOCK] = bytes(BLOCK)
+    temporary.write_bytes(held)
+    local = LocalConnector()
+    entry = await local.stat(LOCAL, str(source))
+    assert entry is not None
+    ends = Endpoint(local, LOCAL, str(source)), Endpoint(local, LOCAL, str(temporary))
+    spans = await missing_spans(ends[0], entry, ends[1])
+    assert spans == [
+        (2 * BLOCK, BLOCK),
+        (4 * BLOCK, BLOCK),
+        (7 * BLOCK + 5, len(data) - 7 * BLOCK - 5),
+    ]
+    temporary.write_bytes(os.urandom(len(held)))
+    assert await missing_spans(ends[0], entry, ends[1]) == [(0, len(data))]
+
+
+async def test_block_digests_and_spans_on_every_connector(connector_env: ConnectorEnv) -> None:
+    """Every connector hashes a file's blocks where it is (SHA-256, the last one short),
+    reads spans of it, and writes spans into a file it then cuts to size and stamps."""
+    data = os.urandom(5 * MiB + 7)
+    path = connector_env.write_file("file.bin", data)
+    connector, location = connector_env.connector, connector_env.location
+    digests = await connector.block_digests(location, path, 4 * MiB + 1, 2 * MiB)
+    expected = [data[: 2 * MiB], data[2 * MiB : 4 * MiB], data[4 * MiB : 4 * MiB + 1]]
+    assert digests == [hashlib.sha256(part).hexdigest() for part in expected]
+    assert await connector.block_digests(location, path + ".missing", 10, 4) == []
+    spans = [(1, 2 * MiB), (3 * MiB + 5, MiB), (5 * MiB, 7)]
+    entry = Entry(path, EntryKind.FILE, len(data), 1_600_000_000.0, 0o640)
+    async with connector.read_spans(location, entry, spans) as chunks:
+        read = b"".join([chunk async for chunk in chunks])
+    assert read == b"".join(data[offset : offset + length] for offset, length in spans)
+    copy = connector_env.write_file("copy.bin", bytes(len(data) + MiB))  # zeros, too long
+    await connector.write_spans(location, copy, entry, _chunks(read), spans)
+    written = Path(copy).read_bytes()
+    assert len(written) == len(data)
+    assert all(written[o : o + n] == data[o : o + n] for o, n in spans)
+    assert (Path(copy).stat().st_mode & 0o777, Path(copy).stat().st_mtime) == (0o640, 1.6e9)
+
+
+async def _chunks(data: bytes) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), MiB):
+        yield data[start : start + MiB]
 
 
 @DURABLE

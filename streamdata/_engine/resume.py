@@ -18,7 +18,9 @@ to be worth it (:data:`RESUME_MIN`):
 3. the temporary must then hold exactly the source's size, else the destination fails;
    it is verified (if asked) and renamed like any copy (:mod:`.move`).
 
-Nothing kept: the temporary is removed and the caller copies the file from zero. The
+Nothing kept, or no digests to compare (a host without GNU ``split``; but a connection
+still down fails the copy): the temporary is removed and the caller copies the file from
+zero. The
 digest recorded for the copy is of the whole file when an end of the copy is local (its
 file is read once more here, one XXH3 pass), else None, as for a copy nothing streamed
 through (a later ``check`` or ``verify`` reads it).
@@ -27,10 +29,11 @@ through (a later ``check`` or ``verify`` reads it).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 
-from .._errors import StreamDataError, TransferError
+from .._errors import ConnectorError, StreamDataError, TransferError
 from .._integrity import digest_of
 from ..connectors._base import Entry, EntryKind, Span
 from .transfer import Endpoint, remove_quietly
@@ -44,6 +47,8 @@ RESUME_MIN = 8 << 20
 BLOCK = 2 << 20
 #: Blocks compared at most (each costs a small process on an SSH host).
 MAX_BLOCKS = 1024
+
+logger = logging.getLogger("streamdata")
 
 #: Told the bytes sent (see :func:`.transfer.copy_to_all`).
 OnProgress = Callable[[int, int | None], None]
@@ -92,7 +97,13 @@ async def resume_copy(
         else how the copy ended.
     """
     try:
-        spans = await missing_spans(source, entry, target)
+        try:
+            spans = await missing_spans(source, entry, target)
+        except StreamDataError as exc:
+            if isinstance(exc, ConnectorError) and exc.transient:
+                raise  # still unreachable
+            logger.info("cannot resume %r (%s): copying it from zero", target.path, exc)
+            spans = [(0, entry.size)]  # e.g. a host without GNU split
         kept = entry.size - sum(length for _, length in spans)
         if kept == 0:
             if await remove_quietly(target):

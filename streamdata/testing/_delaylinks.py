@@ -150,7 +150,8 @@ class _Pipe:
         if event is _Event.CLOSE:
             transport.close()
         elif transport.can_write_eof():
-            transport.write_eof()
+            with contextlib.suppress(OSError):  # the receiver is gone already
+                transport.write_eof()
 
     def throttle(self) -> None:
         """Stop reading the sender while too much is held; read again once half drained."""

@@ -112,7 +112,7 @@ async def test_big_files_use_several_channels_only_when_far(
     asyncssh_server: AsyncSSHTestServer, tmp_path: Path, far: bool
 ) -> None:
     """A 24 MiB file goes up and comes back down intact: over one data channel on
-    loopback, over several (up: four or more, down: two) 50 ms away."""
+    loopback, over several (up: four or more, down: two or more) 50 ms away."""
     data = os.urandom(24 * MiB)
     source, back = tmp_path / "source.bin", tmp_path / "back.bin"
     source.write_bytes(data)
@@ -135,7 +135,7 @@ async def test_big_files_use_several_channels_only_when_far(
     assert back.read_bytes() == data
     assert (remote.stat().st_mode & 0o777, remote.stat().st_mtime) == (0o640, 1_600_000_000.25)
     if far:
-        assert (up >= 1 + 4, down == 1 + 2) == (True, True)  # the SFTP session, the streams
+        assert (up >= 1 + 4, down >= 1 + 2) == (True, True)  # the SFTP session, the streams
     else:
         assert (up, down) == (2, 2)
     assert leftovers(tmp_path) == []

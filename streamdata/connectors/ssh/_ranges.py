@@ -45,18 +45,31 @@ from ._channel import RemoteCommand
 from ._pool import HostPool
 from ._spares import first_error, start_spares
 
-__all__ = ["READ_BLOCK", "READ_DEPTH", "WRITE_BLOCK", "Ledger", "read_ranges", "write_ranges"]
+__all__ = [
+    "READ_BLOCK",
+    "READ_DEPTH",
+    "READ_WINDOW",
+    "WRITE_BLOCK",
+    "Ledger",
+    "read_ranges",
+    "write_ranges",
+]
 
 #: Bytes per block written (a ``dd`` on the host each; about one server window).
 WRITE_BLOCK = 2 << 20
 #: Bytes per block read.
-READ_BLOCK = 8 << 20
-#: Read requests outstanding per channel at most.
-READ_DEPTH = 2
+READ_BLOCK = 4 << 20
+#: Read requests outstanding per channel at most: with :data:`READ_BLOCK`, what one
+#: channel may have in flight (:data:`READ_WINDOW`), below the client's SSH window.
+READ_DEPTH = 3
+#: The most one read channel has in flight: its cap is this much per round trip.
+READ_WINDOW = READ_BLOCK * READ_DEPTH
+#: The largest piece a split read yields: one SSH packet as it came, never joined.
+_PIECE = 256 << 10
 #: Blocks waiting for a channel to take them (beyond the one each channel is sending).
 _QUEUED = 2
 
-_Block = tuple[int, bytes] | None  # (offset, data), or None: no more blocks
+_Block = tuple[int, int, list[bytes]] | None  # (offset, size, parts), or None: the end
 
 
 class Ledger:
@@ -118,26 +131,30 @@ async def write_ranges(
 
 
 async def _deal(chunks: AsyncIterable[bytes], queue: asyncio.Queue[_Block]) -> None:
-    """Cut the stream into blocks of about :data:`WRITE_BLOCK` bytes, queued in order."""
+    """Cut the stream into blocks of about :data:`WRITE_BLOCK` bytes, queued in order.
+
+    A block is the list of the chunks it is made of (not joined: SSH copies them anyway).
+    """
     offset, parts, size = 0, list[bytes](), 0
     async for chunk in chunks:
         parts.append(chunk)
         size += len(chunk)
         if size >= WRITE_BLOCK:
-            await queue.put((offset, b"".join(parts)))
+            await queue.put((offset, size, parts))
             offset, parts, size = offset + size, [], 0
     if parts:
-        await queue.put((offset, b"".join(parts)))
+        await queue.put((offset, size, parts))
     await queue.put(None)
 
 
 async def _send(remote: RemoteCommand, queue: asyncio.Queue[_Block], ledger: Ledger) -> None:
     """Send blocks from ``queue`` on ``remote`` until the end, which is passed on."""
     while (block := await queue.get()) is not None:
-        offset, data = block
-        ledger.sent(offset, len(data))
-        await remote.write(b"%d %d\n" % (offset, len(data)))
-        await remote.write(data)
+        offset, size, parts = block
+        ledger.sent(offset, size)
+        await remote.write(b"%d %d\n" % (offset, size))
+        for part in parts:
+            await remote.write(part)
     queue.put_nowait(None)  # for the next channel: there is room, this one took the end
 
 
@@ -181,7 +198,7 @@ class _Requests:
             await self._ask()
             remote, length = self._asked.popleft()
             while length:
-                piece = await remote.read(length)
+                piece = await remote.read(min(length, _PIECE))
                 if not piece:
                     await remote.finish()  # raises, with the host's reason
                     raise self._pool.error(f"cannot read {self._entry.path!r}: it ended early")

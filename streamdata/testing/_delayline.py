@@ -4,9 +4,10 @@ This machine's kernel has no ``netem``, so a wide-area link is emulated in user 
 :class:`DelayLine` listens on a free loopback port and relays every connection it
 accepts to a target address, holding each piece of data for ``delay`` seconds in each
 direction (a round trip of ``2 * delay``). Pieces are stamped with their arrival time and
-released by one timer per direction once due, in order, so the line carries as much as
-the sockets on either side can (a bandwidth-delay product of data is in flight, not one
-piece at a time). A direction holding more than ``buffer`` bytes stops reading its
+released by one timer per direction once due (to half a millisecond: pieces due that
+close together go in one write), in order, so the line carries as much as the sockets on
+either side can (a bandwidth-delay product of data is in flight, not one piece at a
+time). A direction holding more than ``buffer`` bytes stops reading its
 sender until it drains, as a full TCP window would; the default (64 MiB) is large enough
 not to limit an SSH connection at 100 ms, so the SSH channel windows, whose updates
 travel back through the line, are what limits a transfer, as on a real link.

@@ -17,7 +17,8 @@ relays, at once (:meth:`DelayLine.cut`) or when a direction's count reaches a gi
 number (:meth:`DelayLine.cut_after`: the bytes up to that number are still passed on,
 then the connections are cut). A cut resets both sockets (RST), as a broken link shows
 itself; like any reset, it may drop what the receiver had not read yet. New connections
-are accepted after a cut: a client that reconnects finds the line working again.
+are accepted after a cut: a client that reconnects finds the line working again, unless
+:attr:`DelayLine.refusing` is set, which resets every new connection (a host gone down).
 
 A benchmark runs it in a process of its own (a line in the same process as the code
 under test would compete with it for the interpreter); it needs the standard library
@@ -97,6 +98,9 @@ class DelayLine:
         self.accepted = 0
         #: Times the connections were cut (by :meth:`cut` or :meth:`cut_after`).
         self.cuts = 0
+        #: When True, each new connection is reset as soon as it is accepted (a host
+        #: that went down); the connections already open are left alone.
+        self.refusing = False
 
     @property
     def port(self) -> int:
@@ -193,7 +197,11 @@ class DelayLine:
         return link.client
 
     def open_target(self, link: Link) -> None:
-        """Connect a new link to the target (in a task the line owns)."""
+        """Connect a new link to the target (in a task the line owns), unless refusing."""
+        if self.refusing:
+            link.abort()
+            self._links.discard(link)
+            return
         task = asyncio.ensure_future(self._connect(link))
         self._connecting.add(task)
         task.add_done_callback(self._connecting.discard)

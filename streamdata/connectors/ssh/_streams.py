@@ -31,7 +31,9 @@ from . import _commands as commands
 from ._channel import RemoteCommand
 from ._parallel import SERVER_WINDOW, stream_count
 from ._pool import HostPool
-from ._ranges import READ_BLOCK, READ_WINDOW, WRITE_BLOCK, read_ranges, write_ranges
+from ._rangeread import read_ranges
+from ._ranges import READ_BLOCK, READ_WINDOW, WRITE_BLOCK
+from ._rangewrite import write_ranges
 from ._sftp import read_small, real_path, write_small
 from ._unpack import peek, pipe, unpack_tree
 

@@ -183,7 +183,7 @@ async def test_the_line_runs_as_a_process_of_its_own(echo: EchoServer) -> None:
     process.stdin.close()
     counts = json.loads(await process.stdout.readline())
     assert await process.wait() == 0
-    assert counts == {"up": 7, "down": 7}
+    assert counts == {"up": 7, "down": 7, "cuts": 0}
 
 
 async def test_a_refusing_line_resets_new_connections_only(echo: EchoServer) -> None:

@@ -26,8 +26,9 @@ only, and importing ``streamdata.testing`` imports nothing heavy::
 
     python -m streamdata.testing._delayline 127.0.0.1 22 --delay 0.02
 
-prints ``{"port": N}`` once listening, and the byte counts when stopped (SIGTERM, SIGINT
-or the end of its standard input).
+prints ``{"port": N}`` once listening, and the byte counts (and cuts) when stopped
+(SIGTERM, SIGINT or the end of its standard input); ``--cut-after N --cut-direction up``
+cuts every connection once N bytes went that way.
 """
 
 from __future__ import annotations
@@ -257,6 +258,8 @@ async def _serve(args: argparse.Namespace, announce: Callable[[str], None]) -> d
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     async with line:
+        if args.cut_after is not None:
+            line.cut_after(args.cut_after, Direction(args.cut_direction))
         announce(json.dumps({"port": line.port}))
         watch: asyncio.BaseTransport | None = None
         with contextlib.suppress(OSError, ValueError):  # stdin not a pipe: signals only
@@ -264,7 +267,8 @@ async def _serve(args: argparse.Namespace, announce: Callable[[str], None]) -> d
         await stop.wait()
         if watch is not None:
             watch.close()
-        return {direction.value: line.carried(direction) for direction in Direction}
+        counts = {direction.value: line.carried(direction) for direction in Direction}
+        return counts | {"cuts": line.cuts}
 
 
 class _StopAtEnd(asyncio.Protocol):
@@ -284,6 +288,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("target_port", type=int)
     parser.add_argument("--delay", type=float, default=0.0, help="one-way delay, seconds")
     parser.add_argument("--buffer", type=int, default=_DEFAULT_BUFFER, help="bytes held per way")
+    parser.add_argument("--cut-after", type=int, help="cut every connection after N bytes")
+    parser.add_argument("--cut-direction", choices=["up", "down"], default="up")
     args = parser.parse_args(argv)
 
     def announce(text: str) -> None:

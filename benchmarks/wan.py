@@ -37,7 +37,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +122,8 @@ def cases(quick: bool) -> list[Case]:
 TARGETS = {"file-up": (SCP, 4.0), "file-down": (SCP, 4.0), "mib": (TAR, 3.0), "kib": (TAR, 1.0)}
 #: Acceptance 6: peak RSS of the slow 1 GiB download, MiB.
 RSS_LIMIT_MIB = 256
+#: Acceptance 2: bytes carried by a transfer resumed after a cut, over the file's size.
+RESUME_LIMIT = 1.15
 
 
 # -- the plain user, the server and the line ----------------------------------------------------
@@ -210,24 +212,31 @@ async def running_sshd(directory: Path, user: str) -> AsyncIterator[Sshd]:
         await _sshd.stop_sshd(process)
 
 
+@dataclass
+class Line:
+    """A running delay line: its port, and its byte counts once it has stopped."""
+
+    port: int
+    counts: dict[str, int] = field(default_factory=dict)
+
+
 @contextlib.asynccontextmanager
-async def delay_line(target_port: int, rtt: float) -> AsyncIterator[int]:
-    """A delay line process in front of ``target_port``; yields the port to connect to."""
+async def delay_line(target_port: int, rtt: float, *options: str) -> AsyncIterator[Line]:
+    """A delay line process in front of ``target_port`` (``options`` passed on to it)."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        DELAY_LINE,
-        LOOPBACK,
-        str(target_port),
-        "--delay",
-        str(rtt / 2),
+        *(sys.executable, "-m", DELAY_LINE, LOOPBACK, str(target_port)),
+        *("--delay", str(rtt / 2), *options),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
     )
+    assert process.stdin is not None
+    assert process.stdout is not None
     try:
-        assert process.stdout is not None
-        line = await asyncio.wait_for(process.stdout.readline(), 10)
-        yield int(json.loads(line)["port"])
+        first = await asyncio.wait_for(process.stdout.readline(), 10)
+        line = Line(int(json.loads(first)["port"]))
+        yield line
+        process.stdin.close()  # the line stops and prints its counts
+        line.counts = json.loads(await asyncio.wait_for(process.stdout.readline(), 10))
     finally:
         if process.returncode is None:
             process.terminate()
@@ -321,8 +330,8 @@ async def run_rtt(
 ) -> list[dict[str, Any]]:
     """Every case through one delay line of ``rtt_ms``."""
     results = []
-    async with delay_line(sshd.port, rtt_ms / 1000) as port:
-        server = sshd.through(port)
+    async with delay_line(sshd.port, rtt_ms / 1000) as line:
+        server = sshd.through(line.port)
         for case in cases(quick):
             progress(f"wan: {rtt_ms} ms, {case.label}, {runs} run(s)")
             loopback = _LoopbackCase(case.key, case.label, case.files, case.size, case.shape,
@@ -349,10 +358,10 @@ async def line_overhead(sshd: Sshd, scratch: Path, size: int, runs: int) -> dict
     dst = scratch / "local" / "line-copy"
     dst.parent.mkdir(exist_ok=True)
     direct = sshd.through(sshd.port)
-    async with delay_line(sshd.port, 0.0) as port:
-        line = sshd.through(port)
+    async with delay_line(sshd.port, 0.0) as line:
+        through = sshd.through(line.port)
         tools: dict[str, Copier] = {}
-        for label, server in (("direct", direct), ("line 0 ms", line)):
+        for label, server in (("direct", direct), ("line 0 ms", through)):
             chosen = file_tools(server, src, dst, down=True)
             tools[f"{CAT}, {label}"] = chosen[CAT]
             tools[f"{STREAMDATA}, {label}"] = chosen[STREAMDATA]
@@ -372,9 +381,9 @@ async def memory_record(sshd: Sshd, scratch: Path, size: int, rate: float) -> di
     src = make_dataset(case, scratch / "src")
     dst = scratch / "local" / "slow-copy"
     dst.parent.mkdir(exist_ok=True)
-    async with delay_line(sshd.port, 0.040) as port:
-        server = sshd.through(port)
-        settings = {"port": port, "user": sshd.user, "key": str(sshd.key)}
+    async with delay_line(sshd.port, 0.040) as line:
+        server = sshd.through(line.port)
+        settings = {"port": line.port, "user": sshd.user, "key": str(sshd.key)}
         settings |= {"known_hosts": str(sshd.known_hosts), "src": str(src), "dst": str(dst)}
         command = [sys.executable, __file__, "--memory", json.dumps(settings | {"rate": rate})]
         done = await asyncio.to_thread(
@@ -386,6 +395,42 @@ async def memory_record(sshd: Sshd, scratch: Path, size: int, rate: float) -> di
     record: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     remove(dst)
     return record | {"size": size, "rate": rate}
+
+
+async def resume_record(sshd: Sshd, scratch: Path, remote: Path, size: int) -> list[dict[str, Any]]:
+    """One file up and one down at 40 ms, every connection cut at 70% of its bytes.
+
+    Returns:
+        Per direction: seconds, whether the copy is complete, and the bytes the line
+        carried that way (the cut's included) over the file size.
+    """
+    case = _LoopbackCase("resume", "resume", 1, size, "file", "up", "MB/s")
+    src = make_dataset(case, scratch / "src")
+    records = []
+    for down in (False, True):
+        dst = (scratch / "local" if down else own(remote / "file", sshd.user)) / "resumed"
+        dst.parent.mkdir(exist_ok=True)
+        remove(dst)
+        direction = "down" if down else "up"
+        cut = ("--cut-after", str(int(size * 0.7)), "--cut-direction", direction)
+        async with delay_line(sshd.port, 0.040, *cut) as line:
+            server = sshd.through(line.port)
+            start = time.perf_counter()
+            await streamdata_copy([server], src, dst, down=down)
+            seconds = time.perf_counter() - start
+        await asyncio.to_thread(verify, src, dst, content=True)
+        remove(dst)
+        carried = line.counts[direction]
+        records.append(
+            {
+                "direction": direction,
+                "seconds": seconds,
+                "cuts": line.counts["cuts"],
+                "carried_over_size": carried / size,
+                "size": size,
+            }
+        )
+    return records
 
 
 async def slow_download(settings: dict[str, Any]) -> dict[str, Any]:
@@ -430,6 +475,7 @@ async def run_all(quick: bool, runs: int) -> dict[str, Any]:
                 record["results"] += await run_rtt(sshd, rtt_ms, times, quick, scratch, remote)
             size, rate = (128 * MiB, 50e6) if quick else (GiB, 200e6)
             record["memory"] = await memory_record(sshd, scratch, size, rate)
+            record["resume"] = await resume_record(sshd, scratch, remote, size)
     return record
 
 
@@ -454,6 +500,18 @@ def run_section(options: Options) -> SectionReport:
     report.targets.extend(targets(record))
     overhead = [[md(name), f"{seconds:.2f}"] for name, seconds in record["line_overhead"].items()]
     report.tables.append((["download (delay line check)", "median s"], overhead))
+    resumed = [
+        [
+            f"one {one['size'] // MiB} MiB file {one['direction']}, cut at 70%",
+            f"{one['seconds']:.2f}",
+            str(one["cuts"]),
+            f"{one['carried_over_size']:.3f}x",
+        ]
+        for one in record["resume"]
+    ]
+    report.tables.append(
+        (["40 ms, resumed in the same call", "s", "cuts", "bytes / size"], resumed)
+    )
     report.notes.extend(notes(record, runs))
     return report
 
@@ -489,6 +547,13 @@ def targets(record: dict[str, Any]) -> list[Target]:
         ratio = result["ratio"][tool]
         text = f"40 ms, {result['case']['label']}: streamdata >= {minimum:g}x {tool}"
         found.append(Target(md(text), ratio >= minimum, format_ratio(ratio)))
+    for one in record["resume"]:
+        text = (
+            f"connection cut at 70% of a {one['size'] // MiB} MiB {one['direction']}load: "
+            f"completes in the same call, bytes sent <= {RESUME_LIMIT}x the file"
+        )
+        met = one["cuts"] == 1 and one["carried_over_size"] <= RESUME_LIMIT
+        found.append(Target(text, met, f"{one['carried_over_size']:.3f}x, {one['cuts']} cut"))
     memory = record["memory"]
     found.append(
         Target(
@@ -523,6 +588,10 @@ def notes(record: dict[str, Any], runs: int) -> list[str]:
         "Memory: one `transfer_data` of a file from the SSH host at 40 ms into a local "
         "connector slowed to the given rate (`streamdata.testing.FaultyConnector`), in a "
         "fresh process; peak RSS is that process's `ru_maxrss`.",
+        "Resume: a fresh line at 40 ms cuts every connection (RST) once 70% of the file's "
+        "size went its way; the same `transfer_data` call completes (content checked) and "
+        "the line's count that way, SSH's own bytes and the cut included, is shown over "
+        "the file's size.",
     ]
 
 

@@ -183,4 +183,18 @@ async def test_the_line_runs_as_a_process_of_its_own(echo: EchoServer) -> None:
     process.stdin.close()
     counts = json.loads(await process.stdout.readline())
     assert await process.wait() == 0
-    assert counts == {"up": 7, "down": 7}
+    assert counts == {"up": 7, "down": 7, "cuts": 0}
+
+
+async def test_a_refusing_line_resets_new_connections_only(echo: EchoServer) -> None:
+    """With refusing set, a new connection is reset at once; an open one keeps working."""
+    async with DelayLine("127.0.0.1", echo.port) as line:
+        reader, writer = await asyncio.open_connection("127.0.0.1", line.port)
+        line.refusing = True
+        late_reader, late_writer = await asyncio.open_connection("127.0.0.1", line.port)
+        with pytest.raises(ConnectionResetError):
+            await read_to_the_end(late_reader)
+        late_writer.close()
+        writer.write(b"still")
+        assert await reader.readexactly(5) == b"still"
+        writer.close()

@@ -4,9 +4,10 @@ This machine's kernel has no ``netem``, so a wide-area link is emulated in user 
 :class:`DelayLine` listens on a free loopback port and relays every connection it
 accepts to a target address, holding each piece of data for ``delay`` seconds in each
 direction (a round trip of ``2 * delay``). Pieces are stamped with their arrival time and
-released by one timer per direction once due, in order, so the line carries as much as
-the sockets on either side can (a bandwidth-delay product of data is in flight, not one
-piece at a time). A direction holding more than ``buffer`` bytes stops reading its
+released by one timer per direction once due (to half a millisecond: pieces due that
+close together go in one write), in order, so the line carries as much as the sockets on
+either side can (a bandwidth-delay product of data is in flight, not one piece at a
+time). A direction holding more than ``buffer`` bytes stops reading its
 sender until it drains, as a full TCP window would; the default (64 MiB) is large enough
 not to limit an SSH connection at 100 ms, so the SSH channel windows, whose updates
 travel back through the line, are what limits a transfer, as on a real link.
@@ -16,7 +17,8 @@ relays, at once (:meth:`DelayLine.cut`) or when a direction's count reaches a gi
 number (:meth:`DelayLine.cut_after`: the bytes up to that number are still passed on,
 then the connections are cut). A cut resets both sockets (RST), as a broken link shows
 itself; like any reset, it may drop what the receiver had not read yet. New connections
-are accepted after a cut: a client that reconnects finds the line working again.
+are accepted after a cut: a client that reconnects finds the line working again, unless
+:attr:`DelayLine.refusing` is set, which resets every new connection (a host gone down).
 
 A benchmark runs it in a process of its own (a line in the same process as the code
 under test would compete with it for the interpreter); it needs the standard library
@@ -24,8 +26,9 @@ only, and importing ``streamdata.testing`` imports nothing heavy::
 
     python -m streamdata.testing._delayline 127.0.0.1 22 --delay 0.02
 
-prints ``{"port": N}`` once listening, and the byte counts when stopped (SIGTERM, SIGINT
-or the end of its standard input).
+prints ``{"port": N}`` once listening, and the byte counts (and cuts) when stopped
+(SIGTERM, SIGINT or the end of its standard input); ``--cut-after N --cut-direction up``
+cuts every connection once N bytes went that way.
 """
 
 from __future__ import annotations
@@ -96,6 +99,9 @@ class DelayLine:
         self.accepted = 0
         #: Times the connections were cut (by :meth:`cut` or :meth:`cut_after`).
         self.cuts = 0
+        #: When True, each new connection is reset as soon as it is accepted (a host
+        #: that went down); the connections already open are left alone.
+        self.refusing = False
 
     @property
     def port(self) -> int:
@@ -192,7 +198,11 @@ class DelayLine:
         return link.client
 
     def open_target(self, link: Link) -> None:
-        """Connect a new link to the target (in a task the line owns)."""
+        """Connect a new link to the target (in a task the line owns), unless refusing."""
+        if self.refusing:
+            link.abort()
+            self._links.discard(link)
+            return
         task = asyncio.ensure_future(self._connect(link))
         self._connecting.add(task)
         task.add_done_callback(self._connecting.discard)
@@ -248,6 +258,8 @@ async def _serve(args: argparse.Namespace, announce: Callable[[str], None]) -> d
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     async with line:
+        if args.cut_after is not None:
+            line.cut_after(args.cut_after, Direction(args.cut_direction))
         announce(json.dumps({"port": line.port}))
         watch: asyncio.BaseTransport | None = None
         with contextlib.suppress(OSError, ValueError):  # stdin not a pipe: signals only
@@ -255,7 +267,8 @@ async def _serve(args: argparse.Namespace, announce: Callable[[str], None]) -> d
         await stop.wait()
         if watch is not None:
             watch.close()
-        return {direction.value: line.carried(direction) for direction in Direction}
+        counts = {direction.value: line.carried(direction) for direction in Direction}
+        return counts | {"cuts": line.cuts}
 
 
 class _StopAtEnd(asyncio.Protocol):
@@ -275,6 +288,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("target_port", type=int)
     parser.add_argument("--delay", type=float, default=0.0, help="one-way delay, seconds")
     parser.add_argument("--buffer", type=int, default=_DEFAULT_BUFFER, help="bytes held per way")
+    parser.add_argument("--cut-after", type=int, help="cut every connection after N bytes")
+    parser.add_argument("--cut-direction", choices=["up", "down"], default="up")
     args = parser.parse_args(argv)
 
     def announce(text: str) -> None:

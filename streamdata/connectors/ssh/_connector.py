@@ -121,13 +121,19 @@ class SSHConnector(Connector):
     async def stat(self, location: ExecutionLocation, path: str) -> Entry | None:
         """Describe ``path`` (SFTP; modification times have one-second precision).
 
+        The ``stat`` and the ``lstat`` (for a dangling link) travel together: one round
+        trip, which counts on a far host.
+
         Raises:
             ConnectorError: If the host cannot be reached or ``path`` examined.
         """
         pool, what = self._pool(location), f"stat {path!r}"
-        attrs = await stat_or_none(pool, path, follow=True, what=what)
-        if attrs is None:
-            attrs = await stat_or_none(pool, path, follow=False, what=what)
+        followed, attrs = await asyncio.gather(
+            stat_or_none(pool, path, follow=True, what=what),
+            stat_or_none(pool, path, follow=False, what=what),
+        )
+        if followed is not None:
+            attrs = followed
         return None if attrs is None else entry_of(path, attrs)
 
     async def prepare_destination(

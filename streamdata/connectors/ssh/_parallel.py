@@ -2,11 +2,12 @@
 
 A channel carries at most one window of data per round trip. Uploads are capped by the
 window the *server* grants (OpenSSH: 2 MiB per session channel, whatever the client
-asks: :data:`SERVER_WINDOW`), downloads by the one this client grants
-(:attr:`~._host.PoolSettings.window`, 16 MiB). On loopback or a LAN (well under a
-millisecond) one channel carries more than this process can encrypt, so one is best:
-each extra channel costs an open and a command start. Across a wide-area link it is the
-cap: 2 MiB per 40 ms is 52 MB/s, the ~42 MB/s ``scp`` gets there.
+asks: :data:`SERVER_WINDOW`); a download channel by what it keeps in flight (a split
+read asks for :data:`~._ranges.READ_WINDOW` at a time, under this client's 16 MiB
+window). On loopback or a LAN (well under a millisecond) one channel carries more than
+this process can encrypt, so one is best: each extra channel costs an open and a command
+start. Across a wide-area link it is the cap: 2 MiB per 40 ms is 52 MB/s, the ~42 MB/s
+``scp`` gets there.
 
 So a transfer of ``size`` bytes gets ``ceil(TARGET_RATE / (window / rtt))`` channels, at
 most :data:`MAX_STREAMS` and at most one per block of the data; the extra ones only if a
@@ -16,8 +17,9 @@ transfers at once share the host's ``max_sessions`` without waiting for each oth
 The round-trip time is the shortest of the last few requests on the host's SFTP session
 (:class:`RoundTrips`): a stat is one round trip, and every transfer makes one before its
 data flows (the engine stats the source, and prepares the destination's directory). The
-shortest one is the link's, not a queue's. No sample yet (or
-:data:`TARGET_RATE` already reached by one channel): one channel, as before.
+shortest one is the link's, not a queue's. No sample yet, a round trip under
+:data:`NEAR` (on a busy machine a loopback request can take a few milliseconds), or
+:data:`TARGET_RATE` already reached by one channel: one channel, as before.
 """
 
 from __future__ import annotations
@@ -25,10 +27,7 @@ from __future__ import annotations
 import math
 from collections import deque
 
-from ._host import PoolSettings
-
 __all__ = [
-    "CLIENT_WINDOW",
     "MAX_STREAMS",
     "NEAR",
     "SERVER_WINDOW",
@@ -39,8 +38,6 @@ __all__ = [
 
 #: The receive window an OpenSSH server grants a session channel (and asyncssh's default).
 SERVER_WINDOW = 2 << 20
-#: The receive window this client grants each of its channels.
-CLIENT_WINDOW = PoolSettings().window
 #: Bytes per second one transfer aims at: about what this process moves on loopback. A
 #: link whose single channel carries that gets one channel.
 TARGET_RATE = 500e6

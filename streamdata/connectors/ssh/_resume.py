@@ -7,7 +7,8 @@ side is :mod:`streamdata._engine.resume`), with GNU coreutils on the host:
   into ``split --filter=sha256sum``): only the digests cross the link;
 * spans of a file are read and written by the commands of a split transfer
   (:mod:`._ranges`: ``dd`` at offsets, one block per request), over one channel, or over
-  several far away as for any big file; a written file is then cut to its size and gets
+  several far away as for any big file (resumed within the call after a lost
+  connection, like any split transfer); a written file is then cut to its size and gets
   its mode and mtime on the same command line.
 """
 
@@ -18,9 +19,11 @@ from collections.abc import AsyncIterable, AsyncIterator, Sequence
 
 from .._base import Entry, Span
 from . import _commands as commands
-from ._parallel import CLIENT_WINDOW, SERVER_WINDOW, stream_count
+from ._parallel import SERVER_WINDOW, stream_count
 from ._pool import HostPool
-from ._ranges import READ_BLOCK, WRITE_BLOCK, read_ranges, write_ranges
+from ._rangeread import read_ranges
+from ._ranges import READ_BLOCK, READ_WINDOW, WRITE_BLOCK
+from ._rangewrite import write_ranges
 
 __all__ = ["block_digests", "read_spans", "write_spans"]
 
@@ -49,7 +52,7 @@ async def read_spans(
         ConnectorError: If the file cannot be read or ends before a span does.
     """
     left = sum(length for _, length in spans)
-    streams = stream_count(left, READ_BLOCK, CLIENT_WINDOW, pool.round_trips.best)
+    streams = stream_count(left, READ_BLOCK, READ_WINDOW, pool.round_trips.best)
     async with read_ranges(pool, entry, streams, spans) as chunks:
         yield chunks
 

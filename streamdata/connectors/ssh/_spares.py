@@ -6,8 +6,10 @@ round trip. :func:`start_spares` starts one task per wanted extra channel in the
 transfer's task group; each opens its channel only if a slot is free at that moment
 (:meth:`~._pool.HostPool.spare_command`, which takes the slot without yielding to the
 event loop, so spares started together never wait for a slot another transfer holds),
-hands it to ``serve`` and closes it when ``serve`` returns. A failure in ``serve`` (or
-in opening) fails the task group, hence the transfer.
+hands it to ``serve`` and closes it when ``serve`` returns. A failure in ``serve`` fails
+the task group, hence the transfer; so does a failure to open, unless the connection was
+lost (:func:`._ranges.resumable`): the transfer then goes on without that channel, and
+its other channels meet the same loss (and resume, or fail).
 
 :func:`first_error` turns the exception group of a failed transfer back into the one
 error to raise.
@@ -16,11 +18,13 @@ error to raise.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 
-from ..._errors import StreamDataError
+from ..._errors import ConnectorError, StreamDataError
 from ._channel import RemoteCommand
 from ._pool import HostPool
+from ._ranges import resumable
 
 __all__ = ["first_error", "start_spares"]
 
@@ -41,7 +45,13 @@ def start_spares(
 async def _spare(
     pool: HostPool, command: str, what: str, serve: Callable[[RemoteCommand], Awaitable[None]]
 ) -> None:
-    async with pool.spare_command(command, what=what) as remote:
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            remote = await stack.enter_async_context(pool.spare_command(command, what=what))
+        except ConnectorError as error:
+            if resumable(error):
+                return  # the transfer goes on without it; its own channels will tell
+            raise
         task = asyncio.current_task()
         if task is not None and task.cancelling():
             # cancelled while connecting, but the cancellation was lost on the way (the

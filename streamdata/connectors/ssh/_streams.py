@@ -29,9 +29,11 @@ from .._base import Entry, EntryKind
 from .._tar.filter import filter_tree
 from . import _commands as commands
 from ._channel import RemoteCommand
-from ._parallel import CLIENT_WINDOW, SERVER_WINDOW, stream_count
+from ._parallel import SERVER_WINDOW, stream_count
 from ._pool import HostPool
-from ._ranges import READ_BLOCK, WRITE_BLOCK, read_ranges, write_ranges
+from ._rangeread import read_ranges
+from ._ranges import READ_BLOCK, READ_WINDOW, WRITE_BLOCK
+from ._rangewrite import write_ranges
 from ._sftp import read_small, real_path, write_small
 from ._unpack import peek, pipe, unpack_tree
 
@@ -58,7 +60,7 @@ async def open_read(pool: HostPool, entry: Entry) -> AsyncIterator[AsyncIterator
             yield filter_tree(_output(remote), roots)
     elif entry.size <= SMALL_FILE:
         yield _once(await read_small(pool, path))
-    elif (streams := _streams(pool, entry, CLIENT_WINDOW, READ_BLOCK)) > 1:
+    elif (streams := _streams(pool, entry, READ_WINDOW, READ_BLOCK)) > 1:
         async with read_ranges(pool, entry, streams) as chunks:
             yield chunks
     else:

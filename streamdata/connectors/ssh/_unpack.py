@@ -24,7 +24,8 @@ last pass, which do not help there but cost little next to the link's own time).
 A far host is told apart up front, by its round-trip time (:mod:`._parallel`): there one
 channel's window (2 MiB per round trip) is the cap, whatever the files, so any tree
 bigger than the first MiB is split from its first member over as many ``tar`` as the
-round trip calls for, each joining as soon as its channel is open.
+round trip calls for (one channel less than a file gets), each joining as soon as its
+channel is open; the channel of the last pass opens while the workers end.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from .._tar.split import END, EVERY, TarSplitter
 from . import _commands as commands
 from ._asyncssh import asyncssh
 from ._channel import RemoteCommand
-from ._parallel import SERVER_WINDOW, stream_count
+from ._parallel import MAX_STREAMS, SERVER_WINDOW, stream_count
 from ._pool import HostPool
 from ._spares import first_error, start_spares
 
@@ -69,6 +70,8 @@ _WAIT = 0.001  # a write taking longer waited for the remote side
 #: splitter deals members evenly, so the others keep sending meanwhile.
 _SEND_BUFFER = 4 << 20
 _PEEK_BYTES = 1 << 20
+#: ``tar -x`` at most for a far host's tree, one channel being left for the last pass.
+_WIDE = MAX_STREAMS - 1
 
 
 async def unpack_tree(pool: HostPool, path: str, chunks: AsyncIterable[bytes]) -> None:
@@ -81,7 +84,8 @@ async def unpack_tree(pool: HostPool, path: str, chunks: AsyncIterable[bytes]) -
     iterator = aiter(chunks)
     head, ended = await peek(iterator, _PEEK_BYTES)
     counter = TarFileCounter()
-    streams = stream_count(sys.maxsize, 1, SERVER_WINDOW, pool.round_trips.best)
+    # one channel less than a file would get: the last pass opens on it meanwhile
+    streams = min(stream_count(sys.maxsize, 1, SERVER_WINDOW, pool.round_trips.best), _WIDE)
     if not ended and streams > 1:
         await _unpack_wide(pool, path, _chunks(head, iterator), streams)
         return
@@ -126,6 +130,7 @@ async def _unpack_wide(
         arrivals.append(remote)
         await finished.wait()
 
+    last = _LastPass(splitter)
     try:
         async with pool.command(extract, what=what, bulk=True) as first:
             first.buffer_writes(_SEND_BUFFER)
@@ -139,13 +144,33 @@ async def _unpack_wide(
                     splitter.close()
                 except ValueError as exc:
                     raise pool.error(f"cannot unpack into {path!r}", exc) from exc
+                if splitter.needs_last_pass:  # its channel opens while the workers end
+                    start_spares(group, pool, extract, what, 1, last.run)
                 await _end_workers(workers)
                 finished.set()
+                last.ready.set()
     except BaseExceptionGroup as failed:
         error = first_error(failed)
         raise error from error.__cause__
-    if splitter.needs_last_pass:
+    if splitter.needs_last_pass and not last.done:  # no channel was free for it early
         await pool.run(extract, what=what, data=bytes(splitter.deferred) + END, bulk=True)
+
+
+class _LastPass:
+    """The last ``tar -x`` of a wide unpack, on a channel opened early if one is free."""
+
+    def __init__(self, splitter: TarSplitter) -> None:
+        self._splitter = splitter
+        self.ready = asyncio.Event()  # set once every worker has finished
+        self.done = False
+
+    async def run(self, remote: RemoteCommand) -> None:
+        """Wait for the workers, then unpack the deferred members on ``remote``."""
+        await self.ready.wait()
+        await remote.write(bytes(self._splitter.deferred) + END)
+        remote.write_eof()
+        await remote.finish()
+        self.done = True
 
 
 async def _join(

@@ -136,8 +136,8 @@ def ensure_user() -> str:
     try:
         pwd.getpwnam(USER)
     except KeyError:
-        subprocess.run(
-            ["useradd", "--create-home", "--shell", "/bin/sh", "--user-group", USER],
+        subprocess.run(  # a password that cannot be used, not a locked one (sshd refuses)
+            ["useradd", "--create-home", "--shell", "/bin/sh", "--password", "*", USER],
             check=False,  # made meanwhile by another run: checked below
             capture_output=True,
         )

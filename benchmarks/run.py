@@ -1,6 +1,6 @@
 """Run every benchmark section, print the comparison tables and update RESULTS.md.
 
-    python benchmarks/run.py            # full run (about 10 minutes on 2 cores)
+    python benchmarks/run.py            # full run (about 25 minutes on 2 cores)
     python benchmarks/run.py --quick    # smoke test with small sizes; RESULTS.md untouched
     python benchmarks/run.py --before a6041b5 --only catalog   # before / after (compare.py)
 
@@ -36,7 +36,7 @@ from _harness import (
 )
 
 #: Benchmark sections, in the order they run.
-SECTION_MODULES = ("catalog", "local_copy", "ssh_transfer", "durable", "shared_catalog")
+SECTION_MODULES = ("catalog", "local_copy", "ssh_transfer", "durable", "shared_catalog", "wan")
 DEFAULT_STREAMFLOW_PYTHON = "/work/sfvenv/bin/python"
 RESULTS = BENCHMARKS_DIR / "RESULTS.md"
 

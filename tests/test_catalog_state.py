@@ -69,7 +69,7 @@ def test_claim_is_on_disk_with_its_relation_and_temporary(tmp_path: Path) -> Non
     assert [rid for rid, _ in snapshot.pending] == [paths["/copy/f"]]
     assert (paths["/data/f"], paths["/copy/f"]) in snapshot.relations
     store.close()
-    assert other.stale_temporaries() == [(B, "/copy/.tmp")]
+    assert other.stale_temporaries() == [(B, "/copy/.tmp", "/copy/f")]
     other.close()
 
 

@@ -317,8 +317,8 @@ class RemotePathMapper(CatalogCore):
         if self._store is not None:
             self._store.leave_temporary(_key(replica))
 
-    def stale_temporaries(self) -> list[tuple[ExecutionLocation, str]]:
-        """The journalled temporaries of transfers whose process is gone."""
+    def stale_temporaries(self) -> list[tuple[ExecutionLocation, str, str]]:
+        """Temporaries of transfers whose process is gone: (location, temporary, final path)."""
         return self._store.stale_temporaries() if self._store is not None else []
 
     def forget_temporary(self, location: ExecutionLocation, tmp_path: str) -> None:

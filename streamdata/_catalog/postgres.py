@@ -331,8 +331,8 @@ class PostgresStore:
         with self._write() as conn:
             conn.execute(f"UPDATE replicas SET owner = NULL WHERE {sql.KEY}", _key(key))
 
-    def stale_temporaries(self) -> list[tuple[ExecutionLocation, str]]:
-        """Temporary paths journalled by processes that are gone.
+    def stale_temporaries(self) -> list[tuple[ExecutionLocation, str, str]]:
+        """Temporary paths journalled by processes that are gone, with their replica's path.
 
         Raises:
             ConfigurationError: If the database cannot be read.
@@ -341,11 +341,11 @@ class PostgresStore:
         conn = self._db.connection()
         with self._errors("read"):
             rows = conn.execute(
-                "SELECT deployment, name, local, tmp, owner FROM replicas WHERE tmp IS NOT NULL"
+                "SELECT deployment, name, local, tmp, owner, path FROM replicas WHERE tmp NOTNULL"
             ).fetchall()
             return [
-                (self._location(deployment, name, local), os.fsdecode(tmp))
-                for deployment, name, local, tmp, owner in rows
+                (self._location(deployment, name, local), os.fsdecode(tmp), os.fsdecode(path))
+                for deployment, name, local, tmp, owner, path in rows
                 if not self.owners.alive(owner)
             ]
 

@@ -328,15 +328,15 @@ class SQLiteStore:
         with self._write():
             self._db.execute(f"UPDATE replicas SET owner = NULL WHERE {sql.KEY}", _key(key))
 
-    def stale_temporaries(self) -> list[tuple[ExecutionLocation, str]]:
-        """Temporary paths journalled by processes that are gone."""
+    def stale_temporaries(self) -> list[tuple[ExecutionLocation, str, str]]:
+        """Temporary paths journalled by processes that are gone, with their replica's path."""
         self._queue.flush()
         rows = self._db.execute(
-            "SELECT deployment, name, local, tmp, owner FROM replicas WHERE tmp IS NOT NULL"
+            "SELECT deployment, name, local, tmp, owner, path FROM replicas WHERE tmp IS NOT NULL"
         ).fetchall()
         return [
-            (self._location(deployment, name, local), from_db(tmp))
-            for deployment, name, local, tmp, owner in rows
+            (self._location(deployment, name, local), from_db(tmp), from_db(path))
+            for deployment, name, local, tmp, owner, path in rows
             if not self.owners.alive(owner)
         ]
 

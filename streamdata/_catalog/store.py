@@ -150,8 +150,8 @@ class CatalogStore(Protocol):
     def leave_temporary(self, key: Key) -> None:
         """Journal a temporary this process could not remove as nobody's (stale)."""
 
-    def stale_temporaries(self) -> list[tuple[ExecutionLocation, str]]:
-        """Temporary paths of transfers that were interrupted before this store was opened."""
+    def stale_temporaries(self) -> list[tuple[ExecutionLocation, str, str]]:
+        """Temporary paths of interrupted transfers (location, temporary, replica's path)."""
 
     def forget_temporary(self, location: ExecutionLocation, tmp_path: str) -> None:
         """Drop a stale temporary path from the journal once it is removed."""

@@ -2,7 +2,8 @@
 
 Every copy goes through :meth:`Engine.transfer`: ``transfer_data`` (cp rules), and
 ``replicate`` and repairs (:mod:`.replicate`, exact). It clears the destinations of
-temporary files an earlier process left, resolves the source and looks at its data,
+temporary files an earlier process left (but those it may resume from: :mod:`.resume`),
+resolves the source and looks at its data,
 then runs the transfer (:func:`.run.run_attempt`) between a started and a finished or
 failed event, taking over copies whose writing process died; if the source fails, the
 next replica of the data is read (:mod:`.failover`). The engine owns the in-flight
@@ -13,6 +14,7 @@ the manager wires in.
 
 from __future__ import annotations
 
+import posixpath
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -20,14 +22,15 @@ from dataclasses import replace
 from .._catalog.mapper import RemotePathMapper
 from .._errors import StreamDataError, WriterGone
 from .._events import EventBus
-from .._models import DataLocation, DataType, ExecutionLocation
+from .._models import DataLocation, DataType, ExecutionLocation, normalize_path
 from .._policy import SourcePolicy
 from .._progress import Progress
-from ..connectors._base import Connector, Entry
+from ..connectors._base import Connector, Entry, EntryKind
 from .deployments import Deployments
 from .failover import Failures, Source, SourceChain
 from .health import Health
 from .job import InFlight, Options, transfer_error
+from .resume import RESUME_MIN
 from .run import resolve_source, run_attempt
 from .transfer import Endpoint
 
@@ -147,7 +150,6 @@ class Engine:
             DataNotFoundError: If the source is not a valid known replica, or its data is gone.
             TransferError: If some destinations failed.
         """
-        await self.remove_stale_temporaries(destinations)
         source = await resolve_source(self.catalog, endpoint.location, endpoint.path)
         check = self.verify if verify is None else verify
         finals: dict[ExecutionLocation, str] = {}
@@ -187,9 +189,13 @@ class Engine:
         for attempt in range(TAKEOVERS + 1):
             if not destinations:
                 break
-            if attempt:  # a takeover's claim replaces the dead writer's journal entry:
-                await self.remove_stale_temporaries(destinations)  # remove its file first
-            options = replace(settings, failures={}, source_errors=[])
+            # A dead writer's temporary at a path this copy may write is resumed from
+            # (adopted); the others go first: a claim replaces their journal entry.
+            adoptable = self._adoptable(
+                read.endpoint, read.entry, destinations, dst_path, settings.exact
+            )
+            await self.remove_stale_temporaries(destinations, keep=adoptable)
+            options = replace(settings, failures={}, source_errors=[], adoptable=adoptable)
             failed = await self._attempt(
                 read.endpoint, read.replica, read.entry, options, destinations, dst_path, finals
             )
@@ -226,16 +232,48 @@ class Engine:
 
         return await report.around(attempt())
 
-    async def remove_stale_temporaries(self, locations: Iterable[ExecutionLocation]) -> None:
+    def _adoptable(
+        self,
+        endpoint: Endpoint,
+        entry: Entry,
+        destinations: Sequence[ExecutionLocation],
+        dst_path: str,
+        exact: bool,
+    ) -> dict[tuple[ExecutionLocation, str], str]:
+        """The temporaries dead processes left at the paths this copy may write (cp rules).
+
+        A copy of a big file claiming one of those paths resumes from its temporary
+        (:mod:`.resume`); only a durable catalog journals them.
+        """
+        if not self.catalog.durable or entry.kind is not EntryKind.FILE or entry.size < RESUME_MIN:
+            return {}
+        paths = {dst_path}
+        if not exact:
+            paths.add(normalize_path(posixpath.join(dst_path, posixpath.basename(endpoint.path))))
+        wanted = set(destinations)
+        return {
+            (location, path): tmp
+            for location, tmp, path in self.catalog.stale_temporaries()
+            if location in wanted and path in paths
+        }
+
+    async def remove_stale_temporaries(
+        self,
+        locations: Iterable[ExecutionLocation],
+        keep: Mapping[tuple[ExecutionLocation, str], str] | None = None,
+    ) -> None:
         """Remove temporary files of transfers interrupted in an earlier process.
 
         Done when a location is next used (connections are lazy); an unreachable location
-        keeps its entries for a later attempt.
+        keeps its entries for a later attempt. Those in ``keep`` (by destination and
+        final path) stay: the transfer resumes from them.
         """
         catalog = self.catalog
         wanted = set(locations)
-        for location, tmp in catalog.stale_temporaries():
+        for location, tmp, path in catalog.stale_temporaries():
             if location not in wanted or location.deployment not in self.connectors:
+                continue
+            if keep and keep.get((location, path)) == tmp:
                 continue
             try:
                 await self.connectors[location.deployment].remove(location, tmp)

@@ -52,6 +52,7 @@ class Job:
     settled: bool = False
     left_behind: bool = False  # its temporary could not be removed
     elsewhere: bool = False  # waits for a copy another process is writing
+    adopt: str | None = None  # a temporary a dead process left here, to resume from
 
 
 #: The links and copies being made, by (destination, final path): how concurrent
@@ -91,6 +92,8 @@ class Options:
     failures: dict[ExecutionLocation, BaseException] = field(default_factory=dict)
     failover: bool = False
     source_errors: list[BaseException] = field(default_factory=list)
+    #: Temporaries dead processes left, by (destination, final path): to resume from.
+    adoptable: Mapping[tuple[ExecutionLocation, str], str] = field(default_factory=dict)
 
     def from_source(self, error: BaseException | None) -> bool:
         """True when ``error`` is (or was caused by) an error of the source's read."""

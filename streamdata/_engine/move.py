@@ -2,10 +2,12 @@
 
 Links are made; copies read the source once for all streamed destinations
 (:func:`~.transfer.copy_to_all`); a destination whose copy failed with a *transient*
-:class:`ConnectorError` (a dropped connection, a broken stream) is copied once more from a
-clean state. A tree is printed (:mod:`.treeprint`) as it is copied: what its copies must
-hold. Copies are verified if asked (:mod:`.verify`), then every destination is settled
-(:mod:`.settle`).
+:class:`ConnectorError` (a dropped connection, a broken stream) is copied once more:
+resumed from what arrived if it can be (:mod:`.resume`), else from a clean state. A
+temporary file a process that died left at a destination (adopted by :mod:`.plan`) is
+resumed in the same way. A tree is printed (:mod:`.treeprint`) as it is copied: what its
+copies must hold. Copies are verified if asked (:mod:`.verify`), then every destination
+is settled (:mod:`.settle`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from .._errors import ConnectorError, StreamDataError, TransferError, WriterGone
 from .._models import DataLocation
 from ..connectors._base import Entry, EntryKind
 from .job import Job, JobKind, Options
+from .resume import resumable, resume_copy
 from .settle import Settlement
 from .transfer import Endpoint, copy_to_all, remove_quietly
 from .treeprint import print_of_tree
@@ -37,6 +40,16 @@ OnProgress = Callable[[int, int | None], None]
 
 def _transient(error: BaseException | None) -> bool:
     return isinstance(error, ConnectorError) and error.transient
+
+
+async def _moved(job: Job, target: Endpoint) -> bool:
+    """Rename the temporary ``job`` adopts to its own; False if it is gone."""
+    assert job.adopt is not None
+    try:
+        await job.connector.commit(job.location, job.adopt, target.path)
+    except StreamDataError:
+        return False
+    return True
 
 
 class Mover:
@@ -98,6 +111,8 @@ class Mover:
     async def _link(self, job: Job) -> None:
         assert job.link_to is not None
         assert job.tmp is not None
+        if job.adopt is not None:  # left by a dead process at this destination: not needed
+            await remove_quietly(Endpoint(job.connector, job.location, job.adopt))
         try:
             await job.connector.symlink(job.location, job.link_to.path, job.tmp)
         except StreamDataError as exc:
@@ -107,7 +122,12 @@ class Mover:
 
     async def _copy(self, jobs: Sequence[Job]) -> None:
         targets = [Endpoint(job.connector, job.location, job.tmp or "") for job in jobs]
-        results, digest, tree = await self._copy_printed(targets)
+        results: list[BaseException | None] = [None] * len(jobs)
+        digests: list[str | None] = []
+        fresh = await self._adopt(jobs, targets, results, digests)
+        firsts, digest, tree = await self._copy_printed([targets[i] for i in fresh])
+        for index, error in zip(fresh, firsts, strict=True):
+            results[index] = error
         # A source that failed is not read again when another one will be (failover).
         options = self._options
         retry = [
@@ -115,21 +135,11 @@ class Mover:
             for i, error in enumerate(results)
             if _transient(error) and not options.handed_over(error)
         ]
-        if retry:  # e.g. a connection dropped mid-stream: once more, from a clean state
+        if retry:  # e.g. a connection dropped mid-stream: resume, or start again
             logger.info("retrying %d destination(s) of %r", len(retry), self._endpoint.path)
             await asyncio.sleep(_RETRY_DELAY)
-            for index in retry:
-                await remove_quietly(targets[index])
-            again, second = await copy_to_all(
-                self._endpoint,
-                self._entry,
-                [targets[i] for i in retry],
-                self._on_progress,
-                options.source_errors.append,
-            )
-            for index, error in zip(retry, again, strict=True):
-                results[index] = error
-            digest = digest or second
+            digests.append(await self._again(retry, targets, results, digests))
+        digest = digest or next(filter(None, digests), None)
         if self._options.verify:
             digest = await verify_copies(self._endpoint, self._entry, jobs, results, digest)
         if tree is not None:
@@ -137,6 +147,91 @@ class Mover:
         async with asyncio.TaskGroup() as group:
             for job, error in zip(jobs, results, strict=True):
                 group.create_task(self._settlement.settle(job, error, digest))
+
+    async def _adopt(
+        self,
+        jobs: Sequence[Job],
+        targets: list[Endpoint],
+        results: list[BaseException | None],
+        digests: list[str | None],
+    ) -> list[int]:
+        """Resume the temporaries dead processes left (:mod:`.resume`); the rest to copy.
+
+        An adopted temporary is first renamed to this copy's own (whoever else removes
+        the old name then finds nothing); one that is gone, or that cannot be resumed, is
+        copied from zero.
+
+        Returns:
+            The indexes of the jobs to copy from zero.
+        """
+        fresh, adopted = [], []
+        for index, job in enumerate(jobs):
+            target = targets[index]
+            if job.adopt is None:
+                fresh.append(index)
+            elif resumable(self._endpoint, target, self._entry) and await _moved(job, target):
+                adopted.append(index)
+            else:
+                await remove_quietly(Endpoint(job.connector, job.location, job.adopt))
+                fresh.append(index)
+        return sorted(fresh + await self._resume(adopted, targets, results, digests, True))
+
+    async def _again(
+        self,
+        retry: list[int],
+        targets: list[Endpoint],
+        results: list[BaseException | None],
+        digests: list[str | None],
+    ) -> str | None:
+        """Copy the ``retry`` destinations again: resumed where possible, else from zero.
+
+        Returns:
+            The file's digest if a copy from zero streamed it.
+        """
+        source, entry = self._endpoint, self._entry
+        resumed = [i for i in retry if resumable(source, targets[i], entry)]
+        whole = [i for i in retry if i not in resumed]
+        for index in whole:
+            await remove_quietly(targets[index])
+        whole += await self._resume(resumed, targets, results, digests, False)
+        again, second = await copy_to_all(
+            source,
+            entry,
+            [targets[i] for i in whole],
+            self._on_progress,
+            self._options.source_errors.append,
+        )
+        for index, error in zip(whole, again, strict=True):
+            results[index] = error
+        return second
+
+    async def _resume(
+        self,
+        indexes: list[int],
+        targets: list[Endpoint],
+        results: list[BaseException | None],
+        digests: list[str | None],
+        report: bool,
+    ) -> list[int]:
+        """Resume each of ``indexes`` at once; returns those that kept nothing (removed)."""
+        source, entry, on_progress = self._endpoint, self._entry, self._on_progress
+        async with asyncio.TaskGroup() as group:
+            tasks = [
+                group.create_task(
+                    resume_copy(source, entry, targets[i], on_progress, report=report)
+                )
+                for i in indexes
+            ]
+        restart = []
+        for index, task in zip(indexes, tasks, strict=True):
+            outcome = task.result()
+            if outcome is None:
+                restart.append(index)
+                continue
+            results[index] = outcome.error
+            digests.append(outcome.digest)
+            logger.info("resumed %r after %d bytes kept", targets[index].path, outcome.kept)
+        return restart
 
     async def _copy_printed(
         self, targets: list[Endpoint]

@@ -162,6 +162,7 @@ class TransferPlan:
             return None
         job.kind = JobKind.COPY if link_to is None else JobKind.LINK
         job.replica, job.link_to, job.tmp = replica, link_to, tmp
+        job.adopt = self._options.adoptable.get((job.location, job.final))  # see .resume
         self._context.inflight[(job.location, job.final)] = job
         return None
 

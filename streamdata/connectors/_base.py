@@ -34,7 +34,10 @@ from typing import Self
 
 from .._models import ExecutionLocation
 
-__all__ = ["Connector", "Entry", "EntryKind", "entry_from_stat"]
+__all__ = ["Connector", "Entry", "EntryKind", "Span", "entry_from_stat"]
+
+#: A piece of a file: (offset, length) in bytes.
+Span = tuple[int, int]
 
 
 class EntryKind(enum.Enum):
@@ -203,6 +206,67 @@ class Connector(abc.ABC):
         Raises:
             ConnectorError: On failure; what was written is left for the caller to remove.
         """
+
+    # -- resuming a file copy (optional; the default: cannot resume) -------------------------
+
+    def can_resume(self, location: ExecutionLocation) -> bool:
+        """Tell whether a file copy from or to ``location`` can continue where it stopped.
+
+        When True for both ends of a copy, the engine may keep what a broken copy wrote
+        to its temporary file: it compares the file's blocks with the source's
+        (:meth:`block_digests` on both), then moves only the spans that differ
+        (:meth:`read_spans`, :meth:`write_spans`). The default is False: a broken copy
+        starts again from zero.
+        """
+        return False
+
+    async def block_digests(
+        self, location: ExecutionLocation, path: str, size: int, block: int
+    ) -> list[str]:
+        """SHA-256 digests (hex) of the first ``size`` bytes of file ``path``, by blocks.
+
+        One digest per ``block`` bytes, in order, computed where the file is; the last
+        block may be shorter, and a file shorter than ``size`` gives the blocks it has
+        (none if it is missing or empty). Called only when :meth:`can_resume` is True.
+
+        Raises:
+            ConnectorError: If the file cannot be read.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot resume copies")
+
+    def read_spans(
+        self, location: ExecutionLocation, entry: Entry, spans: Sequence[Span]
+    ) -> AbstractAsyncContextManager[AsyncIterator[bytes]]:
+        """Open a stream of the bytes of the file ``entry`` in ``spans``, one after another.
+
+        Called only when :meth:`can_resume` is True.
+
+        Raises:
+            ConnectorError: If the file cannot be read, or ends before a span does.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot resume copies")
+
+    async def write_spans(
+        self,
+        location: ExecutionLocation,
+        path: str,
+        entry: Entry,
+        chunks: AsyncIterable[bytes],
+        spans: Sequence[Span],
+    ) -> None:
+        """Write ``chunks`` (the bytes of ``spans``, in order) into the existing file ``path``.
+
+        The rest of the file is kept; it is then cut to the entry's size and gets the
+        entry's mode and mtime, as after :meth:`write`. Called only when
+        :meth:`can_resume` is True.
+
+        Raises:
+            ConnectorError: On failure, or if ``chunks`` do not hold the spans' bytes;
+                the file is left for the caller to remove.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot resume copies")
+
+    # -- placing the result ----------------------------------------------------------------
 
     @abc.abstractmethod
     async def commit(self, location: ExecutionLocation, tmp_path: str, final_path: str) -> None:

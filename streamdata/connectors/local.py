@@ -39,8 +39,10 @@ from .._errors import ConnectorError
 from .._models import ExecutionLocation
 from ._base import Connector, Entry, EntryKind, entry_from_stat
 from ._diskio import WritePacing, copy_file, in_thread
-from ._errors import ErrorMap
 from ._listing import ListingParser, find_command
+from ._localerrors import LOCAL_ERRORS
+from ._localerrors import mapped as _mapped
+from ._localresume import LocalResume
 from ._process import feed_process, read_process, run_process
 from ._tar.filter import filter_tree, inside_root
 
@@ -50,20 +52,7 @@ _CHUNK = 1 << 20
 _WALK_BATCH = 2048
 
 
-def _os_reason(exc: BaseException) -> str:
-    return (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
-
-
-#: The local connector's one error table: every ``OSError`` is a ConnectorError, transient
-#: only for a broken connection or a timeout (a network filesystem).
-LOCAL_ERRORS = ErrorMap(
-    table=((OSError, ConnectorError),),
-    transient=(ConnectionError, TimeoutError),
-    reason=_os_reason,
-)
-
-
-class LocalConnector(Connector):
+class LocalConnector(LocalResume, Connector):
     """A deployment whose locations all see this process's filesystem.
 
     Copies between two locations of local deployments (two "sites" on one host) are real
@@ -273,13 +262,6 @@ class LocalConnector(Connector):
             else:
                 self._find = True
         return self._find
-
-
-def _mapped(
-    action: str, path: str, location: ExecutionLocation
-) -> contextlib.AbstractContextManager[None]:
-    """Translate an ``OSError`` raised inside (:data:`LOCAL_ERRORS`), naming the action."""
-    return LOCAL_ERRORS.mapping(f"cannot {action} {path!r} on {location}", host=location.name)
 
 
 async def _find_walk(location: ExecutionLocation, path: str) -> AsyncGenerator[Entry, None]:

@@ -29,6 +29,15 @@ N bytes of a stream), and limit the bandwidth of read and write streams::
     async def test_engine_reports_failed_staging(data_manager, ssh_location):
         faulty = FaultyConnector(ssh_location.connector).fail_at("write", 1)
         ...
+
+:class:`DelayLine` puts a wide-area link in front of any TCP server on this machine: a
+loopback proxy adding a delay each way, which counts the bytes it carries
+(:class:`Direction`) and can cut every connection at a byte count or on demand, for
+testing code that must cope with a far or failing site::
+
+    async with DelayLine(server.host, server.port, delay=0.02) as line:  # 40 ms RTT
+        host = server.ssh_host(port=line.port, known_hosts=...)  # the key under line.port
+        line.cut_after(10 << 20, Direction.UP)
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ from typing import TYPE_CHECKING
 from .._lazy import lazy_names as _lazy_names
 
 if TYPE_CHECKING:
+    from ._delayline import DelayLine, Direction
     from ._kit import (
         LOCAL_DEPLOYMENT,
         LOCAL_LOCATION,
@@ -55,6 +65,8 @@ __all__ = [
     "LOCAL_LOCATION",
     "SSH_DEPLOYMENT",
     "AsyncSSHTestServer",
+    "DelayLine",
+    "Direction",
     "FaultyConnector",
     "SSHLocation",
     "SSHTestServer",
@@ -73,6 +85,8 @@ _HOMES = {
     "LOCAL_LOCATION": "._kit",
     "SSH_DEPLOYMENT": "._kit",
     "FaultyConnector": "._kit",
+    "DelayLine": "._delayline",
+    "Direction": "._delayline",
     "SSHLocation": "._kit",
     "open_data_manager": "._kit",
     "open_ssh_location": "._kit",

@@ -91,11 +91,15 @@ class CommandSession(asyncssh.SSHClientSession[bytes]):
         for event in (self.readable, self.writable, self.done):
             event.set()
 
-    def take(self) -> bytes:
-        """Remove and return the queued output (at most about 1 MiB), reopening the flow."""
-        parts = [self.chunks.popleft()]
-        size = len(parts[0])
-        while self.chunks and size + len(self.chunks[0]) <= _JOIN_LIMIT:
+    def take(self, limit: int = _JOIN_LIMIT) -> bytes:
+        """Remove and return queued output (about ``limit`` bytes at most, one chunk at
+        least, split only if it holds more than ``limit``), reopening the flow."""
+        first = self.chunks.popleft()
+        if len(first) > limit:
+            self.chunks.appendleft(first[limit:])
+            first = first[:limit]
+        parts, size = [first], len(first)
+        while self.chunks and size + len(self.chunks[0]) <= limit:
             parts.append(self.chunks.popleft())
             size += len(parts[-1])
         self.buffered -= size
@@ -129,8 +133,9 @@ class RemoteCommand:
         self._what = what
         self._host = host
 
-    async def read(self) -> bytes:
-        """Return the next part of standard output, or ``b""`` at its end.
+    async def read(self, limit: int = _JOIN_LIMIT) -> bytes:
+        """Return the next part of standard output (at most ``limit`` bytes), or ``b""``
+        at its end.
 
         Raises:
             ConnectorError: If the connection is lost before the end of the output.
@@ -138,7 +143,7 @@ class RemoteCommand:
         session = self._session
         await session.readable.wait()
         if session.chunks:
-            return session.take()
+            return session.take(limit)
         if session.closed and not session.eof and session.error is not None:
             raise self._error("the connection was lost", session.error)
         return b""
@@ -158,6 +163,15 @@ class RemoteCommand:
             self._channel.write(data)
         except SSH_ERRORS.handled as exc:
             raise self._error("cannot send data", exc) from exc
+
+    def buffer_writes(self, size: int) -> None:
+        """Let :meth:`write` return at once until ``size`` bytes wait to be sent.
+
+        For a channel fed together with others by one producer: with the default limit
+        (64 KiB) each write waits for the previous one to be sent, while the other
+        channels may run dry.
+        """
+        self._channel.set_write_buffer_limits(high=size)
 
     def write_eof(self) -> None:
         """Close the command's standard input."""
@@ -196,6 +210,7 @@ class RemoteCommand:
         error = ConnectorError(
             f"cannot {self._what}: {reason}{cause_text}{detail}",
             host=self._host,
+            transient=SSH_ERRORS.is_transient(cause),  # e.g. the connection was lost
             details=stderr or None,
         )
         error.__cause__ = cause

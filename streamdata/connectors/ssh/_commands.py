@@ -16,15 +16,19 @@ from .._listing import find_command
 
 __all__ = [
     "archive",
+    "block_digests",
     "copy_tree",
     "extract",
     "read_file",
+    "read_ranges",
     "remove_tree",
     "replace",
     "unless_filtered",
     "unpack",
     "walk",
+    "write_blocks",
     "write_file",
+    "write_ranges",
 ]
 
 
@@ -39,9 +43,15 @@ def unpack(path: str) -> str:
     return f"mkdir -m 700 -- {target} && tar -C {target} -xpf - --no-same-owner"
 
 
-def extract(path: str) -> str:
-    """Unpack standard input into the existing directory ``path``."""
-    return f"tar -C {quote(path)} -xpf - --no-same-owner"
+def extract(path: str, *, make: bool = False) -> str:
+    """Unpack standard input into the directory ``path``.
+
+    With ``make``, the directory is created (mode 700) unless it exists, so that several
+    of these commands may start together.
+    """
+    target = quote(path)
+    start = f"mkdir -p -m 700 -- {target} && " if make else ""
+    return f"{start}tar -C {target} -xpf - --no-same-owner"
 
 
 def read_file(path: str) -> str:
@@ -61,6 +71,69 @@ def write_file(path: str, mode: int | None, mtime: float | None) -> str:
     if mtime is not None:
         steps.append(f"touch -m -d @{mtime:.9f} -- {target}")
     return " && ".join(steps)
+
+
+def write_blocks(path: str) -> str:
+    """Write blocks of standard input into file ``path`` at their offsets, acknowledging each.
+
+    The input is records: a line ``OFFSET LENGTH``, then exactly LENGTH bytes, which
+    ``dd`` (GNU) writes at OFFSET, creating the file if needed; the line ``OFFSET`` is
+    printed once they are written.
+    """
+    copy = (
+        f'dd of={quote(path)} bs=1048576 seek="$o" count="$n" oflag=seek_bytes '
+        "iflag=count_bytes,fullblock conv=notrunc status=none"
+    )
+    return f"while IFS=' ' read -r o n; do {copy} && echo \"$o\" || exit 1; done"
+
+
+def write_ranges(
+    path: str, mode: int | None = None, mtime: float | None = None, size: int | None = None
+) -> str:
+    """:func:`write_blocks`, then set the mode and mtime of ``path`` when the input ends.
+
+    The file is created (empty) if no block came; with ``size``, it is first cut (or
+    extended) to that many bytes.
+    """
+    target = quote(path)
+    stamp = "" if mtime is None else f"-m -d @{mtime:.9f} "
+    steps = [write_blocks(path), f"touch {stamp}-- {target}"]
+    if size is not None:
+        steps.insert(1, f"truncate -s {size:d} -- {target}")
+    if mode is not None:
+        steps.append(f"chmod {mode & 0o7777:04o} -- {target}")
+    return " && ".join(steps)
+
+
+def block_digests(path: str, size: int, block: int) -> str:
+    """Print the SHA-256 of each ``block`` bytes of the first ``size`` bytes of ``path``.
+
+    One line per block (GNU ``split --filter``), in order; nothing for a missing or
+    empty file.
+    """
+    digest = "sha256sum -b"
+    source = f"head -c {size:d} -- {quote(path)}"
+    return f"{{ {source} 2>/dev/null || :; }} | split -b {block:d} --filter={quote(digest)} -"
+
+
+def read_ranges(path: str) -> str:
+    """Answer each line ``OFFSET LENGTH`` of standard input with those bytes of ``path``.
+
+    Each block is read by ``dd`` (GNU); a block the file no longer holds entirely (it
+    shrank) ends the command with status 3 and a message, so the reader, which counts
+    on exactly LENGTH bytes, never waits for bytes that will not come.
+    """
+    source = quote(path)
+    copy = (
+        f'LC_ALL=C dd if={source} bs=1048576 skip="$o" count="$n" '
+        "iflag=skip_bytes,count_bytes 2>&1 >&3"
+    )
+    short = 'echo "streamdata: the file ends before byte $((o + n))" >&2; exit 3'
+    return (
+        f"while IFS=' ' read -r o n; do "
+        f"c=$({copy}) || {{ printf '%s\\n' \"$c\" >&2; exit 1; }}; "
+        f'case "$c" in *"\n$n bytes "*) ;; *) {short};; esac; done 3>&1'
+    )
 
 
 def copy_tree(source: str, target: str) -> str:

@@ -8,6 +8,12 @@ How each operation travels, chosen by measurement on loopback OpenSSH:
 * file contents stream through ``cat`` on an exec channel, directory trees through
   ``tar``, with AES-GCM, a 16 MiB window and 256 KiB packets (faster than SFTP
   transfers in asyncssh); mode and mtime are set by the same remote command line;
+* to and from a far host (10-100 ms away), where one channel's window caps a transfer
+  (the server grants 2 MiB), big files travel as ranges over several channels and
+  trees through several ``tar`` at once, as many as the measured round-trip time calls
+  for (:mod:`._parallel`, :mod:`._ranges`);
+* a file copy that broke keeps what arrived: its prefix is compared by block digests
+  computed on the host, and only the rest is sent (:mod:`._resume`);
 * listings are one ``find -printf`` with NUL separators; same-host copies are ``cp -a``;
 * between two hosts joined by a route (``SSHHost.routes``) the source host pipes the data
   to the destination itself (:mod:`._direct`);
@@ -32,9 +38,10 @@ from dataclasses import replace
 
 from ..._errors import ConfigurationError
 from ..._models import ExecutionLocation
-from .._base import Connector, Entry, EntryKind
+from .._base import Connector, Entry, EntryKind, Span
 from .._listing import ListingParser
 from . import _commands as commands
+from . import _resume as resume
 from ._asyncssh import asyncssh
 from ._direct import relay
 from ._host import PoolSettings, SSHHost
@@ -118,13 +125,19 @@ class SSHConnector(Connector):
     async def stat(self, location: ExecutionLocation, path: str) -> Entry | None:
         """Describe ``path`` (SFTP; modification times have one-second precision).
 
+        The ``stat`` and the ``lstat`` (for a dangling link) travel together: one round
+        trip, which counts on a far host.
+
         Raises:
             ConnectorError: If the host cannot be reached or ``path`` examined.
         """
         pool, what = self._pool(location), f"stat {path!r}"
-        attrs = await stat_or_none(pool, path, follow=True, what=what)
-        if attrs is None:
-            attrs = await stat_or_none(pool, path, follow=False, what=what)
+        followed, attrs = await asyncio.gather(
+            stat_or_none(pool, path, follow=True, what=what),
+            stat_or_none(pool, path, follow=False, what=what),
+        )
+        if followed is not None:
+            attrs = followed
         return None if attrs is None else entry_of(path, attrs)
 
     async def prepare_destination(
@@ -218,6 +231,45 @@ class SSHConnector(Connector):
             ConnectorError: If writing fails.
         """
         await write_stream(self._pool(location), path, entry, chunks)
+
+    def can_resume(self, location: ExecutionLocation) -> bool:
+        """True: a file on a host can be hashed, read and written at offsets (:mod:`._resume`)."""
+        return True
+
+    async def block_digests(
+        self, location: ExecutionLocation, path: str, size: int, block: int
+    ) -> list[str]:
+        """Hash the first ``size`` bytes of ``path`` by blocks on the host.
+
+        Raises:
+            ConnectorError: If the host cannot be reached or the file hashed.
+        """
+        return await resume.block_digests(self._pool(location), path, size, block)
+
+    def read_spans(
+        self, location: ExecutionLocation, entry: Entry, spans: Sequence[Span]
+    ) -> contextlib.AbstractAsyncContextManager[AsyncIterator[bytes]]:
+        """Stream ``spans`` of the file ``entry`` (``dd`` by blocks; ranges far away).
+
+        Raises:
+            ConnectorError: If the file cannot be read or ends before a span does.
+        """
+        return resume.read_spans(self._pool(location), entry, spans)
+
+    async def write_spans(
+        self,
+        location: ExecutionLocation,
+        path: str,
+        entry: Entry,
+        chunks: AsyncIterable[bytes],
+        spans: Sequence[Span],
+    ) -> None:
+        """Write ``spans`` of the file ``path`` (``dd`` by blocks; ranges far away).
+
+        Raises:
+            ConnectorError: If writing fails.
+        """
+        await resume.write_spans(self._pool(location), path, entry, chunks, spans)
 
     async def commit(self, location: ExecutionLocation, tmp_path: str, final_path: str) -> None:
         """Rename over ``final_path`` (SFTP); a non-empty directory there is moved aside.

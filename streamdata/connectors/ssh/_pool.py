@@ -26,10 +26,9 @@ waiting for a slot, and not used once older than a keep-alive interval (its conn
 may have died unnoticed).
 
 No lock is held while connecting: the first connection is made by one caller and its
-outcome shared with every caller waiting for it (so an unreachable host fails them all
-with one error, quickly); further connections are opened as the load grows. How one
-connection is made (and retried) is in :mod:`._connect`; a failed command is never
-retried.
+outcome shared with every caller waiting for it (an unreachable host fails them all with
+one error, quickly); more connections are opened as the load grows. How one connection
+is made (and retried) is in :mod:`._connect`; a failed command is never retried.
 """
 
 from __future__ import annotations
@@ -47,6 +46,7 @@ from ._channel import CommandSession, RemoteCommand, close_session, open_session
 from ._connect import Backoff, SingleFlight, connect
 from ._errors import SSH_ERRORS
 from ._host import PoolSettings, SSHHost
+from ._parallel import RoundTrips
 
 __all__ = ["HostPool"]
 
@@ -106,6 +106,7 @@ class HostPool:
         self._standby_since = 0.0
         self._waiting = 0  # commands waiting for a channel slot
         self._closed = False
+        self.round_trips = RoundTrips()  #: fed by the SFTP stats (:mod:`._parallel`)
 
     def error(self, message: str, cause: BaseException | None = None) -> StreamDataError:
         """The error to raise about this host: ``cause`` translated by :data:`SSH_ERRORS`.

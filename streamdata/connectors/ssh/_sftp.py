@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import posixpath
 import stat as stat_module
+import time
 from collections.abc import Awaitable, Callable
 
 from .._base import Entry, EntryKind
@@ -40,15 +41,21 @@ async def stat_or_none(
 ) -> asyncssh.SFTPAttrs | None:
     """The attributes of ``path`` (following a link there if ``follow``), None if absent.
 
+    The time the request took is a sample of the host's round-trip time
+    (:attr:`HostPool.round_trips`).
+
     Raises:
         ConnectorError: If ``path`` cannot be examined (``cannot {what}``).
     """
 
     async def call(client: asyncssh.SFTPClient) -> asyncssh.SFTPAttrs | None:
+        started = time.monotonic()
         try:
             return await (client.stat(path) if follow else client.lstat(path))
         except asyncssh.SFTPNoSuchFile:
             return None
+        finally:
+            pool.round_trips.add(time.monotonic() - started)
 
     return await pool.sftp(call, what=what)
 

@@ -14,8 +14,10 @@ source's :class:`~streamdata.connectors.Entry` says which a file is, so nobody a
   carries whole seconds only); the rest is piped into ``cat``. Mode and mtime are set by
   the same command line;
 * directories always travel as ``tar`` streams (unpacked by several ``tar`` at once when
-  they hold many files: :mod:`._unpack`), read through the tree filter
-  (:mod:`.._tar.filter`), which needs the tree's real path (one SFTP request).
+  they hold many files or the host is far: :mod:`._unpack`), read through the tree
+  filter (:mod:`.._tar.filter`), which needs the tree's real path (one SFTP request);
+* a big file to or from a far host, where one channel's window caps the transfer, goes
+  as ranges over several channels (:mod:`._ranges`; how many: :mod:`._parallel`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,11 @@ from .._base import Entry, EntryKind
 from .._tar.filter import filter_tree
 from . import _commands as commands
 from ._channel import RemoteCommand
+from ._parallel import SERVER_WINDOW, stream_count
 from ._pool import HostPool
+from ._rangeread import read_ranges
+from ._ranges import READ_BLOCK, READ_WINDOW, WRITE_BLOCK
+from ._rangewrite import write_ranges
 from ._sftp import read_small, real_path, write_small
 from ._unpack import peek, pipe, unpack_tree
 
@@ -54,6 +60,9 @@ async def open_read(pool: HostPool, entry: Entry) -> AsyncIterator[AsyncIterator
             yield filter_tree(_output(remote), roots)
     elif entry.size <= SMALL_FILE:
         yield _once(await read_small(pool, path))
+    elif (streams := _streams(pool, entry, READ_WINDOW, READ_BLOCK)) > 1:
+        async with read_ranges(pool, entry, streams) as chunks:
+            yield chunks
     else:
         command = commands.read_file(path)
         async with pool.command(command, what=f"read {path!r}", bulk=True) as remote:
@@ -79,8 +88,16 @@ async def write_stream(
         if ended and float(entry.mtime).is_integer():
             await write_small(pool, path, b"".join(head), entry.mode, entry.mtime)
             return
+    elif (streams := _streams(pool, entry, SERVER_WINDOW, WRITE_BLOCK)) > 1:
+        await write_ranges(pool, path, entry, iterator, streams)
+        return
     command = commands.write_file(path, entry.mode, entry.mtime)
     await pipe(pool, command, f"write {path!r}", head, iterator)
+
+
+def _streams(pool: HostPool, entry: Entry, window: int, block: int) -> int:
+    """How many channels a big file gets (:mod:`._parallel`)."""
+    return stream_count(entry.size, block, window, pool.round_trips.best)
 
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:

@@ -20,12 +20,19 @@ status of every ``tar`` is checked.
 Waiting for the SSH window cannot tell a slow ``tar`` from a slow network: on a link
 slower than the ``tar``, small files also get the extra ``tar`` (three more channels and a
 last pass, which do not help there but cost little next to the link's own time).
+
+A far host is told apart up front, by its round-trip time (:mod:`._parallel`): there one
+channel's window (2 MiB per round trip) is the cap, whatever the files, so any tree
+bigger than the first MiB is split from its first member over as many ``tar`` as the
+round trip calls for (one channel less than a file gets), each joining as soon as its
+channel is open; the channel of the last pass opens while the workers end.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import AsyncIterable, AsyncIterator
 
 from .._tar.count import TarFileCounter
@@ -33,7 +40,9 @@ from .._tar.split import END, EVERY, TarSplitter
 from . import _commands as commands
 from ._asyncssh import asyncssh
 from ._channel import RemoteCommand
+from ._parallel import MAX_STREAMS, SERVER_WINDOW, stream_count
 from ._pool import HostPool
+from ._spares import first_error, start_spares
 
 __all__ = [
     "PARALLEL_FILES",
@@ -57,7 +66,12 @@ SPLIT_AFTER = 0.3
 #: Files per second below which one ``tar`` counts as slow.
 SLOW_FILES = 5000.0
 _WAIT = 0.001  # a write taking longer waited for the remote side
+#: Bytes a worker of a wide unpack may hold unsent before a write to it waits: the
+#: splitter deals members evenly, so the others keep sending meanwhile.
+_SEND_BUFFER = 4 << 20
 _PEEK_BYTES = 1 << 20
+#: ``tar -x`` at most for a far host's tree, one channel being left for the last pass.
+_WIDE = MAX_STREAMS - 1
 
 
 async def unpack_tree(pool: HostPool, path: str, chunks: AsyncIterable[bytes]) -> None:
@@ -70,11 +84,15 @@ async def unpack_tree(pool: HostPool, path: str, chunks: AsyncIterable[bytes]) -
     iterator = aiter(chunks)
     head, ended = await peek(iterator, _PEEK_BYTES)
     counter = TarFileCounter()
+    # one channel less than a file would get: the last pass opens on it meanwhile
+    streams = min(stream_count(sys.maxsize, 1, SERVER_WINDOW, pool.round_trips.best), _WIDE)
+    if not ended and streams > 1:
+        await _unpack_wide(pool, path, _chunks(head, iterator), streams)
+        return
     if ended or sum(counter.feed(chunk) for chunk in head) < PARALLEL_FILES:
         await pipe(pool, commands.unpack(path), what, head, iterator)
         return
-    mode = asyncssh.SFTPAttrs(permissions=0o700)
-    await pool.sftp(lambda c: c.mkdir(path, mode), what=f"create {path!r}")
+    await _make_directory(pool, path)
     extract = commands.extract(path)
     splitter = TarSplitter(WORKERS, active=1)
     async with contextlib.AsyncExitStack() as stack:
@@ -84,13 +102,118 @@ async def unpack_tree(pool: HostPool, path: str, chunks: AsyncIterable[bytes]) -
             splitter.close()
         except ValueError as exc:
             raise pool.error(f"cannot unpack into {path!r}", exc) from exc
-        for worker in workers:  # they unpack at once; their ends are only collected in turn
-            await worker.write(END)
-            worker.write_eof()
-        for worker in workers:
-            await worker.finish()
+        await _end_workers(workers)
     if splitter.needs_last_pass:  # opened once the workers' channels are free again
         await pool.run(extract, what=what, data=bytes(splitter.deferred) + END, bulk=True)
+
+
+async def _make_directory(pool: HostPool, path: str) -> None:
+    mode = asyncssh.SFTPAttrs(permissions=0o700)
+    await pool.sftp(lambda c: c.mkdir(path, mode), what=f"create {path!r}")
+
+
+async def _unpack_wide(
+    pool: HostPool, path: str, chunks: AsyncIterator[bytes], streams: int
+) -> None:
+    """Unpack over up to ``streams`` channels from the start: one channel's window is the
+    cap (a far host, :mod:`._parallel`), not the ``tar``. Extra channels join as they open.
+
+    Raises:
+        ConnectorError: If a ``tar`` or channel fails, or the stream is broken.
+    """
+    what, extract = f"unpack into {path!r}", commands.extract(path, make=True)
+    splitter = TarSplitter(streams, active=1)
+    arrivals: list[RemoteCommand] = []
+    finished = asyncio.Event()
+
+    async def serve(remote: RemoteCommand) -> None:
+        arrivals.append(remote)
+        await finished.wait()
+
+    last = _LastPass(splitter)
+    try:
+        async with pool.command(extract, what=what, bulk=True) as first:
+            first.buffer_writes(_SEND_BUFFER)
+            workers = [first]
+            async with asyncio.TaskGroup() as group:
+                start_spares(group, pool, extract, what, streams - 1, serve)
+                try:
+                    async for chunk in chunks:
+                        await _join(splitter, workers, arrivals, streams)
+                        await _write(splitter, workers, chunk)
+                    splitter.close()
+                except ValueError as exc:
+                    raise pool.error(f"cannot unpack into {path!r}", exc) from exc
+                if splitter.needs_last_pass:  # its channel opens while the workers end
+                    start_spares(group, pool, extract, what, 1, last.run)
+                await _end_workers(workers)
+                finished.set()
+                last.ready.set()
+    except BaseExceptionGroup as failed:
+        error = first_error(failed)
+        raise error from error.__cause__
+    if splitter.needs_last_pass and not last.done:  # no channel was free for it early
+        await pool.run(extract, what=what, data=bytes(splitter.deferred) + END, bulk=True)
+
+
+class _LastPass:
+    """The last ``tar -x`` of a wide unpack, on a channel opened early if one is free."""
+
+    def __init__(self, splitter: TarSplitter) -> None:
+        self._splitter = splitter
+        self.ready = asyncio.Event()  # set once every worker has finished
+        self.done = False
+
+    async def run(self, remote: RemoteCommand) -> None:
+        """Wait for the workers, then unpack the deferred members on ``remote``."""
+        await self.ready.wait()
+        await remote.write(bytes(self._splitter.deferred) + END)
+        remote.write_eof()
+        await remote.finish()
+        self.done = True
+
+
+async def _join(
+    splitter: TarSplitter, workers: list[RemoteCommand], arrivals: list[RemoteCommand], most: int
+) -> None:
+    """Make the channels opened since the last chunk workers (up to ``most`` in all), each
+    first sent the replay; channels left over are not used."""
+    if arrivals and splitter.can_grow:
+        joining = arrivals[: most - splitter.active]
+        replay = splitter.grow(len(joining))
+        for remote in joining:
+            remote.buffer_writes(_SEND_BUFFER)
+            if replay:
+                await remote.write(replay)
+            workers.append(remote)
+    arrivals.clear()
+
+
+async def _write(
+    splitter: TarSplitter, workers: list[RemoteCommand], chunk: bytes, watch: Backlog | None = None
+) -> None:
+    """Route one chunk to the workers: one write per worker (a write per member would be
+    a packet each)."""
+    batches: list[list[bytes]] = [[] for _ in workers]
+    for route, data in splitter.feed(chunk):
+        for index in range(len(workers)) if route == EVERY else (route,):
+            batches[index].append(data)
+    clock = asyncio.get_running_loop().time
+    for worker, batch in zip(workers, batches, strict=True):
+        if batch:
+            before = clock()
+            await worker.write(b"".join(batch))
+            if watch is not None:
+                watch.wrote(before, clock(), splitter.members)
+
+
+async def _end_workers(workers: list[RemoteCommand]) -> None:
+    """End every worker's archive; they unpack at once, their ends are collected in turn."""
+    for worker in workers:
+        await worker.write(END)
+        worker.write_eof()
+    for worker in workers:
+        await worker.finish()
 
 
 async def _split(
@@ -106,16 +229,7 @@ async def _split(
     clock = asyncio.get_running_loop().time
     watch = Backlog(clock())
     async for chunk in chunks:
-        # one write per worker and chunk: a write per member would be a packet each
-        batches: list[list[bytes]] = [[] for _ in workers]
-        for route, data in splitter.feed(chunk):
-            for index in range(len(workers)) if route == EVERY else (route,):
-                batches[index].append(data)
-        for worker, batch in zip(workers, batches, strict=True):
-            if batch:
-                before = clock()
-                await worker.write(b"".join(batch))
-                watch.wrote(before, clock(), splitter.members)
+        await _write(splitter, workers, chunk, watch)
         if splitter.can_grow:
             slow = watch.slow(clock(), splitter.members)
             if slow:

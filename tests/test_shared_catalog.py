@@ -327,7 +327,7 @@ def test_a_late_reaper_leaves_a_copy_taken_over_since_to_its_new_writer(
     holder.communicate(timeout=30)
     taker, third = open_store(db), open_store(db)
     assert taker is not None and third is not None
-    for location, tmp in taker.stale_temporaries():  # as a transfer does first
+    for location, tmp, _ in taker.stale_temporaries():  # as a transfer does first
         os.unlink(tmp)
         taker.forget_temporary(location, tmp)
     assert taker.claim(SLOW, final)  # takes the dead holder's copy over

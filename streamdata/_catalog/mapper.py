@@ -2,10 +2,9 @@
 
 :class:`RemotePathMapper` is synchronous and does no I/O of its own. Its state and
 queries are :class:`~.core.CatalogCore`'s; this module adds the changes, each reported
-to a :class:`~.store.CatalogStore` (durable when the store is backed by a file) as plain
-rows, and the catalog's side of sharing a store with other processes: restoring itself
-from the store's rows (:mod:`.restore`) and giving up replicas whose writer died
-(:mod:`.writers`). The catalog is the only writer of the replicas it hands out.
+to a :class:`~.store.CatalogStore` (durable when backed by a file or database), and its
+side of sharing a store: restoring itself from rows (:mod:`.restore`), giving up replicas
+whose writer died (:mod:`.writers`). It is the only writer of the replicas it hands out.
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ from .writers import RemoteWriters, not_free
 __all__ = ["RemotePathMapper", "default_relpath", "parent_of"]
 
 _INVALID = DataType.INVALID
+_Held = DataLocation | None  # a replica written elsewhere, if any
 
 
 def _key(replica: DataLocation) -> Key:
@@ -263,6 +263,7 @@ class RemotePathMapper(CatalogCore):
         tmp_path: str,
         source: DataLocation | None,
         link_to: DataLocation | None = None,
+        adopt: str | None = None,
     ) -> tuple[DataLocation, bool]:
         """Take ``path`` on ``location`` for a copy (or a link), in one step.
 
@@ -281,7 +282,7 @@ class RemotePathMapper(CatalogCore):
             DataNotFoundError: If ``source`` or ``link_to`` is not a valid replica.
             ConfigurationError: If the store cannot be written.
         """
-        held = self._held_elsewhere(location, path)
+        held = self._held_elsewhere(location, path, adopt)  # adopt: see Store.claim
         if held is not None:
             return held, True
         replaced = self.lookup(location, path)
@@ -300,9 +301,9 @@ class RemotePathMapper(CatalogCore):
             self._listener(False, replica)
         return replica, False
 
-    def _held_elsewhere(self, location: ExecutionLocation, path: str) -> DataLocation | None:
+    def _held_elsewhere(self, location: ExecutionLocation, path: str, adopt: str | None) -> _Held:
         """The replica another live process is writing at ``path``, if the store says so."""
-        if self._store is None or self._store.claim(location, path):
+        if self._store is None or self._store.claim(location, path, adopt):
             return None
         self.refresh()
         return self.lookup(location, path) or not_free(location, path)  # wait, plan again

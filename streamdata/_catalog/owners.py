@@ -57,13 +57,16 @@ class Owners:
             os.close(fd)
         return False
 
-    def blocks_claim(self, pending: object, owner: str | None, tmp: object) -> bool:
+    def blocks_claim(
+        self, pending: object, owner: str | None, tmp: object, adopt: object = None
+    ) -> bool:
         """True if a claim of a row must wait: another live store writes it, or the
         temporary of one that is gone is still journalled there (it must be removed first:
-        the claim's own would replace the only record of it)."""
+        the claim's own would replace the only record of it), unless it is ``adopt``: the
+        one the claiming copy resumes from."""
         if owner == self.token:
             return False
-        return (bool(pending) and self.alive(owner)) or tmp is not None
+        return (bool(pending) and self.alive(owner)) or (tmp is not None and tmp != adopt)
 
     def forget(self, token: str) -> None:
         """Remove the lock file of an owner found dead (nothing if it is alive again)."""

@@ -277,7 +277,7 @@ class PostgresStore:
 
     # -- transfers in flight ---------------------------------------------------------------
 
-    def claim(self, location: ExecutionLocation, path: str) -> bool:
+    def claim(self, location: ExecutionLocation, path: str, adopt: str | None = None) -> bool:
         """Take the destination ``path`` for a copy by this process, atomically.
 
         A new row is inserted pending with this process's token; an existing row is
@@ -299,7 +299,8 @@ class PostgresStore:
             found = conn.execute(
                 f"SELECT pending, owner, tmp FROM replicas WHERE {sql.KEY} FOR UPDATE", key
             ).fetchone()
-            if found and self.owners.blocks_claim(*found):
+            adopting = None if adopt is None else os.fsencode(adopt)
+            if found and self.owners.blocks_claim(found[0], found[1], found[2], adopting):
                 return False
             conn.execute(f"UPDATE {sql.TAKE_OVER} WHERE {sql.KEY}", (token, *key))
         return True

@@ -77,17 +77,20 @@ class PostgresOwners:
         row = self._conn.execute(_ALIVE, (token,)).fetchone()
         return bool(row and row[0])
 
-    def blocks_claim(self, pending: object, owner: str | None, tmp: object) -> bool:
+    def blocks_claim(
+        self, pending: object, owner: str | None, tmp: object, adopt: object = None
+    ) -> bool:
         """True if a claim of a row must wait: another live store writes it, or the
         temporary of one that is gone is still journalled there (it must be removed first:
-        the claim's own would replace the only record of it).
+        the claim's own would replace the only record of it), unless it is ``adopt``: the
+        one the claiming copy resumes from.
 
         Raises:
             psycopg.Error: If the database cannot be read.
         """
         if owner == self.token:
             return False
-        return (bool(pending) and self.alive(owner)) or tmp is not None
+        return (bool(pending) and self.alive(owner)) or (tmp is not None and tmp != adopt)
 
     def forget(self, token: str) -> None:
         """Remove the row of an owner found dead (nothing if it is alive).

@@ -280,7 +280,7 @@ class SQLiteStore:
 
     # -- transfers in flight ---------------------------------------------------------------
 
-    def claim(self, location: ExecutionLocation, path: str) -> bool:
+    def claim(self, location: ExecutionLocation, path: str, adopt: str | None = None) -> bool:
         """Take the destination ``path`` for a copy by this process, atomically.
 
         The row of the destination is stamped pending with this process's token in one
@@ -298,7 +298,8 @@ class SQLiteStore:
             self._queue.flush()
             with self._write():
                 found = self._db.execute(sql.CLAIMED, key).fetchone()
-                if found and self.owners.blocks_claim(*found):
+                adopting = None if adopt is None else to_db(adopt)
+                if found and self.owners.blocks_claim(found[0], found[1], found[2], adopting):
                     return False
                 basename = path[path.rfind("/") + 1 :] or "/"
                 self._db.execute(

@@ -110,8 +110,12 @@ class CatalogStore(Protocol):
     def forget_owner(self, owner: str) -> None:
         """Release what is kept about an owner found dead."""
 
-    def claim(self, location: ExecutionLocation, path: str) -> bool:
-        """Take the destination ``path`` for a copy; False if another live process has it."""
+    def claim(self, location: ExecutionLocation, path: str, adopt: str | None = None) -> bool:
+        """Take the destination ``path`` for a copy; False if another live process has it.
+
+        ``adopt``: the temporary a dead process left there that this copy resumes from
+        (journalled on the row, it does not hold the claim back).
+        """
 
     def put_replica(
         self,

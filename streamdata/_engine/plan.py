@@ -154,15 +154,16 @@ class TransferPlan:
         # destination again if not, WriterGone), or the destination registered as ours.
         tmp = temporary_path(job.final)
         related = None if self._options.writable else self._source
+        adopt = self._options.adoptable.get((job.location, job.final))  # see .resume
         replica, elsewhere = self._catalog.claim(
-            job.location, job.final, tmp_path=tmp, source=related, link_to=link_to
+            job.location, job.final, tmp_path=tmp, source=related, link_to=link_to, adopt=adopt
         )
         if elsewhere:
             job.kind, job.replica, job.elsewhere = JobKind.WAIT, replica, True
             return None
         job.kind = JobKind.COPY if link_to is None else JobKind.LINK
         job.replica, job.link_to, job.tmp = replica, link_to, tmp
-        job.adopt = self._options.adoptable.get((job.location, job.final))  # see .resume
+        job.adopt = adopt
         self._context.inflight[(job.location, job.final)] = job
         return None
 

@@ -364,3 +364,26 @@ def test_a_batch_of_many_rows_of_each_kind_is_stored_row_for_row(
     assert len(snapshot.relations) == len(snapshot.links) == len(snapshot.entries) == 5
     assert {entry[1] for entry in snapshot.entries} == {("file", 7, 3.0)}
     assert [anchor[2] for anchor in snapshot.anchors] == [None] * 5
+
+
+@pytest.mark.parametrize("chunked", [True, False])
+def test_a_catalog_reopens_whole_with_or_without_chunked_streaming(
+    url: str, monkeypatch: pytest.MonkeyPatch, chunked: bool
+) -> None:
+    """Reopening reads every replica, streamed in chunks or (libpq < 17) by a cursor."""
+    monkeypatch.setattr(postgres_feed, "LOAD_ROWS", 3)
+    monkeypatch.setattr(postgres_feed, "STREAM_ROWS", 2)
+    monkeypatch.setattr(psycopg.capabilities, "has_stream_chunked", lambda check=False: chunked)
+    writer = DataManager(catalog=url)
+    for index in range(5):
+        writer.register_path(A, f"/reopened/{index}")
+    asyncio.run(writer.close())
+    reader = DataManager(catalog=url)
+    try:
+        paths = {
+            r.path for index in range(5) for r in reader.get_data_locations(f"/reopened/{index}")
+        }
+        assert paths == {f"/reopened/{index}" for index in range(5)}
+        assert [r.path for r in reader.get_data_locations("/reopened")] == ["/reopened"]
+    finally:
+        asyncio.run(reader.close())

@@ -1,6 +1,8 @@
 """Reading a PostgreSQL catalog back: all of it (a Snapshot), or what others changed (Changes).
 
-:func:`read_snapshot` returns every row, in batches fetched through a server-side cursor.
+:func:`read_snapshot` returns every row; the replica rows are streamed from the primary key
+in chunks (libpq 17+; a server-side cursor before), so that the server sends while the
+client decodes.
 
 The change feed: triggers stamp each ``changes`` row with the id of the transaction that
 wrote it. Sequence numbers alone would miss a change: a transaction may take a lower
@@ -17,7 +19,8 @@ snapshot.
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from itertools import islice
 from typing import Any
 
 import psycopg
@@ -29,6 +32,7 @@ from .store import Changes, Key, ReplicaRow, Snapshot
 __all__ = [
     "KEEP_CHANGES",
     "LOAD_ROWS",
+    "STREAM_ROWS",
     "LocationOf",
     "look",
     "prune",
@@ -37,8 +41,10 @@ __all__ = [
 ]
 
 KEEP_CHANGES = 200_000
-#: Replica rows fetched at a time when loading.
+#: Replica rows in a batch of a Snapshot (and fetched at a time by a server-side cursor).
 LOAD_ROWS = 50_000
+#: Replica rows the server sends in a chunk while loading (libpq 17 and later).
+STREAM_ROWS = 20_000
 #: Makes (and keeps) the location of a stored ``(deployment, name, local)``.
 LocationOf = Callable[[str, str, bool], ExecutionLocation]
 _Conn = psycopg.Connection[Any]
@@ -158,31 +164,43 @@ def read_snapshot(conn: _Conn, location_of: LocationOf) -> Snapshot:
 def _replica_batches(
     conn: _Conn, numbers: _Numbers
 ) -> list[list[tuple[int, int, str, str, int, int]]]:
-    """The replica rows as a Snapshot holds them.
+    """The replica rows as a Snapshot holds them, :data:`LOAD_ROWS` a batch.
 
-    They come in id order straight from the primary key (no join, no sort), in binary,
-    :data:`LOAD_ROWS` at a time through a server-side cursor; their locations are
-    numbered as they are met.
+    They come in id order straight from the primary key (no join, no sort), in binary;
+    their locations are numbered as they are met.
     """
     decode = bytes.decode
     batches = []
-    with conn.cursor("streamdata_load", binary=True) as cursor:
-        cursor.execute(_REPLICAS)
-        while rows := cursor.fetchmany(LOAD_ROWS):
-            batches.append(
-                [
-                    (
-                        i,
-                        numbers[d, n, lo],
-                        decode(p, "utf-8", "surrogateescape"),  # _text, inlined
-                        decode(r, "utf-8", "surrogateescape"),
-                        t,
-                        m,
-                    )
-                    for i, d, n, lo, p, r, t, m in rows
-                ]
-            )
+    rows = _replica_rows(conn)
+    while batch := [
+        (
+            i,
+            numbers[d, n, lo],
+            decode(p, "utf-8", "surrogateescape"),  # _text, inlined
+            decode(r, "utf-8", "surrogateescape"),
+            t,
+            m,
+        )
+        for i, d, n, lo, p, r, t, m in islice(rows, LOAD_ROWS)
+    ]:
+        batches.append(batch)
     return batches
+
+
+def _replica_rows(conn: _Conn) -> Iterator[tuple[Any, ...]]:
+    """Every replica row, streamed in chunks: the server sends while they are decoded.
+
+    A libpq older than 17 cannot stream in chunks: a server-side cursor then fetches
+    :data:`LOAD_ROWS` at a time (the server waits while a batch is decoded).
+    """
+    if psycopg.capabilities.has_stream_chunked():
+        with conn.cursor(binary=True) as cursor:
+            yield from cursor.stream(_REPLICAS, size=STREAM_ROWS)
+        return
+    with conn.cursor("streamdata_load", binary=True) as named:
+        named.execute(_REPLICAS)
+        while fetched := named.fetchmany(LOAD_ROWS):
+            yield from fetched
 
 
 def look(conn: _Conn, seen: str, token: str) -> tuple[str, bool, bool]:

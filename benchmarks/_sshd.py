@@ -13,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import getpass
 import importlib.util
+import os
+import shutil
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator
@@ -23,6 +25,8 @@ from typing import Any
 
 LOOPBACK = "127.0.0.1"
 SSHD = "/usr/sbin/sshd"
+#: The plain user (shell ``/bin/sh``) the tools log in as when the benchmark runs as root.
+USER = "sdbench"
 _SSHD_MODULE = Path(__file__).resolve().parent.parent / "streamdata" / "testing" / "_sshd.py"
 
 
@@ -77,6 +81,24 @@ def _keygen(path: Path) -> None:
     )
 
 
+def login_user() -> str:
+    """The user the tools log in as: :data:`USER` (made if missing) as root, else this one.
+
+    As on a real site, a plain account whose shell is ``/bin/sh``: root's login shell here
+    runs ``pyenv`` from ``~/.bashrc`` (some 135 ms of CPU per channel, paid by every tool),
+    and a root login killed mid-start can leave a lock that stalls later logins.
+    """
+    return _sshd.plain_user(USER) if os.geteuid() == 0 else getpass.getuser()
+
+
+def give(path: Path, user: str) -> Path:
+    """Make ``path`` a directory (if missing) owned by ``user``: the remote side writes there."""
+    path.mkdir(parents=True, exist_ok=True)
+    if user != getpass.getuser():
+        shutil.chown(path, user, user)
+    return path
+
+
 def kill_children(parent: int) -> None:
     """Kill the processes whose parent is ``parent`` (one per SSH connection)."""
     _sshd.kill_sshd_children(parent)
@@ -84,9 +106,16 @@ def kill_children(parent: int) -> None:
 
 @contextlib.asynccontextmanager
 async def openssh_server(
-    *, sshd: str = SSHD, max_sessions: int = 10, startup_timeout: float = 10.0
+    *,
+    sshd: str = SSHD,
+    max_sessions: int = 10,
+    startup_timeout: float = 10.0,
+    user: str | None = None,
 ) -> AsyncIterator[OpenSSHServer]:
     """Run ``sshd`` on ``127.0.0.1`` and a free port with fresh keys; stop it on exit.
+
+    ``user`` (default: the current one) is the account the keys log in as; sshd reads
+    its authorized keys as that user, so they are made readable to it.
 
     Raises:
         RuntimeError: If ``sshd`` does not start listening in time.
@@ -97,6 +126,10 @@ async def openssh_server(
         _keygen(directory / "host_key")
         _keygen(directory / "client_key")
         (directory / "authorized_keys").write_bytes((directory / "client_key.pub").read_bytes())
+        login = user or getpass.getuser()
+        if login != getpass.getuser():
+            directory.chmod(0o711)  # noqa: ASYNC240 -- set-up, before any timing
+            (directory / "authorized_keys").chmod(0o644)
         process, port = await _sshd.launch_sshd(
             sshd,
             directory,
@@ -114,7 +147,7 @@ async def openssh_server(
             yield OpenSSHServer(
                 host=LOOPBACK,
                 port=port,
-                username=getpass.getuser(),
+                username=login,
                 client_key=directory / "client_key",
                 known_hosts=known_hosts,
                 directory=directory,

@@ -23,7 +23,16 @@ import pytest
 from catalog_kinds import DURABLE, Catalogs
 from conftest import ConnectorEnv
 
-from streamdata import DataManager, ExecutionLocation, LocalConnector, SSHConnector, SSHHost
+from streamdata import (
+    DataManager,
+    EventKind,
+    ExecutionLocation,
+    LocalConnector,
+    ReplicaEvent,
+    SSHConnector,
+    SSHHost,
+    TransferEvent,
+)
 from streamdata._catalog.mapper import RemotePathMapper
 from streamdata._catalog.stores import open_store
 from streamdata._engine.resume import BLOCK, missing_spans
@@ -217,6 +226,44 @@ async def test_a_block_altered_in_the_adopted_temporary_is_sent_again(
         carried = line.carried(Direction.UP)
     settled(setup, data)
     assert carried <= 0.4 * SIZE + setup.lost(up=True) + BLOCK
+
+
+@pytest.mark.parametrize("catalogs", ["sqlite"], indirect=True)
+async def test_a_resumed_copy_whose_source_breaks_goes_on_from_another_replica(
+    setup: Setup, catalogs: Catalogs
+) -> None:
+    """kill -9 at 70% of a download; on the rerun, the source's connection is cut while
+    the adopted temporary is resumed and its host refuses new ones: the copy is finished
+    from the other replica of the data (failover), not failed."""
+    data = setup.make_source()
+    catalog = catalogs.durable()
+    await crash_at_70_percent(setup, catalog, up=False)
+    other = setup.root / "other.bin"
+    other.write_bytes(data)
+    failed: list[ExecutionLocation] = []
+    async with setup.line() as (line, host):
+
+        def break_when_resuming(event: TransferEvent | ReplicaEvent) -> None:
+            if isinstance(event, TransferEvent) and event.source == REMOTE:
+                if event.kind is EventKind.TRANSFER_STARTED:
+                    line.refusing = True  # the connection is up: no new one
+                    line.cut_after(line.carried(Direction.DOWN) + MiB, Direction.DOWN)
+                elif event.kind is EventKind.TRANSFER_FAILED:
+                    failed.append(event.source)
+
+        deployments = {"local": LocalConnector(), "ssh": SSHConnector([host])}
+        async with DataManager(deployments, catalog=catalog) as manager:
+            first = manager.register_path(REMOTE, str(setup.source))
+            manager.register_relation(first, manager.register_path(LOCAL, str(other)))
+            manager.add_listener(break_when_resuming)
+            await manager.transfer_data(
+                REMOTE, str(setup.source), [LOCAL], str(setup.target), writable=True
+            )
+            (copy,) = manager.get_data_locations(str(setup.target), deployment="local")
+            assert copy.is_available
+    assert failed == [REMOTE]
+    assert setup.target.read_bytes() == data
+    assert setup.temporaries() == []
 
 
 async def test_the_blocks_that_differ_and_all_past_the_end_are_sent_again(

@@ -218,7 +218,14 @@ class Mover:
         async with asyncio.TaskGroup() as group:
             tasks = [
                 group.create_task(
-                    resume_copy(source, entry, targets[i], on_progress, report=report)
+                    resume_copy(
+                        source,
+                        entry,
+                        targets[i],
+                        on_progress,
+                        report=report,
+                        on_source_error=self._options.source_errors.append,
+                    )
                 )
                 for i in indexes
             ]

@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from typing import TypeVar
 
 from .._errors import ConnectorError, StreamDataError, TransferError
 from .._integrity import digest_of
@@ -52,6 +53,9 @@ logger = logging.getLogger("streamdata")
 
 #: Told the bytes sent (see :func:`.transfer.copy_to_all`).
 OnProgress = Callable[[int, int | None], None]
+#: Told each error of the source's side of a resumed copy.
+OnSourceError = Callable[[BaseException], None]
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,12 +89,20 @@ def resumable(source: Endpoint, target: Endpoint, entry: Entry) -> bool:
 
 
 async def resume_copy(
-    source: Endpoint, entry: Entry, target: Endpoint, on_progress: OnProgress, *, report: bool
+    source: Endpoint,
+    entry: Entry,
+    target: Endpoint,
+    on_progress: OnProgress,
+    *,
+    report: bool,
+    on_source_error: OnSourceError = lambda error: None,
 ) -> Resumed | None:
     """Complete the temporary ``target`` from what it holds (see the module docstring).
 
     ``report``: tell ``on_progress`` about the kept bytes too (they were not counted in
-    this process yet).
+    this process yet). ``on_source_error`` is told each error of the source's side (its
+    digests, its read, its digest afterwards), so that a copy its source failed can go
+    on from another replica (:mod:`.failover`) rather than fail.
 
     Returns:
         None when nothing could be kept (the temporary is removed: copy from zero),
@@ -98,7 +110,7 @@ async def resume_copy(
     """
     try:
         try:
-            spans = await missing_spans(source, entry, target)
+            spans = await missing_spans(source, entry, target, on_source_error)
         except StreamDataError as exc:
             if isinstance(exc, ConnectorError) and exc.transient:
                 raise  # still unreachable
@@ -111,16 +123,23 @@ async def resume_copy(
             raise TransferError(f"cannot remove {target.path!r} on {target.location}")
         if report:
             on_progress(kept, 0)
-        await _send(source, entry, target, spans, on_progress)
+        await _send(source, entry, target, spans, on_progress, on_source_error)
         await _check_size(target, entry.size)
-        digest = await _local_digest(source, target, entry)
+        digest = await _local_digest(source, target, entry, on_source_error)
     except StreamDataError as exc:
         return Resumed(exc, None, 0)
     return Resumed(None, digest, kept)
 
 
-async def missing_spans(source: Endpoint, entry: Entry, target: Endpoint) -> list[Span]:
+async def missing_spans(
+    source: Endpoint,
+    entry: Entry,
+    target: Endpoint,
+    on_source_error: OnSourceError = lambda error: None,
+) -> list[Span]:
     """The spans of the file the temporary ``target`` lacks (block digests compared).
+
+    ``on_source_error`` is told if the source's digests fail.
 
     Raises:
         StreamDataError: If either side cannot be examined.
@@ -131,7 +150,10 @@ async def missing_spans(source: Endpoint, entry: Entry, target: Endpoint) -> lis
     if held:
         block = block_size(held)
         theirs, ours = await _both(
-            source.connector.block_digests(source.location, source.path, held, block),
+            _reported(
+                source.connector.block_digests(source.location, source.path, held, block),
+                on_source_error,
+            ),
             target.connector.block_digests(target.location, target.path, held, block),
         )
         for index, offset in enumerate(range(0, held, block)):
@@ -178,25 +200,47 @@ async def _both(
 
 
 async def _send(
-    source: Endpoint, entry: Entry, target: Endpoint, spans: list[Span], on_progress: OnProgress
+    source: Endpoint,
+    entry: Entry,
+    target: Endpoint,
+    spans: list[Span],
+    on_progress: OnProgress,
+    on_source_error: OnSourceError,
 ) -> None:
     """Send the ``spans`` of the source into the temporary (just cut and stamp it if none).
+
+    ``on_source_error`` is told what the source's read raised (opening it, a chunk, or
+    closing it), not what the write raised.
 
     Raises:
         StreamDataError: If reading or writing fails.
     """
 
     async def counted(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
-        async for chunk in chunks:
-            on_progress(len(chunk), 0)
-            yield chunk
+        try:
+            async for chunk in chunks:
+                on_progress(len(chunk), 0)
+                yield chunk
+        except StreamDataError as exc:
+            on_source_error(exc)
+            raise
 
     write = target.connector.write_spans
     if not spans:
         await write(target.location, target.path, entry, _nothing(), spans)
         return
-    async with source.connector.read_spans(source.location, entry, spans) as chunks:
-        await write(target.location, target.path, entry, counted(chunks), spans)
+    written: BaseException | None = None  # what the write raised: not the source's
+    try:
+        async with source.connector.read_spans(source.location, entry, spans) as chunks:
+            try:
+                await write(target.location, target.path, entry, counted(chunks), spans)
+            except BaseException as exc:
+                written = exc
+                raise
+    except StreamDataError as exc:
+        if exc is not written:
+            on_source_error(exc)
+        raise
 
 
 async def _nothing() -> AsyncIterator[bytes]:
@@ -220,13 +264,32 @@ async def _check_size(target: Endpoint, expected: int) -> None:
         )
 
 
-async def _local_digest(source: Endpoint, target: Endpoint, entry: Entry) -> str | None:
+async def _local_digest(
+    source: Endpoint, target: Endpoint, entry: Entry, on_source_error: OnSourceError
+) -> str | None:
     """The XXH3-128 digest of the copy, read at its local end (None: neither is local).
+
+    ``on_source_error`` is told if that end is the source and reading it fails.
 
     Raises:
         StreamDataError: If the file cannot be read.
     """
-    side = source if source.connector.is_local else target
-    if not side.connector.is_local:
+    if source.connector.is_local:
+        digest = digest_of(source.connector, source.location, source.path, entry.size)
+        return await _reported(digest, on_source_error)
+    if not target.connector.is_local:
         return None
-    return await digest_of(side.connector, side.location, side.path, entry.size)
+    return await digest_of(target.connector, target.location, target.path, entry.size)
+
+
+async def _reported(work: Awaitable[_T], on_source_error: OnSourceError) -> _T:
+    """Await ``work`` (the source's), telling ``on_source_error`` what it raises.
+
+    Raises:
+        StreamDataError: What ``work`` raised.
+    """
+    try:
+        return await work
+    except StreamDataError as exc:
+        on_source_error(exc)
+        raise

@@ -16,7 +16,8 @@ How each operation travels, chosen by measurement on loopback OpenSSH:
   computed on the host, and only the rest is sent (:mod:`._resume`);
 * listings are one ``find -printf`` with NUL separators; same-host copies are ``cp -a``;
 * between two hosts joined by a route (``SSHHost.routes``) the source host pipes the data
-  to the destination itself (:mod:`._direct`);
+  to the destination itself (:mod:`._direct`), when the engine finds that cheaper than
+  a relay through this process (:meth:`SSHConnector.measure_link` measures the links);
 * every tree read passes through the tree filter (:mod:`.._tar.filter`: special files
   skipped, absolute links into the tree made relative); a same-host ``cp -a`` or a
   route is used only for a tree it would not change, others are streamed through this

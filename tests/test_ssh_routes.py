@@ -23,10 +23,12 @@ from fault_sites import PLAIN_USER, same_file, user_directory
 
 from streamdata import (
     DataManager,
+    EventKind,
     ExecutionLocation,
     SSHConnector,
     SSHHost,
     TransferError,
+    TransferEvent,
 )
 from streamdata.testing import DelayLine
 from streamdata.testing._openssh import OpenSSHTestServer, openssh_server
@@ -258,6 +260,36 @@ async def test_both_ways_failing_names_the_route(server: OpenSSHTestServer, root
         assert "route to the destination failed" in message
         assert message.index("route to the destination") < message.index("relaying")
         assert site.manager.get_data_locations(str(out / "x.bin")) == []
+
+
+async def test_tree_events_count_files_only_when_relayed(
+    server: OpenSSHTestServer, root: Path
+) -> None:
+    """A tree sent over the route reports no files; the same tree relayed reports each."""
+    async with _site(server, root, route_port=server.port, second_port=server.port) as site:
+        tree = root / "tree"
+        for name in ("a", "b", "c"):
+            same_file(tree / name, name.encode() * 1000)
+        site.manager.register_path(FIRST, str(tree))
+        finished: list[TransferEvent] = []
+
+        def keep(event: object) -> None:
+            if isinstance(event, TransferEvent) and event.kind is EventKind.TRANSFER_FINISHED:
+                finished.append(event)
+
+        site.manager.add_listener(keep)
+        for mode in ("direct", "relay"):
+            site.manager.routes.force(FIRST, SECOND, mode)
+            target = root / f"out-{mode}"
+            await asyncio.wait_for(
+                site.manager.transfer_data(FIRST, str(tree), [SECOND], str(target), writable=True),
+                60,
+            )
+            assert sorted(p.name for p in target.iterdir()) == ["a", "b", "c"]
+        direct, relayed = finished
+        assert (direct.files_done, direct.files_total) == (0, None)
+        assert (relayed.files_done, relayed.files_total) == (3, 3)
+        assert site.connector.reads == 1
 
 
 def test_force_refuses_an_unknown_mode() -> None:

@@ -231,10 +231,11 @@ class _Send:
         error = results[0]
         if error is not None:
             transient = isinstance(error, ConnectorError) and error.transient
+            # Chained to the relay's error: a source that failed is seen (failover).
             raise ConnectorError(
                 f"{failure}; relaying through this process failed too: {error}",
                 transient=transient,
-            ) from failure
+            ) from error
 
 
 async def _stream(

@@ -214,7 +214,7 @@ class Routes:
         return self._graph.copy()
 
     async def choose(
-        self, timer: object, source: ExecutionLocation, target: ExecutionLocation, size: int
+        self, connector: object, source: ExecutionLocation, target: ExecutionLocation, size: int
     ) -> Route:
         """The route a copy of ``size`` bytes from ``source`` to ``target`` would take.
 
@@ -222,8 +222,8 @@ class Routes:
         first (one at a time: measurements at once would slow each other down).
 
         Args:
-            timer: The connector of both hosts; one that cannot time its links
-                (:class:`LinkMeter`) keeps the direct route.
+            connector: The connector of both hosts; one that cannot measure its links
+                (:class:`LinkMeter`, as the SSH connector does) keeps the direct route.
             source: The source host's location.
             target: The destination host's location.
             size: Bytes to move.
@@ -236,10 +236,10 @@ class Routes:
             return self._remember(
                 Route(source, target, mode == "direct", None, None, "forced", size)
             )
-        if not isinstance(timer, LinkMeter):
+        if not isinstance(connector, LinkMeter):
             return self._remember(Route(source, target, True, None, None, "not measured", size))
         for ends in ((source, target), (source, None), (None, target)):
-            await self._measured(timer, *ends)
+            await self._measured(connector, *ends)
         direct = self._cost([source, target], size)
         relay = self._cost([source, HERE, target], size)
         if math.isinf(direct) and math.isinf(relay):  # both broken: try the route, as before
@@ -296,20 +296,20 @@ class Routes:
         data = self._graph.get_edge_data(_node(source), _node(target))
         return data is not None and self._clock() - data["link"].measured_at < self.max_age
 
-    async def _measured(self, timer: LinkMeter, source: End, target: End) -> None:
+    async def _measured(self, meter: LinkMeter, source: End, target: End) -> None:
         """Measure the link unless a fresh measurement is known (one at a time per link)."""
         if self._fresh(source, target):
             return
         lock = self._locks.setdefault((source, target), asyncio.Lock())
         async with lock:
             if not self._fresh(source, target):
-                self._add(await self._measure(timer, source, target))
+                self._add(await self._measure(meter, source, target))
 
-    async def _measure(self, timer: LinkMeter, source: End, target: End) -> RouteLink:
+    async def _measure(self, meter: LinkMeter, source: End, target: End) -> RouteLink:
         """Move :data:`PROBE_BYTES` over the link: its latency and rate."""
         try:
             async with asyncio.timeout(MEASURE_TIMEOUT):
-                latency, rate, streams = await timer.measure_link(source, target, PROBE_BYTES)
+                latency, rate, streams = await meter.measure_link(source, target, PROBE_BYTES)
         except (StreamDataError, TimeoutError) as exc:
             reason = str(exc) or f"no answer within {MEASURE_TIMEOUT:g} s"
             logger.info("link %s -> %s does not work: %s", source, target, reason)

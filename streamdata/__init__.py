@@ -16,6 +16,7 @@ from ._lazy import lazy_names as _lazy_names
 if TYPE_CHECKING:
     from ._audit import CheckReport
     from ._engine.health import Readiness, ReadinessState
+    from ._engine.routes import Route, RouteLink, Routes
     from ._errors import (
         ConfigurationError,
         ConnectorError,
@@ -49,6 +50,9 @@ __all__ = [
     "Readiness",
     "ReadinessState",
     "ReplicaEvent",
+    "Route",
+    "RouteLink",
+    "Routes",
     "SSHConnector",
     "SSHHost",
     "SourcePolicy",
@@ -74,6 +78,9 @@ _HOMES = {
     "DataManager": "._manager",
     "Readiness": "._engine.health",
     "ReadinessState": "._engine.health",
+    "Route": "._engine.routes",
+    "RouteLink": "._engine.routes",
+    "Routes": "._engine.routes",
     "DataLocation": "._models",
     "DataType": "._models",
     "ExecutionLocation": "._models",

@@ -20,7 +20,6 @@ from pathlib import Path
 import pytest
 
 from streamdata import (
-    ConnectorError,
     DataManager,
     DataType,
     ExecutionLocation,
@@ -101,6 +100,7 @@ def _site_hosts(server: SSHTestServer, root: Path, route_port: int) -> Sequence[
 async def _site(server: SSHTestServer, root: Path, route_port: int) -> AsyncIterator[Site]:
     connector = CountingSSHConnector(_site_hosts(server, root, route_port))
     async with DataManager({"site": connector}) as manager:
+        manager.routes.force(FIRST, SECOND, "direct")  # by cost, loopback would relay
         yield Site(manager, connector, root)
 
 
@@ -187,25 +187,27 @@ async def test_tree_with_links_out_of_it_goes_direct(site: Site) -> None:
     assert os.readlink(target / "outside") == str(site.root / "known_hosts")
 
 
-async def test_broken_route_fails_with_nothing_left_and_no_replica(
+async def test_broken_route_is_relayed_and_the_copy_succeeds(
     openssh_server: SSHTestServer, tmp_path: Path, unused_tcp_port: int
 ) -> None:
-    """A route to a port where nothing listens: TransferError naming the route, no file."""
+    """A route to a port where nothing listens: the copy is relayed here, the route named."""
     async with _site(openssh_server, tmp_path, unused_tcp_port) as site:
         source = site.root / "data.txt"
         source.write_text("payload")
         site.manager.register_path(FIRST, str(source))
         out = site.root / "out"
         out.mkdir()
-        with pytest.raises(TransferError) as caught:
-            await asyncio.wait_for(
-                site.manager.transfer_data(FIRST, str(source), [SECOND], str(out / "x.txt")), 60
-            )
-        cause = caught.value.failures[SECOND]
-        assert isinstance(cause, ConnectorError)
-        assert "route to the destination failed" in str(cause)
-        assert list(out.iterdir()) == []
-        assert site.manager.get_data_locations(str(out / "x.txt")) == []
+        await asyncio.wait_for(
+            site.manager.transfer_data(FIRST, str(source), [SECOND], str(out / "x.txt")), 60
+        )
+        assert (out / "x.txt").read_text() == "payload"
+        assert [p.name for p in out.iterdir()] == ["x.txt"]
+        assert site.connector.reads == 1
+        route = site.manager.routes.last(FIRST, SECOND)
+        assert route is not None and not route.direct
+        assert "route to the destination failed" in route.reason
+        replicas = site.manager.get_data_locations(str(out / "x.txt"), location="second")
+        assert [r.path for r in replicas] == [str(out / "x.txt")]
 
 
 async def test_vanished_source_is_reported_as_a_source_failure(site: Site) -> None:

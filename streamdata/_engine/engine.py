@@ -31,6 +31,7 @@ from .failover import Failures, Source, SourceChain
 from .health import Health
 from .job import InFlight, Options, transfer_error
 from .resume import RESUME_MIN
+from .routes import Routes
 from .run import resolve_source, run_attempt
 from .transfer import Endpoint
 
@@ -58,6 +59,7 @@ class Engine:
         events: Where transfers and catalog changes are published (owned here).
         inflight: The links and copies being made (owned here).
         health: What is known of each location's readiness (owned here).
+        routes: The route graph: direct or relayed copies between hosts (owned here).
     """
 
     def __init__(
@@ -77,6 +79,7 @@ class Engine:
         self.verify = verify
         self.inflight: InFlight = {}
         self.health = Health()
+        self.routes = Routes()
 
     def _listen_to_catalog(self, active: bool) -> None:
         """Catalog changes are reported only while somebody listens (it costs nothing else)."""
@@ -155,7 +158,7 @@ class Engine:
         finals: dict[ExecutionLocation, str] = {}
 
         async def copy(read: Source, todo: list[ExecutionLocation], failover: bool) -> Lost:
-            options = Options(writable, exact, check, failover=failover)
+            options = Options(writable, exact, check, failover=failover, routes=self.routes)
             return await self._copy_from(read, options, todo, dst_path, finals)
 
         chain = SourceChain(

@@ -17,6 +17,7 @@ from .._catalog.mapper import RemotePathMapper
 from .._errors import TransferError, WriterGone
 from .._models import DataLocation, ExecutionLocation
 from ..connectors._base import Connector
+from .routes import Routes
 
 __all__ = [
     "EngineState",
@@ -94,6 +95,8 @@ class Options:
     source_errors: list[BaseException] = field(default_factory=list)
     #: Temporaries dead processes left, by (destination, final path): to resume from.
     adoptable: Mapping[tuple[ExecutionLocation, str], str] = field(default_factory=dict)
+    #: Chooses direct routes or relays between hosts (the engine's), None: always direct.
+    routes: Routes | None = None
 
     def from_source(self, error: BaseException | None) -> bool:
         """True when ``error`` is (or was caused by) an error of the source's read."""

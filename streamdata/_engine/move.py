@@ -200,6 +200,7 @@ class Mover:
             [targets[i] for i in whole],
             self._on_progress,
             self._options.source_errors.append,
+            routes=self._options.routes,
         )
         for index, error in zip(whole, again, strict=True):
             results[index] = error
@@ -254,16 +255,19 @@ class Mover:
         """
         source, entry = self._endpoint, self._entry
         report, broke = self._on_progress, self._options.source_errors.append
+        routes = self._options.routes
         if entry.kind is not EntryKind.DIRECTORY:
-            return (*await copy_to_all(source, entry, targets, report, broke), None)
+            return (*await copy_to_all(source, entry, targets, report, broke, routes=routes), None)
         where = (source.connector, source.location, source.path)
         if not source.connector.is_local:
             async with asyncio.TaskGroup() as group:
                 printing = group.create_task(print_of_tree(*where))
-                results, digest = await copy_to_all(source, entry, targets, report, broke)
+                results, digest = await copy_to_all(
+                    source, entry, targets, report, broke, routes=routes
+                )
             return results, digest, printing.result()
         before = await print_of_tree(*where)
-        results, digest = await copy_to_all(source, entry, targets, report, broke)
+        results, digest = await copy_to_all(source, entry, targets, report, broke, routes=routes)
         if before is not None and await print_of_tree(*where) != before:
             changed = TransferError(
                 f"{source.path!r} changed while it was copied: the copy could mix two "

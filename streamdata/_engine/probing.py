@@ -2,7 +2,8 @@
 
 :class:`Probing` is a base class of the manager: it asks locations whether they answer
 (:func:`.health.probe_location`) and remembers the answers in the engine's
-:class:`~.health.Health`, which source selection consults.
+:class:`~.health.Health`, which source selection consults. It also shows the engine's
+route graph (:attr:`Probing.routes`, :mod:`.routes`): what links between locations cost.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from .._models import ExecutionLocation
 from .deployments import Deployments, check_location
 from .engine import Engine
 from .health import PROBE_TIMEOUT, Readiness, probe_location
+from .routes import Routes
 
 __all__ = ["Probing"]
 
@@ -26,6 +28,19 @@ class Probing:
 
     _engine: Engine
     _deployments: Deployments
+
+    @property
+    def routes(self) -> Routes:
+        """How copies between two hosts go: host to host, or relayed here, by measured cost.
+
+        Where a host can send to another directly (``SSHHost.routes``), each copy takes
+        the cheaper way for its size: the route, or a relay through this process. The
+        links are measured the first time a copy needs them and again once older than
+        ``routes.max_age`` seconds. ``routes.last(source, target)`` is the :class:`Route`
+        the last copy took (and why), ``routes.links()`` the measured links,
+        ``routes.force(source, target, "direct" | "relay" | None)`` overrides the choice.
+        """
+        return self._engine.routes
 
     @overload
     async def probe(

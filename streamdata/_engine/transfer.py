@@ -5,27 +5,33 @@ destination's own directory (so concurrent transfers to locations sharing a file
 never collide), then renamed into place. Destinations on the source's filesystem get a
 connector-side ``copy``; those the source's host reaches itself (a route configured on
 the connector) get a connector-side ``send``, the bytes never passing through this
-process; the others share one read of the source, fanned out through bounded queues so
-a slow destination holds back at most ``_QUEUE_CHUNKS`` chunks before it slows the
-reader (back-pressure), and a failing destination is dropped without disturbing the
-others.
+process, when that is cheaper than relaying them (:mod:`.routes`; a route that fails
+before writing anything is relayed after all); the others share one read of the
+source, fanned out through bounded queues so a slow destination holds back at most
+``_QUEUE_CHUNKS`` chunks before it slows the reader (back-pressure), and a failing
+destination is dropped without disturbing the others.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import posixpath
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass
+from typing import Final, Literal
 
 from .._errors import ConnectorError, StreamDataError
 from .._integrity import Hasher
 from .._models import ExecutionLocation
 from ..connectors._base import Connector, Entry, EntryKind
 from ..connectors._tar.count import TarFileCounter
+from .routes import TREE_BYTES, Route, Routes
 
 __all__ = ["Endpoint", "copy_to_all", "remove_quietly", "temporary_path"]
+
+logger = logging.getLogger("streamdata")
 
 _QUEUE_CHUNKS = 16
 #: A queue item: a chunk, the source's error, or None for the end of the stream.
@@ -73,6 +79,8 @@ async def copy_to_all(
     targets: Sequence[Endpoint],
     on_progress: Callable[[int, int | None], None] = lambda done, files: None,
     on_source_error: Callable[[BaseException], None] = lambda error: None,
+    *,
+    routes: Routes | None = None,
 ) -> tuple[list[BaseException | None], str | None]:
     """Copy ``source`` to every target path (which must not exist yet).
 
@@ -82,6 +90,8 @@ async def copy_to_all(
     size (files: None, not counted) when a same-filesystem copy or a direct send
     completes. ``on_source_error`` is told the error of a source stream that broke
     while a destination still took it (the failures it caused are chained to it).
+    A target the source's host can send to directly goes the way ``routes`` chooses
+    (direct when None); a direct send that fails before writing anything is relayed.
 
     Returns:
         For each target, None on success or the exception that made it fail; and the
@@ -90,27 +100,51 @@ async def copy_to_all(
     """
     results: list[BaseException | None] = [None] * len(targets)
     hasher = Hasher() if entry.kind is EntryKind.FILE else None
-    streamed: list[int] = []
+    ways = [await _way(source, target, entry, routes) for target in targets]
+    streamed = [index for index, way in enumerate(ways) if way is None]
     async with asyncio.TaskGroup() as group:
-        for index, target in enumerate(targets):
-            if target.filesystem == source.filesystem:
+        for index, (target, way) in enumerate(zip(targets, ways, strict=True)):
+            if way == _SAME_FILESYSTEM:
                 copy = _copy_same_filesystem(source, target, entry, on_progress)
-            elif _direct(source, target):
-                copy = _send(source, target, entry, on_progress)
+            elif isinstance(way, Route):
+                send = _Send(source, target, entry, routes, on_progress, on_source_error)
+                copy = send.run(way)
             else:
-                streamed.append(index)
                 continue
             group.create_task(_capture(results, index, copy))
         if streamed:
             streams = [targets[i] for i in streamed]
-            counter = TarFileCounter() if entry.kind is EntryKind.DIRECTORY else None
-            progress = _hashing(hasher, counter, on_progress)
+            progress = _hashing(hasher, _counter(entry), on_progress)
             stream = _stream(source, entry, streams, streamed, results, progress, on_source_error)
             group.create_task(stream)
     # The digest is of the whole source only if its read completed: then a streamed
     # destination succeeded.
     whole = hasher is not None and any(results[i] is None for i in streamed)
     return results, hasher.hexdigest() if whole and hasher is not None else None
+
+
+#: How a target is copied: on its filesystem, over a direct route (which may fall back
+#: to a relay), or None: in the shared stream through this process.
+_Way = Literal["same-filesystem"] | Route | None
+_SAME_FILESYSTEM: Final = "same-filesystem"
+
+
+async def _way(source: Endpoint, target: Endpoint, entry: Entry, routes: Routes | None) -> _Way:
+    """How ``target`` gets its copy (see :data:`_Way`); measures the links if needed."""
+    if target.filesystem == source.filesystem:
+        return _SAME_FILESYSTEM
+    if not _direct(source, target):
+        return None
+    pair = (source.location, target.location)
+    size = entry.size if entry.kind is EntryKind.FILE else TREE_BYTES
+    if routes is None:
+        return Route(*pair, True, None, None, "not measured", size)
+    route = await routes.choose(source.connector, *pair, size)
+    return route if route.direct else None
+
+
+def _counter(entry: Entry) -> TarFileCounter | None:
+    return TarFileCounter() if entry.kind is EntryKind.DIRECTORY else None
 
 
 def _hashing(
@@ -150,12 +184,58 @@ def _direct(source: Endpoint, target: Endpoint) -> bool:
     return target.connector is connector and connector.can_send(source.location, target.location)
 
 
-async def _send(
-    source: Endpoint, target: Endpoint, entry: Entry, on_progress: Callable[[int, int | None], None]
-) -> None:
-    connector = source.connector
-    await connector.send(source.location, entry, target.location, target.path)
-    on_progress(entry.size, None)
+@dataclass(frozen=True, slots=True)
+class _Send:
+    """A copy over a direct route, relayed through this process if the route fails first."""
+
+    source: Endpoint
+    target: Endpoint
+    entry: Entry
+    routes: Routes | None
+    on_progress: Callable[[int, int | None], None]
+    on_source_error: Callable[[BaseException], None]
+
+    async def run(self, route: Route) -> None:
+        """Send over the route; relay if it failed with nothing written at the target.
+
+        Raises:
+            ConnectorError: If the route failed after writing, or both ways failed (the
+                route's failure first).
+        """
+        source, target = self.source, self.target
+        try:
+            await source.connector.send(source.location, self.entry, target.location, target.path)
+        except ConnectorError as exc:
+            if not await self._nothing_written():
+                raise
+            if self.routes is not None:
+                self.routes.route_failed(route, exc)
+            logger.info("the route %s -> %s failed, relaying: %s", route.source, route.target, exc)
+            await self._relay(exc)
+            return
+        self.on_progress(self.entry.size, None)
+
+    async def _nothing_written(self) -> bool:
+        target = self.target
+        try:
+            return await target.connector.stat(target.location, target.path) is None
+        except StreamDataError:
+            return False
+
+    async def _relay(self, failure: ConnectorError) -> None:
+        results: list[BaseException | None] = [None]
+        sink = _hashing(None, _counter(self.entry), self.on_progress)
+        await _stream(
+            self.source, self.entry, [self.target], [0], results, sink, self.on_source_error
+        )
+        error = results[0]
+        if error is not None:
+            transient = isinstance(error, ConnectorError) and error.transient
+            # Chained to the relay's error: a source that failed is seen (failover).
+            raise ConnectorError(
+                f"{failure}; relaying through this process failed too: {error}",
+                transient=transient,
+            ) from error
 
 
 async def _stream(

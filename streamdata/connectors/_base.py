@@ -162,8 +162,9 @@ class Connector(abc.ABC):
         """Tell whether ``location`` can send data straight to ``target``.
 
         Both are locations of this connector on different filesystems. When True, the
-        engine calls :meth:`send` instead of relaying the bytes through this process. The
-        default is False.
+        engine may call :meth:`send` instead of relaying the bytes through this process
+        (by measured cost when the connector can measure its links, see
+        :attr:`DataManager.routes`). The default is False.
         """
         return False
 

@@ -16,7 +16,8 @@ How each operation travels, chosen by measurement on loopback OpenSSH:
   computed on the host, and only the rest is sent (:mod:`._resume`);
 * listings are one ``find -printf`` with NUL separators; same-host copies are ``cp -a``;
 * between two hosts joined by a route (``SSHHost.routes``) the source host pipes the data
-  to the destination itself (:mod:`._direct`);
+  to the destination itself (:mod:`._direct`), when the engine finds that cheaper than
+  a relay through this process (:meth:`SSHConnector.measure_link` measures the links);
 * every tree read passes through the tree filter (:mod:`.._tar.filter`: special files
   skipped, absolute links into the tree made relative); a same-host ``cp -a`` or a
   route is used only for a tree it would not change, others are streamed through this
@@ -41,6 +42,7 @@ from ..._models import ExecutionLocation
 from .._base import Connector, Entry, EntryKind, Span
 from .._listing import ListingParser
 from . import _commands as commands
+from . import _direct as direct
 from . import _resume as resume
 from ._asyncssh import asyncssh
 from ._direct import relay
@@ -207,6 +209,25 @@ class SSHConnector(Connector):
         if not await run_unless_filtered(pool, path, command, what):
             async with self.read(location, entry) as chunks:
                 await self.write(target, target_path, entry, chunks)
+
+    async def measure_link(
+        self, source: ExecutionLocation | None, target: ExecutionLocation | None, size: int
+    ) -> tuple[float, float, int]:
+        """Measure a link by moving ``size`` bytes: over a route, or to or from here.
+
+        None stands for this process; the engine's route choice calls this
+        (:func:`._direct.measure_link`). Returns the latency (seconds), the rate (bytes
+        per second) and the channels a big transfer over the link uses.
+
+        Raises:
+            ConnectorError: If a host cannot be reached or the move fails.
+        """
+        route = None
+        if source is not None and target is not None:
+            route = self._host(source).routes[target.name]
+        source_pool = None if source is None else self._pool(source)
+        target_pool = None if target is None else self._pool(target)
+        return await direct.measure_link(source_pool, target_pool, route, size)
 
     def read(
         self, location: ExecutionLocation, entry: Entry

@@ -33,7 +33,8 @@ class SSHHost:
             ``{location name: argv}``, where ``argv`` run *on this host* runs a command
             on that one, e.g. ``{"login2": ["ssh", "-o", "BatchMode=yes", "login2"]}``.
             Transfers from this host to those go straight there, not through this
-            process. Not part of comparisons.
+            process, when the measured links make that cheaper than a relay (see
+            :attr:`DataManager.routes`). Not part of comparisons.
     """
 
     host: str

@@ -110,13 +110,14 @@ class RowWriter:
             psycopg.Error: If the row cannot be written (the connection broke, ...).
         """
         params = _binary(row)
-        if new:
-            result = self._run(conn.pgconn, _INSERT, params)
-            if result.status == _OK:
-                return
-            if result.error_field(pq.DiagnosticField.SQLSTATE) != _UNIQUE_VIOLATION:
-                raise errors.error_from_result(result)
-        result = self._run(conn.pgconn, _UPSERT, params)
+        with conn.lock:  # (psycopg's own: one thread at a time on the connection)
+            if new:
+                result = self._run(conn.pgconn, _INSERT, params)
+                if result.status == _OK:
+                    return
+                if result.error_field(pq.DiagnosticField.SQLSTATE) != _UNIQUE_VIOLATION:
+                    raise errors.error_from_result(result)
+            result = self._run(conn.pgconn, _UPSERT, params)
         if result.status != _OK:
             raise errors.error_from_result(result)
 

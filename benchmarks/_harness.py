@@ -44,6 +44,8 @@ class Options:
     profile: bool = True
     #: The ssh_transfer cases to run (comma-separated keys, see ``ssh_transfer.cases``).
     ssh_cases: str = "a,b,c,d"
+    #: The shared_catalog parts to run (comma-separated, see ``shared_catalog.PARTS``).
+    shared_parts: str = "registration,lookup,reopen,feed"
 
 
 @dataclass(frozen=True)

@@ -156,6 +156,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="the ssh_transfer cases to run, comma-separated (default a,b,c,d)",
     )
     parser.add_argument(
+        "--shared-parts",
+        default="registration,lookup,reopen,feed",
+        help="the shared_catalog parts to run, comma-separated (default: all four)",
+    )
+    parser.add_argument(
         "--results",
         type=Path,
         help=f"markdown file to update (default {RESULTS.name}; not written with --quick)",
@@ -177,6 +182,7 @@ def main(argv: list[str] | None = None) -> None:
         repeats=repeats,
         command=command,
         ssh_cases=args.ssh_cases,
+        shared_parts=args.shared_parts,
     )
     results = args.results or (None if args.quick else RESULTS)
     if args.before:

@@ -1,7 +1,7 @@
 """Shared catalog benchmark: many processes on one PostgreSQL catalog and one SQLite file.
 
-    python benchmarks/run.py --only shared_catalog [--quick]
-    python benchmarks/shared_catalog.py [--quick] [--runs 3]    # the section, tables on stdout
+    python benchmarks/run.py --only shared_catalog [--quick] [--shared-parts registration]
+    python benchmarks/shared_catalog.py [--quick] [--runs 3] [--parts registration,feed]
 
 Starts a throwaway PostgreSQL cluster with durable settings (``_pg.py``: PostgreSQL's
 defaults, ``fsync`` and ``synchronous_commit`` on; the settings are reported) in ``/tmp``,
@@ -70,6 +70,8 @@ SCALE_TARGET = 4.0  # 8 processes' registration rate / 1 process's, on PostgreSQ
 LOOKUP_TARGET = 1.5  # in-memory lookup rate / shared catalog's, at most
 REOPEN_TARGET = 10.0  # seconds for 10^6 replicas
 FEED_TARGET = 1.0  # seconds, p99
+#: The parts of the section, in the order they run (``run.py --shared-parts``).
+PARTS = ("registration", "lookup", "reopen", "feed")
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -609,7 +611,14 @@ def run_section(options: Options) -> SectionReport:
                 ),
             ),
         ]
+        chosen = {part.strip() for part in options.shared_parts.split(",")}
+        unknown = chosen.difference(PARTS)
+        if unknown:
+            raise ValueError(f"unknown shared_catalog parts: {', '.join(sorted(unknown))}")
         for name, step in steps:
+            if name not in chosen:
+                report.notes.append(f"{name} part not run (--shared-parts)")
+                continue
             try:
                 step()
             except WorkerError as exc:
@@ -625,6 +634,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--parts", default=",".join(PARTS), help="comma-separated parts")
     args = parser.parse_args(argv)
     options = Options(
         quick=args.quick,
@@ -632,6 +642,7 @@ def main(argv: list[str] | None = None) -> None:
         repeats=1 if args.quick else args.runs,
         command=" ".join(["python", *sys.argv]),
         tree=Path(os.environ.get("STREAMDATA_TREE", REPO_ROOT)),
+        shared_parts=args.parts,
     )
     report = run_section(options)
     for header, rows in report.tables:

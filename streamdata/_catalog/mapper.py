@@ -90,24 +90,25 @@ class RemotePathMapper(CatalogCore):
         parent = siblings.get(location) if siblings is not None else None
         if (parent is None or parent._data_type is _INVALID) and path != "/":
             self._register_ancestors(location, path)  # (a valid parent has valid ancestors)
+        new = self.lookup(location, path) is None
         replica = self._put(location, path, relpath, data_type, available, implied)
         if self._store is not None:
-            self._store_replica(replica)
+            self._store_replica(replica, new)
         return replica
 
     def _register_ancestors(self, location: ExecutionLocation, path: str) -> None:
-        missing: list[str] = []
+        missing: list[tuple[str, bool]] = []  # (ancestor, new)
         current = path
         while current != "/":
             current = parent_of(current)
             existing = self.lookup(location, current)
             if existing is not None and existing._data_type is not _INVALID:
                 break  # a valid replica always has valid ancestors
-            missing.append(current)
-        for ancestor in reversed(missing):
+            missing.append((current, existing is None))
+        for ancestor, new in reversed(missing):
             replica = self._put(location, ancestor, None, DataType.PRIMARY, True, True)
             if self._store is not None:
-                self._store_replica(replica)
+                self._store_replica(replica, new)
 
     def relate(self, first: DataLocation, second: DataLocation) -> None:
         """Record that two valid replicas hold the same data.
@@ -225,15 +226,12 @@ class RemotePathMapper(CatalogCore):
             store.set_link_target(_key(link), holder)
         store.commit()
 
-    def _store_replica(self, replica: DataLocation) -> None:
+    def _store_replica(self, replica: DataLocation, new: bool = False) -> None:
         assert self._store is not None
+        location, path, relpath = replica._location, replica._path, replica._relpath
+        pending = not replica._state.done
         self._store.put_replica(
-            replica._location,
-            replica._path,
-            replica._relpath,
-            replica._data_type,
-            replica._implied,
-            not replica._state.done,
+            location, path, relpath, replica._data_type, replica._implied, pending, new=new
         )
 
     def complete(self, replica: DataLocation, error: BaseException | None = None) -> None:

@@ -30,6 +30,7 @@ from . import postgres_feed as feed
 from . import postgres_schema as sql
 from .postgres_connect import StoreConnection
 from .postgres_owners import PostgresOwners
+from .postgres_rows import RowWriter
 from .postgres_schema import row_key as _key
 from .store import Changes, Key, Signature, Snapshot
 from .write_queue import Rows, WriteQueue
@@ -61,6 +62,8 @@ class PostgresStore:
 
     def __init__(self, url: str) -> None:
         self._queue = WriteQueue(self, sql.UPSERT_REPLICA, self._write_rows)
+        self._writer = RowWriter()
+        self._new: tuple[object, ...] | None = None  # the last replica row queued, if new
         self._writes = 0
         self._seen = ""  # the snapshot changes() last read at
         self._locations: dict[tuple[str, str, bool], ExecutionLocation] = {}
@@ -193,28 +196,23 @@ class PostgresStore:
         data_type: DataType,
         implied: bool,
         pending: bool,
+        *,
+        new: bool = False,
     ) -> None:
-        """Queue the insert or update of one replica row (keyed by location and path)."""
-        token, encode = self.owners.token, os.fsencode
-        row = (location.deployment, location.name, encode(path), location.local, encode(relpath))
-        self._queue.add(sql.UPSERT_REPLICA, (*row, data_type.value, implied, pending, token))
+        """Queue the insert or update of one replica row (keyed by location and path).
+
+        ``new``: the catalog never held that replica (written alone, a plain insert).
+        """
+        key = (location.deployment, location.name, os.fsencode(path), location.local)
+        row = (*key, os.fsencode(relpath), data_type.value, implied, pending, self.owners.token)
+        self._queue.add(sql.UPSERT_REPLICA, row)
+        self._new = row if new else None
 
     def _write_rows(self, rows: Rows) -> None:
-        """Write the queued rows in one transaction (the queue's order).
-
-        Each kind of row is one prepared statement, however many rows
-        (:func:`~.postgres_schema.bound`). A single statement is a transaction of its
-        own (autocommit): one round trip, the commit included.
-        """
-        statements = [sql.bound(statement, each) for statement, each in rows.items()]
-        conn, cursor = self._db.connection(), self._db.cursor()
+        """Write the queued rows in one transaction (:class:`~.postgres_rows.RowWriter`)."""
+        conn = self._db.connection()
         with self._errors("write"):
-            if len(statements) == 1:
-                cursor.execute(*statements[0], prepare=True)
-            else:
-                with conn.transaction():
-                    for statement, params in statements:
-                        cursor.execute(statement, params, prepare=True)
+            self._writer.write(conn, self._db.cursor(), rows, self._new)
             self._wrote(conn)
 
     def _wrote(self, conn: psycopg.Connection[Any]) -> None:

@@ -19,7 +19,7 @@ snapshot.
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 from typing import Any
 
@@ -99,6 +99,12 @@ _CHANGED = (
 )
 _DROPPED = f"SELECT DISTINCT c.replica FROM changes c WHERE c.dropped AND {_NEW}"
 _KEYS = "SELECT id, deployment, name, local, path FROM replicas WHERE id = ANY(%(ids)s::bigint[])"
+
+
+def _id_array(ids: Iterable[int]) -> str:
+    """Replica ids as the text of a ``bigint[]``: one string, made once for every query
+    that takes them (psycopg adapts a list of ints element by element, at each query)."""
+    return "{" + ",".join(map(str, ids)) + "}"
 
 
 def snapshot_now(conn: _Conn) -> str:
@@ -230,10 +236,12 @@ def read_changes(
     rows_of, edges_of, links_of, entries_of = _EVERYTHING if everything else _CHANGED
     with conn.cursor(binary=True) as cursor:
         rows = []
-        for rid, d, n, lo, p, rel, kind, imp, busy, owner in cursor.execute(rows_of, params):
+        for rid, d, n, lo, p, rel, kind, imp, busy, owner in cursor.execute(
+            rows_of, params
+        ).fetchall():  # (fetchall: a row costs a third of iterating the cursor)
             key = keys[rid] = (location_of(d, n, lo), _text(p))
             rows.append(ReplicaRow(*key, _text(rel), _TYPES[kind], imp, busy, owner))
-        params["ids"] = list(keys)
+        params["ids"] = _id_array(keys)
         edges: list[tuple[int, int]] = cursor.execute(edges_of, params).fetchall()
         links: list[tuple[int, int]] = cursor.execute(links_of, params).fetchall()
         entries = cursor.execute(entries_of, params).fetchall()
@@ -259,7 +267,7 @@ def _resolve(
     """Add the keys of the replicas ``ids`` names that ``keys`` lacks."""
     missing = [rid for rid in ids if rid not in keys]
     if missing:
-        for rid, d, n, lo, p in cursor.execute(_KEYS, {"ids": missing}):
+        for rid, d, n, lo, p in cursor.execute(_KEYS, {"ids": _id_array(missing)}).fetchall():
             keys[rid] = (location_of(d, n, lo), _text(p))
 
 

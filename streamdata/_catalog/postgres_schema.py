@@ -175,8 +175,9 @@ ON CONFLICT (deployment, name, path) DO UPDATE SET local = excluded.local,
     pending = excluded.pending, owner = excluded.owner
 """
 _REPLICA_COLUMNS = "(deployment, name, path, local, relpath, data_type, implied, pending, owner)"
-UPSERT_REPLICA = f"INSERT INTO replicas {_REPLICA_COLUMNS} VALUES ({', '.join(['%s'] * 9)})"
-UPSERT_REPLICA += _REPLICA_UPSERT
+#: A replica row: inserted (a key no row has yet), or inserted or updated (any key).
+INSERT_REPLICA = f"INSERT INTO replicas {_REPLICA_COLUMNS} VALUES ({', '.join(['%s'] * 9)})"
+UPSERT_REPLICA = INSERT_REPLICA + _REPLICA_UPSERT
 BOTH = (
     "FROM replicas x, replicas y WHERE x.deployment = %s AND x.name = %s AND x.path = %s "
     "AND y.deployment = %s AND y.name = %s AND y.path = %s"

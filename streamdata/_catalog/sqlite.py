@@ -209,6 +209,8 @@ class SQLiteStore:
         data_type: DataType,
         implied: bool,
         pending: bool,
+        *,
+        new: bool = False,  # (an upsert costs SQLite no more than an insert)
     ) -> None:
         """Queue the insert or update of one replica row (keyed by location and path)."""
         self._queue.add(

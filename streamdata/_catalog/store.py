@@ -125,8 +125,10 @@ class CatalogStore(Protocol):
         data_type: DataType,
         implied: bool,
         pending: bool,
+        *,
+        new: bool = False,
     ) -> None:
-        """Record a new or changed replica."""
+        """Record a new or changed replica (``new``: the catalog never held it before)."""
 
     def add_relation(self, first: Key, second: Key) -> None:
         """Record a "same data" edge."""

@@ -44,6 +44,10 @@ class Options:
     profile: bool = True
     #: The ssh_transfer cases to run (comma-separated keys, see ``ssh_transfer.cases``).
     ssh_cases: str = "a,b,c,d"
+    #: The wan cases and round-trip times to run ("" = all); a partial run skips the
+    #: line check, memory and resume records (see ``wan.py --cases/--rtts``).
+    wan_cases: str = ""
+    wan_rtts: str = ""
 
 
 @dataclass(frozen=True)

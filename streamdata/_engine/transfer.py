@@ -73,6 +73,7 @@ async def copy_to_all(
     targets: Sequence[Endpoint],
     on_progress: Callable[[int, int | None], None] = lambda done, files: None,
     on_source_error: Callable[[BaseException], None] = lambda error: None,
+    on_read_end: Callable[[], None] = lambda: None,
 ) -> tuple[list[BaseException | None], str | None]:
     """Copy ``source`` to every target path (which must not exist yet).
 
@@ -82,6 +83,8 @@ async def copy_to_all(
     size (files: None, not counted) when a same-filesystem copy or a direct send
     completes. ``on_source_error`` is told the error of a source stream that broke
     while a destination still took it (the failures it caused are chained to it).
+    ``on_read_end`` is called once the source was read to its end, when every target
+    is streamed (the destinations may still be writing then); else not at all.
 
     Returns:
         For each target, None on success or the exception that made it fail; and the
@@ -105,7 +108,10 @@ async def copy_to_all(
             streams = [targets[i] for i in streamed]
             counter = TarFileCounter() if entry.kind is EntryKind.DIRECTORY else None
             progress = _hashing(hasher, counter, on_progress)
-            stream = _stream(source, entry, streams, streamed, results, progress, on_source_error)
+            ended = on_read_end if len(streams) == len(targets) else lambda: None
+            stream = _stream(
+                source, entry, streams, streamed, results, progress, on_source_error, ended
+            )
             group.create_task(stream)
     # The digest is of the whole source only if its read completed: then a streamed
     # destination succeeded.
@@ -166,6 +172,7 @@ async def _stream(
     results: list[BaseException | None],
     on_chunk: _ChunkSink,
     on_source_error: Callable[[BaseException], None],
+    on_read_end: Callable[[], None],
 ) -> None:
     """Read the source once and feed every target through its own bounded queue."""
     queues = [asyncio.Queue[_Item](_QUEUE_CHUNKS) for _ in targets]
@@ -194,6 +201,8 @@ async def _stream(
                     results[index] = exc
                 alive[slot] = False
                 _poison(queues[slot], exc)
+        else:
+            on_read_end()
 
 
 async def _pump(

@@ -2,22 +2,26 @@
 
 A round trip costs tens of milliseconds there: the destination's stats travel together
 (counted on the in-process asyncssh server behind a :class:`~streamdata.testing.DelayLine`),
-and the two prints of a local source tree (:mod:`streamdata._engine.treeprint`) are taken
+the two prints of a local source tree (:mod:`streamdata._engine.treeprint`) are taken
 while the network is busy anyway: the first while the destination is prepared, the second
-as soon as the source's read ends, while the destination still writes.
+as soon as the source's read ends, while the destination still writes; and each member
+goes to the ``tar`` channel with the most room in its window.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import itertools
+import tarfile
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Hashable
 from pathlib import Path
 
 from streamdata import DataManager, ExecutionLocation, LocalConnector, SSHConnector
 from streamdata.connectors import Entry
+from streamdata.connectors._tar.split import TarSplitter
 from streamdata.testing import AsyncSSHTestServer, DelayLine
 
 LOCAL = ExecutionLocation("localhost", "local", local=True)
@@ -146,3 +150,30 @@ async def test_a_local_tree_is_printed_while_planned_and_when_read(tmp_path: Pat
     assert destination.walks_while_preparing == 1
     assert destination.walks_once_read == 2
     assert source.walks == 2
+
+
+def _archive(names: list[str], size: int) -> bytes:
+    """A tar stream of files of ``size`` bytes."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as archive:
+        for name in names:
+            info = tarfile.TarInfo(name)
+            info.size = size
+            archive.addfile(info, io.BytesIO(b"y" * size))
+    return buffer.getvalue()
+
+
+def _routes(splitter: TarSplitter, data: bytes) -> list[int]:
+    """The worker of each member in ``data`` (its pieces go to one worker in a row)."""
+    return [route for route, _ in itertools.groupby(r for r, piece in splitter.feed(data) if piece)]
+
+
+def test_members_go_to_the_worker_with_the_least_left_to_send() -> None:
+    """After ``rebalance``, the next members go to the workers with the fewest bytes
+    waiting (a channel whose window is full gets none), not the fewest routed."""
+    splitter = TarSplitter(3)
+    member = 512 + 4096
+    stream = _archive([f"f{index}" for index in range(4)], 4096)
+    assert _routes(splitter, stream[: 2 * member]) == [0, 1]
+    splitter.rebalance([0, 50_000, 90_000])  # worker 0 sent all it got: it takes more
+    assert _routes(splitter, stream[2 * member : 3 * member]) == [0]

@@ -6,8 +6,9 @@ Links are made; copies read the source once for all streamed destinations
 resumed from what arrived if it can be (:mod:`.resume`), else from a clean state. A
 temporary file a process that died left at a destination (adopted by :mod:`.plan`) is
 resumed in the same way. A tree is printed (:mod:`.treeprint`) as it is copied: what its
-copies must hold. Copies are verified if asked (:mod:`.verify`), then every destination
-is settled (:mod:`.settle`).
+copies must hold; a local tree while the transfer is planned and again as soon as its
+read ends, so that neither print waits for the network. Copies are verified if asked
+(:mod:`.verify`), then every destination is settled (:mod:`.settle`).
 """
 
 from __future__ import annotations

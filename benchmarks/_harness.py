@@ -46,6 +46,10 @@ class Options:
     ssh_cases: str = "a,b,c,d"
     #: The shared_catalog parts to run (comma-separated, see ``shared_catalog.PARTS``).
     shared_parts: str = "registration,lookup,reopen,feed"
+    #: The wan cases and round-trip times to run ("" = all); a partial run skips the
+    #: line check, memory and resume records (see ``wan.py --cases/--rtts``).
+    wan_cases: str = ""
+    wan_rtts: str = ""
 
 
 @dataclass(frozen=True)

@@ -161,6 +161,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="the shared_catalog parts to run, comma-separated (default: all four)",
     )
     parser.add_argument(
+        "--wan-cases", default="", help="the wan cases to run, comma-separated (default all)"
+    )
+    parser.add_argument(
+        "--wan-rtts", default="", help="the wan round-trip times in ms, comma-separated"
+    )
+    parser.add_argument(
         "--results",
         type=Path,
         help=f"markdown file to update (default {RESULTS.name}; not written with --quick)",
@@ -183,6 +189,8 @@ def main(argv: list[str] | None = None) -> None:
         command=command,
         ssh_cases=args.ssh_cases,
         shared_parts=args.shared_parts,
+        wan_cases=args.wan_cases,
+        wan_rtts=args.wan_rtts,
     )
     results = args.results or (None if args.quick else RESULTS)
     if args.before:

@@ -18,7 +18,10 @@ and removed untimed; medians. Also measured: the line itself at 0 ms against a d
 connection, and the peak RSS of a 1 GiB download at 40 ms into a slow consumer. Prints
 one JSON line::
 
-    python benchmarks/wan.py [--quick] [--runs 3]
+    python benchmarks/wan.py [--quick] [--runs 3] [--cases mib,kib] [--rtts 40]
+
+``--cases`` and ``--rtts`` run only some cases and round-trip times; such a partial run
+skips the line check and the memory and resume records.
 """
 
 from __future__ import annotations
@@ -106,16 +109,17 @@ class Case:
         return self.files * self.size
 
 
-def cases(quick: bool) -> list[Case]:
-    """The cases of a full or a quick run."""
+def cases(quick: bool, only: frozenset[str] = frozenset()) -> list[Case]:
+    """The cases of a full or a quick run (those whose key is in ``only``, if given)."""
     big, medium, small = (16 * MiB, 50, 500) if quick else (256 * MiB, 1_000, 10_000)
     tag = " (quick)" if quick else ""
-    return [
+    every = [
         Case("file-up", f"one {big // MiB} MiB file, up{tag}", 1, big, "file", "up", "MB/s"),
         Case("file-down", f"one {big // MiB} MiB file, down{tag}", 1, big, "file", "down", "MB/s"),
         Case("mib", f"{medium:,} files of 1 MiB, up{tag}", medium, MiB, "tree", "up", "MB/s"),
         Case("kib", f"{small:,} files of 4 KiB, up{tag}", small, 4096, "tree", "up", "files/s"),
     ]
+    return [case for case in every if not only or case.key in only]
 
 
 #: Acceptance 1 of issue 15, at 40 ms: case key -> (tool, minimum ratio streamdata / tool).
@@ -326,13 +330,13 @@ def own(path: Path, user: str) -> Path:
 
 
 async def run_rtt(
-    sshd: Sshd, rtt_ms: int, runs: int, quick: bool, scratch: Path, remote: Path
+    sshd: Sshd, rtt_ms: int, runs: int, chosen: list[Case], scratch: Path, remote: Path
 ) -> list[dict[str, Any]]:
     """Every case through one delay line of ``rtt_ms``."""
     results = []
     async with delay_line(sshd.port, rtt_ms / 1000) as line:
         server = sshd.through(line.port)
-        for case in cases(quick):
+        for case in chosen:
             progress(f"wan: {rtt_ms} ms, {case.label}, {runs} run(s)")
             loopback = _LoopbackCase(case.key, case.label, case.files, case.size, case.shape,
                                      case.direction, case.unit)  # fmt: skip
@@ -454,8 +458,14 @@ async def slow_download(settings: dict[str, Any]) -> dict[str, Any]:
     return {"peak_rss_mib": peak, "rss_before_mib": before, "seconds": seconds}
 
 
-async def run_all(quick: bool, runs: int) -> dict[str, Any]:
-    """Every round-trip time, the line's overhead and the memory record."""
+async def run_all(
+    quick: bool, runs: int, only: frozenset[str] = frozenset(), rtts: tuple[int, ...] = RTTS_MS
+) -> dict[str, Any]:
+    """Every round-trip time, the line's overhead and the memory record.
+
+    With ``only`` or fewer ``rtts``: those cases and round-trip times, nothing else.
+    """
+    partial = bool(only) or rtts != RTTS_MS
     import streamdata  # noqa: F401 -- imported before any timing
 
     user = ensure_user()
@@ -469,10 +479,14 @@ async def run_all(quick: bool, runs: int) -> dict[str, Any]:
             directory.chmod(0o755)
         async with running_sshd(scratch / "sshd", user) as sshd:
             overhead_size = 64 * MiB if quick else 256 * MiB
-            record["line_overhead"] = await line_overhead(sshd, scratch, overhead_size, runs)
-            for rtt_ms in RTTS_MS:
+            if not partial:
+                record["line_overhead"] = await line_overhead(sshd, scratch, overhead_size, runs)
+            for rtt_ms in rtts:
                 times = min(runs, RUNS_AT_100MS) if rtt_ms >= 100 else runs
-                record["results"] += await run_rtt(sshd, rtt_ms, times, quick, scratch, remote)
+                chosen = cases(quick, only)
+                record["results"] += await run_rtt(sshd, rtt_ms, times, chosen, scratch, remote)
+            if partial:
+                return record
             size, rate = (128 * MiB, 50e6) if quick else (GiB, 200e6)
             record["memory"] = await memory_record(sshd, scratch, size, rate)
             record["resume"] = await resume_record(sshd, scratch, remote, size)
@@ -487,6 +501,10 @@ def run_section(options: Options) -> SectionReport:
     report = SectionReport(key="wan", title=TITLE)
     runs = options.repeats
     command = [sys.executable, str(BENCHMARKS_DIR / "wan.py"), "--runs", str(runs)]
+    if options.wan_cases:
+        command += ["--cases", options.wan_cases]
+    if options.wan_rtts:
+        command += ["--rtts", options.wan_rtts]
     progress(f"wan: {runs} timed runs per tool and case ({RUNS_AT_100MS} at 100 ms)")
     try:
         record = run_json(
@@ -498,6 +516,9 @@ def run_section(options: Options) -> SectionReport:
     report.raw.append(record)
     report.tables.append(result_table(record))
     report.targets.extend(targets(record))
+    report.notes.extend(notes(record, runs))
+    if "memory" not in record:  # a partial run (--cases, --rtts)
+        return report
     overhead = [[md(name), f"{seconds:.2f}"] for name, seconds in record["line_overhead"].items()]
     report.tables.append((["download (delay line check)", "median s"], overhead))
     resumed = [
@@ -512,7 +533,6 @@ def run_section(options: Options) -> SectionReport:
     report.tables.append(
         (["40 ms, resumed in the same call", "s", "cuts", "bytes / size"], resumed)
     )
-    report.notes.extend(notes(record, runs))
     return report
 
 
@@ -547,6 +567,8 @@ def targets(record: dict[str, Any]) -> list[Target]:
         ratio = result["ratio"][tool]
         text = f"40 ms, {result['case']['label']}: streamdata >= {minimum:g}x {tool}"
         found.append(Target(md(text), ratio >= minimum, format_ratio(ratio)))
+    if "memory" not in record:  # a partial run
+        return found
     for one in record["resume"]:
         text = (
             f"connection cut at 70% of a {one['size'] // MiB} MiB {one['direction']}load: "
@@ -604,12 +626,16 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="streamdata over a delayed link")
     parser.add_argument("--quick", action="store_true", help="small datasets, for a smoke test")
     parser.add_argument("--runs", type=int, default=3, help="timed runs per tool and case")
+    parser.add_argument("--cases", default="", help="only these case keys (comma-separated)")
+    parser.add_argument("--rtts", default="", help="only these round-trip times (ms, comma)")
     parser.add_argument("--memory", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory:
         print(json.dumps(asyncio.run(slow_download(json.loads(args.memory)))))
         return
-    print(json.dumps(asyncio.run(run_all(args.quick, max(1, args.runs)))))
+    only = frozenset(key for key in args.cases.split(",") if key)
+    rtts = tuple(int(ms) for ms in args.rtts.split(",") if ms) or RTTS_MS
+    print(json.dumps(asyncio.run(run_all(args.quick, max(1, args.runs), only, rtts))))
 
 
 if __name__ == "__main__":

@@ -6,20 +6,22 @@ Links are made; copies read the source once for all streamed destinations
 resumed from what arrived if it can be (:mod:`.resume`), else from a clean state. A
 temporary file a process that died left at a destination (adopted by :mod:`.plan`) is
 resumed in the same way. A tree is printed (:mod:`.treeprint`) as it is copied: what its
-copies must hold. Copies are verified if asked (:mod:`.verify`), then every destination
-is settled (:mod:`.settle`).
+copies must hold; a local tree while the transfer is planned and again as soon as its
+read ends, so that neither print waits for the network. Copies are verified if asked
+(:mod:`.verify`), then every destination is settled (:mod:`.settle`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from .._catalog.mapper import RemotePathMapper
 from .._errors import ConnectorError, StreamDataError, TransferError, WriterGone
-from .._models import DataLocation
-from ..connectors._base import Entry, EntryKind
+from .._models import DataLocation, ExecutionLocation
+from ..connectors._base import Connector, Entry, EntryKind
 from .job import Job, JobKind, Options
 from .resume import resumable, resume_copy
 from .settle import Settlement
@@ -82,10 +84,13 @@ class Mover:
         self._options = options
         self._settlement = settlement
         self._on_progress = on_progress
+        self._early: asyncio.Task[str | None] | None = None
 
     async def move(self, jobs: Sequence[Job]) -> None:
         """Wait for, link or copy every planned destination, and settle it."""
         copies = [job for job in jobs if job.kind is JobKind.COPY]
+        if not copies and self._early is not None:
+            self._early.cancel()  # nothing to print for
         async with asyncio.TaskGroup() as group:
             for job in jobs:
                 if job.kind is JobKind.WAIT:
@@ -241,12 +246,36 @@ class Mover:
             logger.info("resumed %r after %d bytes kept", targets[index].path, outcome.kept)
         return restart
 
+    @contextlib.asynccontextmanager
+    async def printing_early(self) -> AsyncIterator[None]:
+        """Print a local source tree meanwhile (the transfer is being planned).
+
+        The print a copy of a local tree starts from needs no network: taken while the
+        destinations are looked at (connections made, cp rules applied), it costs the
+        copy no time. It is stopped if no copy needs it, and on exit.
+        """
+        source = self._endpoint
+        if self._entry.kind is not EntryKind.DIRECTORY or not source.connector.is_local:
+            yield
+            return
+        task = asyncio.create_task(print_of_tree(source.connector, source.location, source.path))
+        self._early = task
+        try:
+            yield
+        finally:
+            self._early = None
+            task.cancel()
+            await asyncio.wait([task])
+            if not task.cancelled():
+                task.exception()  # retrieved: a failure was raised to the copy that used it
+
     async def _copy_printed(
         self, targets: list[Endpoint]
     ) -> tuple[list[BaseException | None], str | None, str | None]:
         """Copy to every target; for a tree, also print it (what the copies must hold).
 
-        A local tree is printed before and after the copy: if it changed meanwhile, the
+        A local tree is printed before and after it is read (the second print as soon as
+        the read ends, while the destinations still write): if it changed meanwhile, the
         copies may mix two versions of it, and they fail. Elsewhere the print is read
         alongside the copy (``tar`` reports a tree that changes under it).
 
@@ -266,12 +295,29 @@ class Mover:
                     source, entry, targets, report, broke, routes=routes
                 )
             return results, digest, printing.result()
-        before = await print_of_tree(*where)
-        results, digest = await copy_to_all(source, entry, targets, report, broke, routes=routes)
-        if before is not None and await print_of_tree(*where) != before:
+        early, self._early = self._early, None
+        before = await early if early is not None else await print_of_tree(*where)
+        read = asyncio.Event()
+        async with asyncio.TaskGroup() as group:
+            after = group.create_task(_print_once(read, *where))
+            try:
+                results, digest = await copy_to_all(
+                    source, entry, targets, report, broke, routes=routes, on_read_end=read.set
+                )
+            finally:
+                read.set()
+        if before is not None and after.result() != before:
             changed = TransferError(
                 f"{source.path!r} changed while it was copied: the copy could mix two "
                 "versions of it"
             )
             results = [error or changed for error in results]
         return results, digest, before
+
+
+async def _print_once(
+    read: asyncio.Event, connector: Connector, location: ExecutionLocation, root: str
+) -> str | None:
+    """The print of the tree at ``root`` once ``read`` is set (its read has ended)."""
+    await read.wait()
+    return await print_of_tree(connector, location, root)

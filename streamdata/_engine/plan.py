@@ -103,7 +103,12 @@ class TransferPlan:
         if held is not None and (not held.is_available or await self._lookout.confirm(held)):
             return dst_path
         basename = posixpath.basename(self._endpoint.path)
-        final = await connector.prepare_destination(location, dst_path, basename)
+        prepare = connector.prepare_destination(location, dst_path, basename)
+        if self._options.exact or self._entry.kind is not EntryKind.FILE:
+            # most often the final path itself: looked at in the same round trip
+            final, _ = await asyncio.gather(prepare, self._lookout.look(location, dst_path))
+        else:
+            final = await prepare
         final = dst_path if self._options.exact else normalize_path(final)
         if self._options.exact or self._entry.kind is not EntryKind.FILE or final != dst_path:
             await self._lookout.look(location, final)  # may be of the other kind

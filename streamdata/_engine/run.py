@@ -46,8 +46,9 @@ async def run_attempt(
     settlement = Settlement(context, entry, options)
     mover = Mover(context.catalog, endpoint, source, entry, options, settlement, on_progress)
     try:
-        await plan.plan(destinations, dst_path)
-        await mover.move(plan.jobs)
+        async with mover.printing_early():  # a local tree's print, while planning
+            await plan.plan(destinations, dst_path)
+            await mover.move(plan.jobs)
     except asyncio.CancelledError:
         settlement.revoke(plan.jobs)
         raise

@@ -81,6 +81,7 @@ async def copy_to_all(
     on_source_error: Callable[[BaseException], None] = lambda error: None,
     *,
     routes: Routes | None = None,
+    on_read_end: Callable[[], None] = lambda: None,
 ) -> tuple[list[BaseException | None], str | None]:
     """Copy ``source`` to every target path (which must not exist yet).
 
@@ -92,6 +93,8 @@ async def copy_to_all(
     while a destination still took it (the failures it caused are chained to it).
     A target the source's host can send to directly goes the way ``routes`` chooses
     (direct when None); a direct send that fails before writing anything is relayed.
+    ``on_read_end`` is called once the source was read to its end, when every target
+    is streamed (the destinations may still be writing then); else not at all.
 
     Returns:
         For each target, None on success or the exception that made it fail; and the
@@ -115,7 +118,10 @@ async def copy_to_all(
         if streamed:
             streams = [targets[i] for i in streamed]
             progress = _hashing(hasher, _counter(entry), on_progress)
-            stream = _stream(source, entry, streams, streamed, results, progress, on_source_error)
+            ended = on_read_end if len(streams) == len(targets) else lambda: None
+            stream = _stream(
+                source, entry, streams, streamed, results, progress, on_source_error, ended
+            )
             group.create_task(stream)
     # The digest is of the whole source only if its read completed: then a streamed
     # destination succeeded.
@@ -246,6 +252,7 @@ async def _stream(
     results: list[BaseException | None],
     on_chunk: _ChunkSink,
     on_source_error: Callable[[BaseException], None],
+    on_read_end: Callable[[], None] = lambda: None,
 ) -> None:
     """Read the source once and feed every target through its own bounded queue."""
     queues = [asyncio.Queue[_Item](_QUEUE_CHUNKS) for _ in targets]
@@ -274,6 +281,8 @@ async def _stream(
                     results[index] = exc
                 alive[slot] = False
                 _poison(queues[slot], exc)
+        else:
+            on_read_end()
 
 
 async def _pump(

@@ -28,6 +28,8 @@ Each output stream is a complete archive once :data:`END` is appended.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from .header import BLOCK, Header, known_or_parsed, padded, pax_size, with_checksum
 
 __all__ = ["END", "EVERY", "TarSplitter"]
@@ -105,6 +107,13 @@ class TarSplitter:
             self._replay = None
         self._load = [0] * len(self._load)  # the old ones are ahead: share from now on
         return replay
+
+    def rebalance(self, loads: Sequence[int]) -> None:
+        """Route the next members to the workers with the least of ``loads`` (one per
+        active worker, e.g. the bytes each still has to send), instead of the bytes
+        routed so far.
+        """
+        self._load[: len(loads)] = loads
 
     def freeze(self) -> None:
         """Give up growing: the replay kept for new workers is dropped.

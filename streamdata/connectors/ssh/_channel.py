@@ -164,6 +164,11 @@ class RemoteCommand:
         except SSH_ERRORS.handled as exc:
             raise self._error("cannot send data", exc) from exc
 
+    @property
+    def backlog(self) -> int:
+        """Bytes written to standard input and not sent yet (waiting for the window)."""
+        return self._channel.get_write_buffer_size()
+
     def buffer_writes(self, size: int) -> None:
         """Let :meth:`write` return at once until ``size`` bytes wait to be sent.
 

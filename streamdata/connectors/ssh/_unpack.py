@@ -25,7 +25,10 @@ A far host is told apart up front, by its round-trip time (:mod:`._parallel`): t
 channel's window (2 MiB per round trip) is the cap, whatever the files, so any tree
 bigger than the first MiB is split from its first member over as many ``tar`` as the
 round trip calls for (one channel less than a file gets), each joining as soon as its
-channel is open; the channel of the last pass opens while the workers end.
+channel is open; each member goes to the channel with the fewest bytes waiting for its
+window (not the fewest routed: a channel that joined late, or whose window comes back
+slower, would hold back the others); the channel of the last pass opens while the
+workers end.
 """
 
 from __future__ import annotations
@@ -140,6 +143,8 @@ async def _unpack_wide(
                 try:
                     async for chunk in chunks:
                         await _join(splitter, workers, arrivals, streams)
+                        # members go to the channels with the most room in their window
+                        splitter.rebalance([worker.backlog for worker in workers])
                         await _write(splitter, workers, chunk)
                     splitter.close()
                 except ValueError as exc:

@@ -85,16 +85,15 @@ async def copy_to_all(
 ) -> tuple[list[BaseException | None], str | None]:
     """Copy ``source`` to every target path (which must not exist yet).
 
-    ``on_progress`` is called with the number of bytes each time the source stream
-    delivers a chunk, and with the files of a tree completed so far in this stream
-    (counted in its tar stream; None once the counter gave up); and with the entry's
-    size (files: None, not counted) when a same-filesystem copy or a direct send
-    completes. ``on_source_error`` is told the error of a source stream that broke
-    while a destination still took it (the failures it caused are chained to it).
-    A target the source's host can send to directly goes the way ``routes`` chooses
-    (direct when None); a direct send that fails before writing anything is relayed.
-    ``on_read_end`` is called once the source was read to its end, when every target
-    is streamed (the destinations may still be writing then); else not at all.
+    ``on_progress`` is called with the bytes of each chunk the source stream delivers
+    and the files of a tree completed so far in it (None once its tar counter gave up);
+    and with the entry's size (files: None) when a same-filesystem copy or a direct
+    send completes. ``on_source_error`` is told the error of a source stream that broke
+    while a destination still took it (the failures it caused are chained to it). A
+    target the source's host can send to directly goes the way ``routes`` chooses
+    (direct when None); a direct send that fails before writing is relayed.
+    ``on_read_end``: called once the source was read to its end, if every target is
+    streamed (the destinations may still be writing then).
 
     Returns:
         For each target, None on success or the exception that made it fail; and the
@@ -118,13 +117,10 @@ async def copy_to_all(
         if streamed:
             streams = [targets[i] for i in streamed]
             progress = _hashing(hasher, _counter(entry), on_progress)
-            ended = on_read_end if len(streams) == len(targets) else lambda: None
-            stream = _stream(
-                source, entry, streams, streamed, results, progress, on_source_error, ended
-            )
-            group.create_task(stream)
-    # The digest is of the whole source only if its read completed: then a streamed
-    # destination succeeded.
+            ended = on_read_end if len(streams) == len(targets) else _nothing
+            args = (streams, streamed, results, progress, on_source_error, ended)
+            group.create_task(_stream(source, entry, *args))
+    # The file's digest only if its read completed: then a streamed destination succeeded.
     whole = hasher is not None and any(results[i] is None for i in streamed)
     return results, hasher.hexdigest() if whole and hasher is not None else None
 
@@ -242,6 +238,10 @@ class _Send:
                 f"{failure}; relaying through this process failed too: {error}",
                 transient=transient,
             ) from error
+
+
+def _nothing() -> None:
+    """Do nothing (a callback not wanted)."""
 
 
 async def _stream(

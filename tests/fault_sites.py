@@ -2,7 +2,8 @@
 
 Each :class:`FaultSite` is a real SSH server of its own (the in-process asyncssh one, or
 OpenSSH's ``sshd`` logged into as the plain user :data:`PLAIN_USER`, shell ``/bin/sh``),
-reached through a loopback proxy that can be cut. Its files live in a directory that the
+reached through a :class:`~streamdata.testing.DelayLine` (no delay) that can cut its
+connections. Its files live in a directory that the
 user logging in owns (:func:`user_directory`): the tests' own ``tmp_path`` is private to
 the user running them.
 """
@@ -19,9 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from streamdata import ExecutionLocation, SSHConnector
-from streamdata.testing import SSHTestServer, open_ssh_server
+from streamdata.testing import DelayLine, Direction, SSHTestServer, open_ssh_server
 from streamdata.testing._openssh import OpenSSHTestServer, openssh_server
-from streamdata.testing._proxy import Proxy, open_proxy
 from streamdata.testing._sshd import plain_user
 
 #: The account OpenSSH fault tests log in as (created once, when run as root).
@@ -36,13 +36,13 @@ class FaultSite:
     Attributes:
         deployment: The deployment name (also the location name).
         server: The server.
-        proxy: The cuttable proxy the connector goes through.
-        connector: An SSH connector to the location, through the proxy.
+        line: The line the connector goes through (it counts and cuts connections).
+        connector: An SSH connector to the location, through the line.
     """
 
     deployment: str
     server: SSHTestServer
-    proxy: Proxy
+    line: DelayLine
     connector: SSHConnector
     _stop: contextlib.AsyncExitStack
 
@@ -51,16 +51,22 @@ class FaultSite:
         """The site's location."""
         return ExecutionLocation(self.deployment, self.deployment)
 
+    def cut_after(self, count: int) -> None:
+        """Once ``count`` more bytes came from the server, cut every connection and reset
+        each new one (the host went down mid-stream)."""
+        limit = self.line.carried(Direction.DOWN) + count
+        self.line.cut_after(limit, Direction.DOWN, then_refuse=True)
+
     async def stop(self) -> None:
         """Stop the server for real: connections are dropped, new ones refused."""
-        self.proxy.cut()
+        await self.line.close()
         if isinstance(self.server, OpenSSHTestServer):
             await self.server.stop()
         await self._stop.aclose()
 
 
 def _known_hosts_for(server: SSHTestServer, port: int, where: Path) -> Path:
-    """A known_hosts file naming the server's host key at ``port`` (the proxy's)."""
+    """A known_hosts file naming the server's host key at ``port`` (the line's)."""
     text = server.known_hosts.read_text().replace(f"]:{server.port} ", f"]:{port} ")
     where.write_text(text)
     return where
@@ -77,17 +83,17 @@ async def fault_site(kind: str, deployment: str, scratch: Path) -> AsyncIterator
             server = await stop.enter_async_context(open_ssh_server())
         else:
             server = await stop.enter_async_context(openssh_server(user=PLAIN_USER))
-        proxy = await outer.enter_async_context(open_proxy(server.port))
+        line = await outer.enter_async_context(DelayLine(server.host, server.port))
         # Copies of the key files: a stopped server's directory is gone.
-        known = _known_hosts_for(server, proxy.port, scratch / f"known_hosts-{deployment}")
+        known = _known_hosts_for(server, line.port, scratch / f"known_hosts-{deployment}")
         key = scratch / f"key-{deployment}"
         shutil.copy(server.client_key, key)
         host = server.ssh_host(
-            name=deployment, port=proxy.port, known_hosts=known, client_keys=[key]
+            name=deployment, port=line.port, known_hosts=known, client_keys=[key]
         )
         connector = SSHConnector([host], connect_timeout=5, max_connections=1)
         await outer.enter_async_context(connector)
-        yield FaultSite(deployment, server, proxy, connector, stop)
+        yield FaultSite(deployment, server, line, connector, stop)
 
 
 @contextlib.contextmanager

@@ -12,8 +12,11 @@ from __future__ import annotations
 import os
 import re
 import resource
+import shutil
 import signal
+import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncssh
@@ -47,15 +50,25 @@ def _tree_of_big_files(env: Env) -> Path:
     return tree
 
 
+@pytest.fixture
+def out() -> Iterator[Path]:
+    """A new directory with a short path, whatever the test's own (under xdist, a longer
+    one): the tool's complaint names it, and the summary keeps only its first characters."""
+    path = Path(tempfile.mkdtemp(prefix="sd-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.mark.parametrize("source", ["local", "remote"])
 async def test_a_full_disk_is_one_short_line_and_debug_shows_everything(
-    env: Env, source: str
+    env: Env, out: Path, source: str
 ) -> None:
     """cp (local tree) or tar (SSH download) failing on every file: the error line is one
     short line with the tool's first complaint; --debug shows every file's complaint."""
     tree = _tree_of_big_files(env)
-    (env.root / "out").mkdir()
-    target = f"site:{env.root}/out/copy"
+    target = f"site:{out}/copy"
     short = await _run_on_small_disk(env, "cp", f"{source}:{tree}", target)
     one_line_error(short, 1)
     assert "File too large" in short.err
@@ -67,7 +80,7 @@ async def test_a_full_disk_is_one_short_line_and_debug_shows_everything(
     assert _TEMPORARY.sub("TMP", last) == _TEMPORARY.sub("TMP", short.err.strip())
     named = {f"a-file-with-a-rather-long-name-{index:03}" in full.err for index in range(FILES)}
     assert named == {True}
-    assert list((env.root / "out").iterdir()) == []
+    assert list(out.iterdir()) == []
 
 
 async def test_a_failing_remote_command_names_no_internal_script(env: Env) -> None:

@@ -70,6 +70,7 @@ async def round_trip(port: int, data: bytes) -> tuple[float, bytes]:
     return seconds, back
 
 
+@pytest.mark.timing  # wall-clock bounds of a few tenths of a second
 async def test_the_line_adds_its_delay_each_way(echo: EchoServer) -> None:
     """A message and its echo each wait the one-way delay: the round trip takes the RTT."""
     async with DelayLine("127.0.0.1", echo.port, delay=0.05) as line:
@@ -79,6 +80,7 @@ async def test_the_line_adds_its_delay_each_way(echo: EchoServer) -> None:
     assert 0.1 <= seconds < 0.3
 
 
+@pytest.mark.timing  # wall-clock bounds of a few tenths of a second
 async def test_data_in_flight_is_not_delayed_piece_by_piece(echo: EchoServer) -> None:
     """Many pieces sent one after the other arrive one delay later, not one delay each."""
     pieces = 40
@@ -126,6 +128,24 @@ async def test_cut_after_delivers_that_many_bytes_then_resets(echo: EchoServer) 
         assert line.cuts == 1
         _, back = await round_trip(line.port, b"again")
         assert back == b"again"
+
+
+async def test_cut_after_then_refuse_leaves_the_host_down(echo: EchoServer) -> None:
+    """cut_after(..., then_refuse=True): after the cut, each new connection is reset too."""
+    async with DelayLine("127.0.0.1", echo.port) as line:
+        line.cut_after(10, Direction.UP, then_refuse=True)
+        assert not line.refusing  # not before the cut
+        reader, writer = await asyncio.open_connection("127.0.0.1", line.port)
+        writer.write(b"z" * 100)
+        with pytest.raises(ConnectionResetError):
+            await read_to_the_end(reader)
+        writer.close()
+        assert line.refusing and line.cuts == 1
+        reader, writer = await asyncio.open_connection("127.0.0.1", line.port)
+        with pytest.raises(ConnectionResetError):
+            await read_to_the_end(reader)
+        writer.close()
+        assert line.carried(Direction.UP) == 10
 
 
 async def test_cut_resets_every_open_connection(echo: EchoServer) -> None:

@@ -72,6 +72,7 @@ def test_a_database_with_another_replicas_table_is_refused(url: str) -> None:
         PostgresStore(url)
 
 
+@pytest.mark.timing  # a wall-clock bound of a few seconds
 def test_an_unreachable_database_fails_fast_naming_it() -> None:
     """Nothing listening: a ConfigurationError naming the URL, without its password, no hang."""
     url = f"postgresql://user:secret@127.0.0.1:{_closed_port()}/db"

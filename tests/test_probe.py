@@ -37,6 +37,8 @@ LOCAL = ExecutionLocation("localhost", "local", local=True)
 LIVE, STOPPED, FROZEN = (ExecutionLocation(n, n) for n in ("live", "stopped", "frozen"))
 #: What a probe may take beyond its timeout (scheduling on a loaded 2-core machine).
 SLACK = 0.5
+#: Every test bounds how long probes take (CI runs them alone: the ``timing`` marker).
+pytestmark = pytest.mark.timing
 
 
 @dataclass

@@ -145,6 +145,7 @@ def settled(setup: Setup, data: bytes) -> None:
     assert os.listdir(setup.target.parent) == ["copy.bin"]
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize("up", [True, False], ids=["up", "down"])
 async def test_a_connection_dropped_at_70_percent_is_resumed_within_the_call(
     setup: Setup, up: bool
@@ -189,6 +190,7 @@ async def crash_at_70_percent(setup: Setup, catalog: str, *, up: bool) -> None:
         await kill_at(line, direction, line.carried(direction) + int(CUT * SIZE), argv)
 
 
+@pytest.mark.timing
 @DURABLE
 @pytest.mark.parametrize("up", [True, False], ids=["up", "down"])
 async def test_after_kill_9_at_70_percent_the_rerun_sends_at_most_40_percent(
@@ -208,6 +210,7 @@ async def test_after_kill_9_at_70_percent_the_rerun_sends_at_most_40_percent(
     assert carried <= 0.4 * SIZE + setup.lost(up=up), carried / SIZE
 
 
+@pytest.mark.timing
 @DURABLE
 async def test_a_block_altered_in_the_adopted_temporary_is_sent_again(
     setup: Setup, catalogs: Catalogs

@@ -156,6 +156,7 @@ def _registered_and_invalidated(manager: DataManager) -> bool:
     return related == {"/worker0/1", "/worker0/2"} and gone == []
 
 
+@pytest.mark.timing  # a wall-clock bound of a few seconds
 @DURABLE
 async def test_an_open_manager_sees_another_process_within_a_second(catalogs: Catalogs) -> None:
     """A manager kept open sees another process's registrations and invalidations < 1 s

@@ -145,6 +145,7 @@ async def test_same_server_copy_between_two_names(
 # -- failures to connect ------------------------------------------------------------------
 
 
+@pytest.mark.timing  # a wall-clock bound of a few seconds
 async def test_unreachable_port_fails_promptly_naming_the_host() -> None:
     """A refused connection is retried briefly, then ConnectorError names the host."""
     host = SSHHost("127.0.0.1", port=closed_port(), name="deadhost", check_host_key=False)
@@ -157,6 +158,7 @@ async def test_unreachable_port_fails_promptly_naming_the_host() -> None:
     assert isinstance(caught.value.__cause__, OSError)
 
 
+@pytest.mark.timing  # a wall-clock bound of a few seconds
 async def test_concurrent_callers_share_one_failed_connection_attempt() -> None:
     """Fifty calls to an unreachable host fail together, not one retry cycle after another."""
     host = SSHHost("127.0.0.1", port=closed_port(), name="remote", check_host_key=False)

@@ -34,6 +34,9 @@ REMOTE = ExecutionLocation("remote", "ssh")
 MiB = 1 << 20
 #: One way: a 50 ms round trip, far enough for two download channels and five uploads.
 DELAY = 0.025
+#: Channel counts follow a measured round trip, and the delay line's byte counts are
+#: asserted: CI runs these alone (see the ``timing`` marker in pyproject.toml).
+pytestmark = pytest.mark.timing
 
 
 @contextlib.asynccontextmanager

@@ -74,6 +74,7 @@ class Relay:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
+@pytest.mark.timing  # a wall-clock bound of a few seconds
 async def test_dead_connection_is_dropped_by_keepalive(
     asyncssh_server: AsyncSSHTestServer, tmp_path: Path
 ) -> None:
@@ -94,6 +95,7 @@ async def test_dead_connection_is_dropped_by_keepalive(
     assert caught.value.host == "remote"
 
 
+@pytest.mark.timing  # a wall-clock bound of a few seconds
 async def test_silent_server_fails_within_the_connect_timeout() -> None:
     """A port that accepts and never sends an SSH banner: ConnectorError after the timeout."""
     accepted: list[asyncio.StreamWriter] = []

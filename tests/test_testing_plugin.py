@@ -90,6 +90,7 @@ async def test_fail_mid_stream_raises_the_given_error(tmp_path: Path) -> None:
     assert list(out.iterdir()) == []
 
 
+@pytest.mark.timing  # a wall-clock bound of a few seconds
 async def test_hang_is_cut_by_timeout_without_partial_files(
     ssh_location: SSHLocation, tmp_path: Path
 ) -> None:

@@ -95,6 +95,7 @@ class DelayLine:
         self._counts = dict.fromkeys(Direction, 0)
         self._limit: tuple[int, Direction | None] | None = None
         self._cutting = False  # a limit was reached; the cut follows the last bytes
+        self._refuse_after_cut = False
         #: Connections accepted so far.
         self.accepted = 0
         #: Times the connections were cut (by :meth:`cut` or :meth:`cut_after`).
@@ -142,14 +143,19 @@ class DelayLine:
         self._links.difference_update(links)
         self.cuts += 1
         self._limit, self._cutting = None, False
+        if self._refuse_after_cut:
+            self.refusing, self._refuse_after_cut = True, False
         return len(links)
 
-    def cut_after(self, count: int, direction: Direction | None = None) -> None:
+    def cut_after(
+        self, count: int, direction: Direction | None = None, *, then_refuse: bool = False
+    ) -> None:
         """Cut every connection once ``count`` bytes were carried in ``direction``.
 
         The count is the line's total since it started (:meth:`carried`), both directions
         together if ``direction`` is None. The bytes up to ``count`` are delivered (after
-        the delay), then every connection is reset; the limit applies once.
+        the delay), then every connection is reset; the limit applies once. With
+        ``then_refuse``, :attr:`refusing` is set at that cut: the host went down.
 
         Raises:
             ValueError: If ``count`` is already reached.
@@ -157,6 +163,7 @@ class DelayLine:
         if count <= self.carried(direction):
             raise ValueError(f"{count} bytes were already carried")
         self._limit = (count, direction)
+        self._refuse_after_cut = then_refuse
 
     def count(self, direction: Direction, size: int) -> tuple[int, bool]:
         """Count ``size`` bytes arriving in ``direction``.

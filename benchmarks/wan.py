@@ -9,7 +9,7 @@ tar`` and streamdata (one ``transfer_data(..., writable=True)`` on a fresh
 ``DataManager``, connections included, as in ``ssh_transfer.py``).
 
 The tools log in as a plain user with ``/bin/sh`` as its shell (created once, if missing:
-:data:`USER`), as on a real site: root's login shell here runs ``pyenv`` from
+:data:`_sshd.USER`), as on a real site: root's login shell here runs ``pyenv`` from
 ``~/.bashrc``, slow to start and leaving a stale lock if killed. Cases, at each round-trip
 time: one 256 MiB file up and down; 1,000 files of 1 MiB and 10,000 files of 4 KiB up
 (to a tmpfs, so that the disk's slowness at creating files does not hide the link's).
@@ -30,8 +30,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
-import pwd
 import resource
 import shutil
 import statistics
@@ -56,7 +54,7 @@ from _harness import (
     run_json,
     streamdata_env,
 )
-from _sshd import _keygen, _sshd
+from _sshd import _keygen, _sshd, login_user
 from ssh_transfer import (
     CIPHER,
     STREAMDATA,
@@ -79,8 +77,6 @@ MiB = 1 << 20
 GiB = 1 << 30
 LOOPBACK = "127.0.0.1"
 SSHD = "/usr/sbin/sshd"
-#: The plain user the tools log in as (created with ``useradd`` if missing).
-USER = "sdbench"
 DELAY_LINE = "streamdata.testing._delayline"
 RTTS_MS = (10, 40, 100)
 #: Timed runs per tool at 100 ms, whatever ``--runs`` says (each copy takes long there).
@@ -134,19 +130,8 @@ RESUME_LIMIT = 1.15
 
 
 def ensure_user() -> str:
-    """The plain user to log in as: :data:`USER` (made if missing), or this one if not root."""
-    if os.geteuid() != 0:
-        return pwd.getpwuid(os.geteuid()).pw_name
-    try:
-        pwd.getpwnam(USER)
-    except KeyError:
-        subprocess.run(  # a password that cannot be used, not a locked one (sshd refuses)
-            ["useradd", "--create-home", "--shell", "/bin/sh", "--password", "*", USER],
-            check=False,  # made meanwhile by another run: checked below
-            capture_output=True,
-        )
-    pwd.getpwnam(USER)  # KeyError if it could not be made
-    return USER
+    """The plain user to log in as (see :func:`_sshd.login_user`)."""
+    return login_user()
 
 
 class Handle:

@@ -432,6 +432,15 @@ async def bench(
         for name in names[shift:] + names[:shift]:
             # the first copy of each tool is also compared byte for byte (untimed)
             times[name].append(await timed(tools[name], src, copies, content=attempt == 0))
+    return summary(case, runs, times)
+
+
+def summary(case: Any, runs: int, times: dict[str, list[float]]) -> dict[str, Any]:
+    """A case's record: every copy's seconds, medians, throughput and streamdata / tool ratios.
+
+    ``case`` is a dataclass with ``files``, ``unit`` and ``total_bytes`` (this module's or
+    wan.py's).
+    """
     medians = {name: statistics.median(values) for name, values in times.items()}
     amount = case.files if case.unit == "files/s" else case.total_bytes / 1e6
     return {
@@ -442,7 +451,7 @@ async def bench(
         "throughput": {name: amount / seconds for name, seconds in medians.items()},
         # > 1: streamdata faster than the tool
         "ratio": {
-            name: medians[name] / medians[STREAMDATA] for name in names if name != STREAMDATA
+            name: medians[name] / medians[STREAMDATA] for name in times if name != STREAMDATA
         },
     }
 

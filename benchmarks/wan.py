@@ -38,7 +38,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,7 @@ from ssh_transfer import (
     run_command,
     run_shell,
     streamdata_copy,
+    summary,
     tool_versions,
     verify,
 )
@@ -295,16 +296,7 @@ async def bench(
         shift = attempt % len(names)
         for name in names[shift:] + names[:shift]:
             times[name].append(await timed(tools[name], src, dst, content=attempt == 0))
-    medians = {name: statistics.median(values) for name, values in times.items()}
-    amount = case.files if case.unit == "files/s" else case.total_bytes / 1e6
-    return {
-        "case": asdict(case),
-        "runs": runs,
-        "seconds": times,
-        "median_seconds": medians,
-        "throughput": {name: amount / seconds for name, seconds in medians.items()},
-        "ratio": {n: medians[n] / medians[STREAMDATA] for n in names if n != STREAMDATA},
-    }
+    return summary(case, runs, times)
 
 
 def own(path: Path, user: str) -> Path:

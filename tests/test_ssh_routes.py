@@ -30,6 +30,7 @@ from streamdata import (
     TransferError,
     TransferEvent,
 )
+from streamdata._engine.routes import MEASURE_MIN, PROBE_BYTES
 from streamdata.testing import DelayLine
 from streamdata.testing._openssh import OpenSSHTestServer, openssh_server
 
@@ -193,14 +194,14 @@ async def test_measurements_are_cached_then_taken_again_after_their_age(
     """A second copy reuses the links' measurements; once older than max_age, they are redone."""
     async with _site(server, root, route_port=server.port, second_port=server.port) as site:
         routes = site.manager.routes
-        await _copy(site, MiB, "one")
+        await _copy(site, PROBE_BYTES, "one")
         first_count = site.connector.measured
         assert first_count == 3  # three links: to here, from here, the route
         stamps = {(link.source, link.target): link.measured_at for link in routes.links()}
-        await _copy(site, MiB, "two")
+        await _copy(site, PROBE_BYTES, "two")
         assert site.connector.measured == first_count
         routes.max_age = 0.0
-        data, target = await _copy(site, MiB, "three")
+        data, target = await _copy(site, PROBE_BYTES, "three")
         assert site.connector.measured == 2 * first_count
         again = {(link.source, link.target): link.measured_at for link in routes.links()}
         assert set(again) == set(stamps)
@@ -229,12 +230,38 @@ async def test_broken_route_falls_back_to_relay_and_is_avoided_next(
         await _catalog_true(site, target, data)
         assert [p.name for p in target.parent.iterdir() if p.name.startswith(".")] == []
         routes.force(FIRST, SECOND, None)
-        data, target = await _copy(site, MiB, "after")
+        data, target = await _copy(site, MiB, "small")  # too small to measure for
+        route = routes.last(FIRST, SECOND)
+        assert route is not None and not route.direct
+        assert route.reason == "the direct route is known broken"
+        assert site.connector.measured == 0
+        await _catalog_true(site, target, data)
+        data, target = await _copy(site, PROBE_BYTES, "after")
         route = routes.last(FIRST, SECOND)
         assert route is not None and not route.direct and route.reason == "cheaper"
         assert route.other_seconds is None  # the broken route costs infinity
         assert any(math.isinf(link.latency) for link in routes.links())
         await _catalog_true(site, target, data)
+
+
+async def test_a_small_copy_takes_the_route_without_measuring_links(
+    server: OpenSSHTestServer, root: Path
+) -> None:
+    """Below MEASURE_MIN nothing is measured (the route is taken); once a big copy measured
+    the links, small copies choose by those measurements too."""
+    async with _site(server, root, route_port=server.port, second_port=server.port) as site:
+        routes = site.manager.routes
+        data, target = await _copy(site, 64 << 10, "small")
+        route = routes.last(FIRST, SECOND)
+        assert route is not None and route.direct and route.reason == "not measured"
+        assert (site.connector.measured, site.connector.reads) == (0, 0)
+        await _catalog_true(site, target, data)
+        await _copy(site, MEASURE_MIN, "big")
+        assert site.connector.measured == 3
+        await _copy(site, 64 << 10, "small-again")
+        route = routes.last(FIRST, SECOND)
+        assert route is not None and route.reason == "cheaper" and route.seconds is not None
+        assert site.connector.measured == 3
 
 
 async def test_both_ways_failing_names_the_route(server: OpenSSHTestServer, root: Path) -> None:

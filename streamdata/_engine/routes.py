@@ -38,6 +38,7 @@ from .._models import ExecutionLocation
 
 __all__ = [
     "HERE",
+    "MEASURE_MIN",
     "PROBE_BYTES",
     "TREE_BYTES",
     "LinkMeter",
@@ -61,6 +62,9 @@ MEASURE_TIMEOUT = 20.0
 TREE_BYTES = 256 << 20
 #: From this size on, a link's parallel streams count (smaller moves use one stream).
 PARALLEL_MIN = 8 << 20
+#: A smaller copy does not pay for measuring links (three probes of PROBE_BYTES): it
+#: uses fresh measurements if there are, else takes the route (relayed if known broken).
+MEASURE_MIN = PROBE_BYTES
 
 #: One end of a link: a location, or None for this process.
 End = ExecutionLocation | None
@@ -130,8 +134,9 @@ class Route:
         direct: True: host to host over the route; False: relayed through this process.
         seconds: The estimated time of the path taken (None: not measured).
         other_seconds: The estimated time of the other path (None: not measured).
-        reason: Why: ``"cheaper"``, ``"forced"``, ``"not measured"``, or
-            ``"the direct route failed: ..."`` when the route broke before any data
+        reason: Why: ``"cheaper"``, ``"forced"``, ``"not measured"`` (no measurement,
+            or a copy too small to measure for), ``"the direct route is known broken"``,
+            or ``"the direct route failed: ..."`` when the route broke before any data
             was written and the copy was relayed instead.
         size: The bytes the estimate was made for.
     """
@@ -219,7 +224,9 @@ class Routes:
         """The route a copy of ``size`` bytes from ``source`` to ``target`` would take.
 
         Links not measured, or measured longer than :attr:`max_age` ago, are measured
-        first (one at a time: measurements at once would slow each other down).
+        first (one at a time: measurements at once would slow each other down), unless
+        the copy is smaller than :data:`MEASURE_MIN`: it then takes the route as it is
+        (relayed if the route is known broken), not worth three probes.
 
         Args:
             connector: The connector of both hosts; one that cannot measure its links
@@ -238,7 +245,12 @@ class Routes:
             )
         if not isinstance(connector, LinkMeter):
             return self._remember(Route(source, target, True, None, None, "not measured", size))
-        for ends in ((source, target), (source, None), (None, target)):
+        links = ((source, target), (source, None), (None, target))
+        if size < MEASURE_MIN and not all(self._fresh(*ends) for ends in links):
+            broken = self._fresh(source, target) and self._broken(source, target)
+            reason = "the direct route is known broken" if broken else "not measured"
+            return self._remember(Route(source, target, not broken, None, None, reason, size))
+        for ends in links:
             await self._measured(connector, *ends)
         direct = self._cost([source, target], size)
         relay = self._cost([source, HERE, target], size)
@@ -291,6 +303,10 @@ class Routes:
             return math.inf
         slowest = min(link.rate_for(size) for link in links)
         return sum(link.latency for link in links) + size / slowest
+
+    def _broken(self, source: End, target: End) -> bool:
+        data = self._graph.get_edge_data(_node(source), _node(target))
+        return data is not None and data["link"].error is not None
 
     def _fresh(self, source: End, target: End) -> bool:
         data = self._graph.get_edge_data(_node(source), _node(target))

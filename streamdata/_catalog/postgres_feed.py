@@ -27,7 +27,7 @@ import psycopg
 
 from .._models import DataType, ExecutionLocation
 from .postgres_schema import TYPE_CASE, TYPE_NUMBERS
-from .store import Changes, Key, ReplicaRow, Snapshot
+from .store import Changes, Key, ReplicaRow, Snapshot, snapshot_of
 
 __all__ = [
     "KEEP_CHANGES",
@@ -140,28 +140,7 @@ def read_snapshot(conn: _Conn, location_of: LocationOf) -> Snapshot:
         numbers = _Numbers(location_of)
         batches = _replica_batches(conn, numbers)
         with conn.cursor(binary=True) as cursor:
-            return Snapshot(
-                locations=numbers.locations,
-                data_types=TYPE_NUMBERS,
-                replicas=batches,
-                pending=cursor.execute(
-                    "SELECT id, owner FROM replicas WHERE pending ORDER BY id"
-                ).fetchall(),
-                relations=cursor.execute("SELECT a, b FROM relations").fetchall(),
-                links=cursor.execute("SELECT link, target FROM links").fetchall(),
-                entries=[
-                    (rid, (kind, size, mtime), digest)
-                    for rid, kind, size, mtime, digest in cursor.execute(
-                        "SELECT id, kind, size, mtime, digest FROM entries"
-                    )
-                ],
-                anchors=[
-                    (rid, anchor, None if kind is None else (kind, size, mtime))
-                    for rid, anchor, kind, size, mtime in cursor.execute(
-                        "SELECT id, anchor, kind, size, mtime FROM anchors WHERE anchor IS NOT NULL"
-                    )
-                ],
-            )
+            return snapshot_of(numbers.locations, TYPE_NUMBERS, batches, cursor.execute)
     finally:
         if collecting:
             gc.enable()

@@ -13,7 +13,7 @@ import sqlite3
 
 from .._models import DataType
 from .sqlite_feed import LocationOf, from_db
-from .store import Snapshot
+from .store import Snapshot, snapshot_of
 
 __all__ = ["LAST_CHANGE", "read_snapshot"]
 
@@ -35,7 +35,6 @@ _REPLICAS = (
     "JOIN temp.load_locations l ON l.deployment = r.deployment AND l.name = r.name "
     "AND l.local = r.local ORDER BY r.id"
 )
-_ANCHORS = "SELECT id, anchor, kind, size, mtime FROM anchors WHERE anchor IS NOT NULL"
 
 
 def read_snapshot(db: sqlite3.Connection, location_of: LocationOf) -> Snapshot:
@@ -63,26 +62,7 @@ def read_snapshot(db: sqlite3.Connection, location_of: LocationOf) -> Snapshot:
             if any(type(row[2]) is bytes or type(row[3]) is bytes for row in rows):
                 rows = [(i, n, from_db(p), from_db(r), t, m) for i, n, p, r, t, m in rows]
             batches.append(rows)
-        return Snapshot(
-            locations=locations,
-            data_types=_TYPE_NUMBERS,
-            replicas=batches,
-            pending=db.execute(
-                "SELECT id, owner FROM replicas WHERE pending ORDER BY id"
-            ).fetchall(),
-            relations=db.execute("SELECT a, b FROM relations").fetchall(),
-            links=db.execute("SELECT link, target FROM links").fetchall(),
-            entries=[
-                (rid, (kind, size, mtime), digest)
-                for rid, kind, size, mtime, digest in db.execute(
-                    "SELECT id, kind, size, mtime, digest FROM entries"
-                )
-            ],
-            anchors=[
-                (rid, anchor, None if kind is None else (kind, size, mtime))
-                for rid, anchor, kind, size, mtime in db.execute(_ANCHORS)
-            ],
-        )
+        return snapshot_of(locations, _TYPE_NUMBERS, batches, db.execute)
     finally:
         if collecting:
             gc.enable()

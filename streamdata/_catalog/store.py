@@ -11,13 +11,21 @@ rows are its own.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from .._models import DataType, ExecutionLocation
 
-__all__ = ["CatalogStore", "Changes", "Key", "ReplicaRow", "Signature", "Snapshot"]
+__all__ = [
+    "CatalogStore",
+    "Changes",
+    "Key",
+    "ReplicaRow",
+    "Signature",
+    "Snapshot",
+    "snapshot_of",
+]
 
 #: A replica's natural key: its location and its normal absolute path.
 Key = tuple[ExecutionLocation, str]
@@ -66,6 +74,45 @@ class Snapshot:
     links: list[tuple[int, int]]
     entries: list[tuple[int, Signature, str | None]]
     anchors: list[tuple[int, int, Signature | None]]
+
+
+#: Runs one query and gives its rows (sqlite3's ``Connection.execute``, psycopg's
+#: ``Cursor.execute``: both return an iterable of tuples).
+Query = Callable[[str], Iterable[Any]]
+
+
+def snapshot_of(
+    locations: Mapping[int, ExecutionLocation],
+    data_types: Sequence[DataType],
+    replicas: list[list[tuple[int, int, str, str, int, int]]],
+    query: Query,
+) -> Snapshot:
+    """A :class:`Snapshot` of the replica rows read, and of the other tables read by
+    ``query`` (the same statements for every store).
+
+    Raises:
+        Exception: What ``query`` raises (the store's database error).
+    """
+    return Snapshot(
+        locations=locations,
+        data_types=data_types,
+        replicas=replicas,
+        pending=list(query("SELECT id, owner FROM replicas WHERE pending ORDER BY id")),
+        relations=list(query("SELECT a, b FROM relations")),
+        links=list(query("SELECT link, target FROM links")),
+        entries=[
+            (rid, (kind, size, mtime), digest)
+            for rid, kind, size, mtime, digest in query(
+                "SELECT id, kind, size, mtime, digest FROM entries"
+            )
+        ],
+        anchors=[
+            (rid, anchor, None if kind is None else (kind, size, mtime))
+            for rid, anchor, kind, size, mtime in query(
+                "SELECT id, anchor, kind, size, mtime FROM anchors WHERE anchor IS NOT NULL"
+            )
+        ],
+    )
 
 
 @dataclass(frozen=True, slots=True)

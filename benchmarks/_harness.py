@@ -242,3 +242,17 @@ def replace_block(document: str, key: str, body: str) -> str:
     if pattern.search(document):
         return pattern.sub(lambda _: block, document)
     return document.rstrip("\n") + "\n\n" + block + "\n"
+
+
+def print_report(report: SectionReport) -> None:
+    """The section's tables and verdicts on stdout."""
+    print(f"\n== {report.title} ==")
+    for header, rows in report.tables:
+        print(markdown_table(header, rows))
+    for target in report.targets:
+        print(f"  [{target.verdict}] {target.text}: {target.detail}")
+    for note in report.notes:
+        print(f"  note: {note}")
+    for heading, header, rows in report.appendix:
+        print(f"\n-- {heading} --")
+        print(markdown_table(header, rows))

@@ -30,6 +30,7 @@ from _harness import (
     load_average,
     machine_info,
     markdown_table,
+    print_report,
     progress,
     replace_block,
     streamdata_revision,
@@ -107,20 +108,6 @@ def update_results(
 def _digest(revision: str) -> str:
     """The source digest part of a revision string (the git commit may move meanwhile)."""
     return revision.rsplit("sha256 ", 1)[-1]
-
-
-def print_report(report: SectionReport) -> None:
-    """The section's tables and verdicts on stdout."""
-    print(f"\n== {report.title} ==")
-    for header, rows in report.tables:
-        print(markdown_table(header, rows))
-    for target in report.targets:
-        print(f"  [{target.verdict}] {target.text}: {target.detail}")
-    for note in report.notes:
-        print(f"  note: {note}")
-    for heading, header, rows in report.appendix:
-        print(f"\n-- {heading} --")
-        print(markdown_table(header, rows))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

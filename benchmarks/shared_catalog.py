@@ -53,7 +53,7 @@ from _harness import (
     WorkerError,
     format_rate,
     format_ratio,
-    markdown_table,
+    print_report,
     progress,
     run_json,
     streamdata_env,
@@ -644,15 +644,7 @@ def main(argv: list[str] | None = None) -> None:
         tree=Path(os.environ.get("STREAMDATA_TREE", REPO_ROOT)),
         shared_parts=args.parts,
     )
-    report = run_section(options)
-    for header, rows in report.tables:
-        print(markdown_table(header, rows))
-    for target in report.targets:
-        print(f"  [{target.verdict}] {target.text}: {target.detail}")
-    for note in report.notes:
-        print(f"  note: {note}")
-    for heading, header, rows in report.appendix:
-        print(f"\n-- {heading} --\n{markdown_table(header, rows)}")
+    print_report(run_section(options))
 
 
 if __name__ == "__main__":

@@ -193,3 +193,25 @@ async def test_a_flood_on_stderr_does_not_stall_the_reader() -> None:
         async with read_process(command, what="complain") as chunks:
             output = b"".join([chunk async for chunk in chunks])
     assert output == b"done\n"
+
+
+async def test_a_command_cancelled_again_while_reaped_is_waited_for_first() -> None:
+    """A reader cancelled, then cancelled again while the killed command is being reaped:
+    the cancellation ends it only once the command was waited for, no task left behind."""
+    started = asyncio.Event()
+
+    async def read() -> None:
+        async with read_process(["yes"], what="flood") as chunks:
+            async for _ in chunks:
+                started.set()
+
+    task = asyncio.ensure_future(read())
+    async with asyncio.timeout(10):
+        await started.wait()
+        task.cancel()
+        await asyncio.sleep(0)  # the reader is now killing and reaping `yes`
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert task.cancelled()
+    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []

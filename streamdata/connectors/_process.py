@@ -77,7 +77,8 @@ def _prctl() -> Callable[..., int] | None:
 
 
 async def _reap(process: asyncio.subprocess.Process) -> None:
-    """Kill ``process`` if it still runs and wait for it, even while being cancelled.
+    """Kill ``process`` if it still runs and wait for it, even while being cancelled
+    (again and again: the cancellation is raised once the process was waited for).
 
     Whatever is left of its standard output is read and dropped: asyncio's ``wait`` also
     waits for every pipe to close, and it stops watching a pipe whose buffer is full, so a
@@ -86,7 +87,17 @@ async def _reap(process: asyncio.subprocess.Process) -> None:
     if process.returncode is None:
         with contextlib.suppress(ProcessLookupError):
             process.kill()
-    await asyncio.shield(_drain_and_wait(process))
+    reaping = asyncio.ensure_future(_drain_and_wait(process))
+    cancelled = False
+    while not reaping.done():  # a second cancel must not leave the killed process unwaited
+        try:
+            await asyncio.shield(reaping)
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        if not reaping.cancelled():
+            reaping.exception()  # retrieved: the cancellation is what the caller sees
+        raise asyncio.CancelledError
 
 
 async def _drain_and_wait(process: asyncio.subprocess.Process) -> None:

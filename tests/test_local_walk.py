@@ -23,7 +23,7 @@ import pytest
 from streamdata import ConnectorError, ExecutionLocation, LocalConnector
 from streamdata.connectors import Entry
 from streamdata.connectors._base import entry_from_stat
-from streamdata.connectors._process import read_process
+from streamdata.connectors._process import read_process, run_process
 
 LOCATION = ExecutionLocation("localhost", "local", local=True)
 NAMES = ("plain", "with space", "new\nline", "-leading-dash", "$(touch PWNED)", "ünï ☃")
@@ -215,3 +215,22 @@ async def test_a_command_cancelled_again_while_reaped_is_waited_for_first() -> N
             await task
     assert task.cancelled()
     assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+
+
+async def test_a_command_cancelled_at_any_step_of_its_start_is_not_left_running() -> None:
+    """Cancelled (twice) after 0, 1, 2, ... event-loop steps of starting a command: each
+    time, no command is left running and no task is left behind."""
+    for steps in range(40):
+        task = asyncio.ensure_future(run_process(["sleep", "30"], what="sleep"))
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.sleep(0)
+        task.cancel()
+        async with asyncio.timeout(10):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == [], steps
+        children = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read_text().split()
+        names = [Path(f"/proc/{pid}/comm").read_text().strip() for pid in children]
+        assert "sleep" not in names, steps

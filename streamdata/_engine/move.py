@@ -264,7 +264,8 @@ class Mover:
             yield
         finally:
             self._early = None
-            task.cancel()
+            if not task.cancelling():  # once: a second cancel would cut its cleanup short
+                task.cancel()
             await asyncio.wait([task])
             if not task.cancelled():
                 task.exception()  # retrieved: a failure was raised to the copy that used it

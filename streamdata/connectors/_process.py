@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+from typing import Any
 
 from .._errors import ConnectorError
 from ._stderr import StderrBuffer, summarize
@@ -30,16 +31,43 @@ _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 async def _spawn(
     command: Sequence[str], *, stdin: int | None, stdout: int | None, what: str
 ) -> asyncio.subprocess.Process:
-    try:
-        return await asyncio.create_subprocess_exec(
+    """Start ``command``; cancelled meanwhile, a child already started is killed and reaped.
+
+    (A cancellation can reach the caller after the child started, when the start itself
+    had completed: the process would be lost, running and unwaited.)
+    """
+    starting = asyncio.ensure_future(
+        asyncio.create_subprocess_exec(
             *command,
             stdin=stdin,
             stdout=stdout,
             stderr=asyncio.subprocess.PIPE,
             preexec_fn=_dying_with_parent(),
         )
+    )
+    try:
+        return await asyncio.shield(starting)
     except OSError as exc:
         raise ConnectorError(f"cannot {what}: cannot run {command[0]!r}: {exc.strerror}") from exc
+    except asyncio.CancelledError:
+        with contextlib.suppress(asyncio.CancelledError):  # cancelled either way
+            await _wait_out(starting)
+        if not starting.cancelled() and starting.exception() is None:
+            await _reap(starting.result())
+        raise
+
+
+async def _wait_out(work: asyncio.Future[Any]) -> None:
+    """Wait until ``work`` is done, however often this task is cancelled meanwhile; the
+    cancellation, if any, is raised once it is."""
+    cancelled = False
+    while not work.done():
+        try:
+            await asyncio.wait([work])
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 def _dying_with_parent() -> Callable[[], None] | None:
@@ -88,16 +116,13 @@ async def _reap(process: asyncio.subprocess.Process) -> None:
         with contextlib.suppress(ProcessLookupError):
             process.kill()
     reaping = asyncio.ensure_future(_drain_and_wait(process))
-    cancelled = False
-    while not reaping.done():  # a second cancel must not leave the killed process unwaited
-        try:
-            await asyncio.shield(reaping)
-        except asyncio.CancelledError:
-            cancelled = True
-    if cancelled:
+    try:
+        await _wait_out(reaping)  # a second cancel must not leave the killed process unwaited
+    except asyncio.CancelledError:
         if not reaping.cancelled():
             reaping.exception()  # retrieved: the cancellation is what the caller sees
-        raise asyncio.CancelledError
+        raise
+    reaping.result()
 
 
 async def _drain_and_wait(process: asyncio.subprocess.Process) -> None:

@@ -20,6 +20,7 @@ import pytest
 
 from streamdata import ConfigurationError, ConnectorError, ExecutionLocation, SSHConnector, SSHHost
 from streamdata.connectors import Entry, EntryKind
+from streamdata.connectors.ssh._pool import SESSIONS_PER_CONNECTION
 from streamdata.testing import AsyncSSHTestServer, SSHTestServer, _openssh
 
 LOCATION = ExecutionLocation("remote", "ssh")
@@ -266,6 +267,24 @@ async def test_max_sessions_is_never_exceeded_on_the_server(
         operations = mixed_operations(connector, tmp_path, 60)
         await asyncio.gather(*(operation() for operation in operations))
     assert 2 < asyncssh_server.max_open_channels <= 4
+
+
+@pytest.mark.parametrize("connections", [1, 2])
+async def test_one_connection_carries_at_most_openssh_default_sessions(
+    asyncssh_server: AsyncSSHTestServer, tmp_path: Path, connections: int
+) -> None:
+    """max_sessions=20: 60 concurrent operations never put more channels on one
+    connection than OpenSSH's default MaxSessions; over two connections they use more."""
+    async with connector_for(
+        asyncssh_server, max_sessions=20, max_connections=connections
+    ) as connector:
+        operations = mixed_operations(connector, tmp_path, 60, kinds="WRWRsw")
+        await asyncio.gather(*(operation() for operation in operations))
+    # + 1: a channel the client closed (a discarded standby) counts on the server until
+    # its handler has noticed; the old pool put 19-20 on one connection
+    assert asyncssh_server.max_channels_per_connection <= SESSIONS_PER_CONNECTION + 1
+    if connections == 2:
+        assert asyncssh_server.max_open_channels > SESSIONS_PER_CONNECTION
 
 
 async def test_openssh_session_limit_is_respected(tmp_path: Path) -> None:

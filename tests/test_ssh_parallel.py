@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from streamdata import (
 from streamdata.connectors import Entry, EntryKind
 from streamdata.connectors.ssh._parallel import MAX_STREAMS, SERVER_WINDOW, stream_count
 from streamdata.connectors.ssh._ranges import READ_WINDOW, WRITE_BLOCK, Ledger
-from streamdata.testing import AsyncSSHTestServer, DelayLine, Direction, SSHTestServer
+from streamdata.testing import AsyncSSHTestServer, DelayLine, Direction, SSHTestServer, _openssh
 
 LOCAL = ExecutionLocation("localhost", "local", local=True)
 REMOTE = ExecutionLocation("remote", "ssh")
@@ -156,6 +157,28 @@ async def test_a_big_file_through_openssh_far_away(
         await copy(manager, remote, back, up=False)
     assert remote.read_bytes() == data
     assert back.read_bytes() == data
+
+
+async def test_extra_channels_the_server_refuses_are_done_without(tmp_path: Path) -> None:
+    """An sshd allowing 3 sessions per connection, one connection, a far upload that wants
+    more channels: the refused extra channels are given up at once, not retried until
+    the transfer's own channels close and free a slot, one by one (measured: 3.0-3.3 s
+    that way, 1.2-1.3 s now)."""
+    data = os.urandom(24 * MiB)
+    source, remote = tmp_path / "source.bin", tmp_path / "remote.bin"
+    source.write_bytes(data)
+    async with (
+        _openssh.openssh_server(max_sessions=3) as server,
+        far_host(server, tmp_path) as (_, host),
+    ):
+        connector = SSHConnector([host], max_connections=1)
+        async with DataManager({"local": LocalConnector(), "ssh": connector}) as manager:
+            started = time.monotonic()
+            await copy(manager, source, remote, up=True)
+            seconds = time.monotonic() - started
+    assert remote.read_bytes() == data
+    assert leftovers(tmp_path) == []
+    assert seconds < 2.5, seconds
 
 
 async def test_a_tree_far_away_is_unpacked_over_several_channels(

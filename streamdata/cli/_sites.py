@@ -11,7 +11,7 @@ A sites file is TOML. Each table under ``deployments`` is one deployment::
     connect_timeout = 15.0          # optional: seconds to connect and log in
     connect_retries = 3             # optional: attempts after the first
     max_connections = 2             # optional: SSH connections per host (at least 1)
-    max_sessions = 8                # optional: channels open at once per host (at least 2)
+    max_sessions = 12               # optional: channels open at once per host (at least 2)
 
     [[deployments.cluster.hosts]]
     host = "login1.example.org"     # required

@@ -119,6 +119,7 @@ class AsyncSSHTestServer(SSHTestServer):
     Attributes:
         open_channels: Channels (exec and SFTP) open right now.
         max_open_channels: The most channels that were open at once.
+        max_channels_per_connection: The most channels open at once on one connection.
         sftp_requests: The SFTP operations started so far (``"open"``, ``"stat"``, ...).
     """
 
@@ -129,18 +130,26 @@ class AsyncSSHTestServer(SSHTestServer):
         self.sftp_requests: list[str] = []
         self.open_channels = 0
         self.max_open_channels = 0
+        self.max_channels_per_connection = 0
+        self._per_connection: dict[object, int] = {}
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         #: One future per command still being served, resolved when it is done.
         self._handlers: set[asyncio.Future[None]] = set()
 
-    def channel_opened(self) -> None:
-        """Record a new channel (called by the server)."""
+    def channel_opened(self, connection: object = None) -> None:
+        """Record a new channel on ``connection`` (called by the server)."""
         self.open_channels += 1
         self.max_open_channels = max(self.max_open_channels, self.open_channels)
+        count = self._per_connection.get(connection, 0) + 1
+        self._per_connection[connection] = count
+        self.max_channels_per_connection = max(self.max_channels_per_connection, count)
 
-    def channel_closed(self) -> None:
-        """Record a channel's end (called by the server)."""
+    def channel_closed(self, connection: object = None) -> None:
+        """Record the end of a channel on ``connection`` (called by the server)."""
         self.open_channels -= 1
+        count = self._per_connection.pop(connection, 1) - 1
+        if count:
+            self._per_connection[connection] = count
         for at_most, waiter in self._waiters:
             if self.open_channels <= at_most and not waiter.done():
                 waiter.set_result(None)
@@ -157,8 +166,9 @@ class AsyncSSHTestServer(SSHTestServer):
             self._waiters.remove(entry)
 
     def reset_channel_count(self) -> None:
-        """Start counting :attr:`max_open_channels` again from the channels open now."""
+        """Start counting the most channels open again from those open now."""
         self.max_open_channels = self.open_channels
+        self.max_channels_per_connection = max(self._per_connection.values(), default=0)
 
 
 class _ConnectionTracker(asyncssh.SSHServer):
@@ -181,7 +191,8 @@ def _sftp_factory(server: AsyncSSHTestServer) -> Callable[[asyncssh.SSHServerCha
     class _CountingSFTPServer(asyncssh.SFTPServer):
         def __init__(self, chan: asyncssh.SSHServerChannel[bytes]) -> None:
             super().__init__(chan)
-            server.channel_opened()
+            self._connection = chan.get_connection()
+            server.channel_opened(self._connection)
 
         def __getattribute__(self, name: str) -> Any:
             if name in ("open", "stat", "lstat", "realpath", "mkdir", "remove", "symlink"):
@@ -189,7 +200,7 @@ def _sftp_factory(server: AsyncSSHTestServer) -> Callable[[asyncssh.SSHServerCha
             return super().__getattribute__(name)
 
         def exit(self) -> None:
-            server.channel_closed()
+            server.channel_closed(self._connection)
 
     return _CountingSFTPServer
 
@@ -276,13 +287,14 @@ def _process_factory(
     server: AsyncSSHTestServer,
 ) -> Callable[[asyncssh.SSHServerProcess[bytes]], Any]:
     async def handle(process: asyncssh.SSHServerProcess[bytes]) -> None:
-        server.channel_opened()
+        connection = process.channel.get_connection()
+        server.channel_opened(connection)
         done = asyncio.get_running_loop().create_future()
         server._handlers.add(done)
         try:
             await _execute(process)
         finally:
-            server.channel_closed()
+            server.channel_closed(connection)
             server._handlers.discard(done)
             done.set_result(None)
 

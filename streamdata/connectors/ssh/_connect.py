@@ -67,6 +67,11 @@ class SingleFlight(Generic[_T]):
     def __init__(self) -> None:
         self._future: asyncio.Future[_T] | None = None
 
+    @property
+    def running(self) -> bool:
+        """Whether an attempt is in progress."""
+        return self._future is not None
+
     async def run(self, attempt: Callable[[], Awaitable[_T]]) -> _T:
         """Run ``attempt``, or wait for the one in progress and share its outcome."""
         while self._future is not None:

@@ -66,9 +66,11 @@ class SSHConnector(Connector):
     Args:
         hosts: The hosts; each is the location named by its :attr:`SSHHost.location_name`.
         max_connections: Most SSH connections per host.
-        max_sessions: Most channels open at once per host, across its connections; keep
-            it below the server's ``MaxSessions`` (10 by default in OpenSSH). One channel
-            is kept for metadata requests and one more for short commands.
+        max_sessions: Most channels open at once per host, across its connections. One
+            connection carries at most 10 (OpenSSH's default ``MaxSessions``, which is
+            per connection): more need ``max_connections`` > 1. One channel is kept for
+            metadata requests and one more for short commands; an extra channel for a
+            split transfer that the server refuses is simply not used.
         connect_timeout: Seconds allowed to connect and log in.
         keepalive_interval: Seconds between keep-alive requests; a connection missing
             three answers in a row is dropped.
@@ -87,7 +89,7 @@ class SSHConnector(Connector):
         hosts: Sequence[SSHHost],
         *,
         max_connections: int = 2,
-        max_sessions: int = 8,
+        max_sessions: int = 12,
         connect_timeout: float = 15.0,
         keepalive_interval: float = 15.0,
         connect_retries: int = 3,

@@ -69,7 +69,7 @@ class PoolSettings:
     """How a :class:`HostPool` connects and how much it may open at once."""
 
     max_connections: int = 2
-    max_sessions: int = 8
+    max_sessions: int = 12
     connect_timeout: float = 15.0
     keepalive_interval: float = 15.0
     keepalive_count_max: int = 3

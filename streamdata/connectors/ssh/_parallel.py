@@ -42,7 +42,7 @@ SERVER_WINDOW = 2 << 20
 #: link whose single channel carries that gets one channel.
 TARGET_RATE = 500e6
 #: Channels for one transfer at most (the first, plus extra ones when slots are free).
-MAX_STREAMS = 6
+MAX_STREAMS = 10
 #: Round trips shorter than this (seconds) are a LAN or loopback, if a busy one: one
 #: channel, whatever the rate formula says.
 NEAR = 0.005

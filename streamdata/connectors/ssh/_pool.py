@@ -7,7 +7,11 @@ connections, never exceed ``max_sessions``:
 * one channel is reserved for a persistent SFTP session that carries the small metadata
   requests (stat, mkdir, rename, symlink), so they never queue behind bulk data;
 * bulk commands (streams, copies) use at most ``max_sessions - 2`` channels, leaving one
-  more for short commands (listing, removal).
+  more for short commands (listing, removal);
+* one connection carries at most :data:`SESSIONS_PER_CONNECTION` channels (OpenSSH's
+  ``MaxSessions`` is per connection, 10 by default), so ``max_sessions`` beyond that
+  needs ``max_connections`` > 1: a command finding every connection full while another
+  opens waits for it.
 
 A remote command starts the user's login shell, which costs 3 ms on a lean server and
 half a second where ``~/.bashrc`` is heavy. So that a transfer does not pay that twice in
@@ -48,7 +52,10 @@ from ._errors import SSH_ERRORS
 from ._host import PoolSettings, SSHHost
 from ._parallel import RoundTrips
 
-__all__ = ["HostPool"]
+__all__ = ["SESSIONS_PER_CONNECTION", "HostPool"]
+
+#: Channels one connection carries at most: OpenSSH's default ``MaxSessions``.
+SESSIONS_PER_CONNECTION = 10
 
 _T = TypeVar("_T")
 #: Small-file transfers in flight on the SFTP session at once.
@@ -94,14 +101,15 @@ class HostPool:
         self._settings = settings
         self._label = f"{host.location_name} ({host.host}:{host.port})"
         self._connections: list[_Connection] = []
-        self._extra_opening = 0
         self._first = SingleFlight[_Connection]()
+        self._extra = SingleFlight[_Connection]()
         self._sftp_flight = SingleFlight[tuple[_Connection, asyncssh.SFTPClient]]()
         self._sftp: tuple[_Connection, asyncssh.SFTPClient] | None = None
-        self._channels = asyncio.Semaphore(settings.max_sessions - 1)
-        self._bulk = asyncio.Semaphore(max(1, settings.max_sessions - 2))
+        sessions = min(settings.max_sessions, SESSIONS_PER_CONNECTION * settings.max_connections)
+        self._channels = asyncio.Semaphore(sessions - 1)
+        self._bulk = asyncio.Semaphore(max(1, sessions - 2))
         self._sftp_transfers = asyncio.Semaphore(_SFTP_TRANSFERS)
-        self._spread = math.ceil(settings.max_sessions / settings.max_connections)
+        self._spread = math.ceil(sessions / settings.max_connections)
         self._standby: _Channel | None = None
         self._standby_since = 0.0
         self._waiting = 0  # commands waiting for a channel slot
@@ -140,6 +148,36 @@ class HostPool:
         Raises:
             ConnectorError: If no connection or channel can be opened.
         """
+        async with self._command(command, what, bulk=bulk, spare=False) as remote:
+            assert remote is not None  # only a spare is given up
+            yield remote
+
+    @contextlib.asynccontextmanager
+    async def spare_command(
+        self, command: str, *, what: str
+    ) -> AsyncIterator[RemoteCommand | None]:
+        """Like :meth:`command` (bulk), but only if a slot is free now; else yield None.
+
+        For extra parallel streams: waiting for a slot held by another transfer that
+        waits for one too could deadlock, so the extra stream is simply not opened. Nor
+        is it if the server refuses the channel as too many (its ``MaxSessions`` is lower
+        than the pool's share of a connection): no waiting for the server either.
+
+        Raises:
+            ConnectorError: If no connection or channel can be opened, for another reason.
+        """
+        free = not self._bulk.locked() and (not self._channels.locked() or self._standby_usable())
+        if not free:
+            yield None
+            return
+        async with self._command(command, what, bulk=True, spare=True) as remote:
+            yield remote
+
+    @contextlib.asynccontextmanager
+    async def _command(
+        self, command: str, what: str, *, bulk: bool, spare: bool
+    ) -> AsyncIterator[RemoteCommand | None]:
+        """:meth:`command`; a ``spare`` one yields None if the server refuses the channel."""
         async with contextlib.AsyncExitStack() as stack:
             if bulk:
                 await stack.enter_async_context(self._bulk)
@@ -150,7 +188,15 @@ class HostPool:
                     await stack.enter_async_context(self._channels)
                 finally:
                     self._waiting -= 1
-                connection, channel, session = await self._open_channel(command)
+                try:
+                    connection, channel, session = await self._open_channel(
+                        command, patient=not spare
+                    )
+                except ConnectorError as error:
+                    if not (spare and _is_busy(error.__cause__)):
+                        raise
+                    yield None
+                    return
             else:
                 stack.callback(self._channels.release)  # the slot the standby held
                 connection, channel, session = standby
@@ -165,25 +211,6 @@ class HostPool:
                     await close_session(connection.conn, channel, session)
                 finally:
                     connection.load -= 1
-
-    @contextlib.asynccontextmanager
-    async def spare_command(
-        self, command: str, *, what: str
-    ) -> AsyncIterator[RemoteCommand | None]:
-        """Like :meth:`command` (bulk), but only if a slot is free now; else yield None.
-
-        For extra parallel streams: waiting for a slot held by another transfer that
-        waits for one too could deadlock, so the extra stream is simply not opened.
-
-        Raises:
-            ConnectorError: If no connection or channel can be opened.
-        """
-        free = not self._bulk.locked() and (not self._channels.locked() or self._standby_usable())
-        if not free:
-            yield None
-            return
-        async with self.command(command, what=what, bulk=True) as remote:
-            yield remote
 
     async def run(self, command: str, *, what: str, data: bytes = b"", bulk: bool = False) -> bytes:
         """Run a command, feeding it ``data``, and return its standard output.
@@ -353,6 +380,9 @@ class HostPool:
     async def _connection(self) -> _Connection:
         """Pick the least loaded connection, opening another while the load is high.
 
+        While another is being opened, callers take the connections there are, unless
+        every one carries :data:`SESSIONS_PER_CONNECTION` channels: those wait for it.
+
         Raises:
             ConnectorError: If the pool is closed (it never connects again).
         """
@@ -364,16 +394,16 @@ class HostPool:
             if best is None:
                 await self._first.run(self._add_connection)
                 continue
-            may_open = len(self._connections) + self._extra_opening < self._settings.max_connections
-            if best.load < self._spread or not may_open:
+            full = best.load >= SESSIONS_PER_CONNECTION
+            may_open = len(self._connections) < self._settings.max_connections
+            if not may_open or (best.load < self._spread and not full):
                 return best
-            self._extra_opening += 1
+            if self._extra.running and not full:
+                return best  # another caller is opening one; no need to wait for it
             try:
-                return await self._add_connection()
+                return await self._extra.run(self._add_connection)
             except ConnectorError:
-                return best  # the connections we have still work
-            finally:
-                self._extra_opening -= 1
+                return best  # the connections we have still work (a full one: the server says)
 
     async def _add_connection(self) -> _Connection:
         connection = _Connection(await connect(self._host, self._settings, self.error))
@@ -396,5 +426,5 @@ class HostPool:
                 await connection.conn.wait_closed()
 
 
-def _is_busy(exc: BaseException) -> bool:
+def _is_busy(exc: BaseException | None) -> bool:
     return isinstance(exc, asyncssh.ChannelOpenError) and exc.code in _BUSY_CODES

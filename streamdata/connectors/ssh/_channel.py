@@ -19,7 +19,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import time
 from collections import deque
+from collections.abc import Callable
 from typing import cast
 
 from ..._errors import ConnectorError
@@ -37,8 +39,11 @@ _CLOSE_TIMEOUT = 10.0
 class CommandSession(asyncssh.SSHClientSession[bytes]):
     """The asyncssh session behind a :class:`RemoteCommand`: buffers and events only."""
 
-    def __init__(self, read_limit: int) -> None:
+    def __init__(
+        self, read_limit: int, on_round_trip: Callable[[float], None] | None = None
+    ) -> None:
         self.read_limit = read_limit
+        self._on_round_trip = on_round_trip
         self.chunks: deque[bytes] = deque()
         self.buffered = 0
         self.paused = False
@@ -53,9 +58,15 @@ class CommandSession(asyncssh.SSHClientSession[bytes]):
         self.writable.set()
         self.done = asyncio.Event()
         self.channel: asyncssh.SSHClientChannel[bytes] | None = None
+        #: When the channel was asked for (:func:`open_session`).
+        self.requested: float | None = None
 
     def connection_made(self, chan: asyncssh.SSHClientChannel[bytes]) -> None:
+        """The server confirmed the channel: a round trip after the request (the open is
+        confirmed at once: no process starts before the command's request)."""
         self.channel = chan
+        if self.requested is not None and self._on_round_trip is not None:
+            self._on_round_trip(time.monotonic() - self.requested)
 
     def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
         if datatype == asyncssh.EXTENDED_DATA_STDERR:
@@ -236,6 +247,7 @@ async def open_session(
         asyncssh.Error: If the server refuses the channel (translated by the caller).
         OSError: If the connection fails.
     """
+    session.requested = time.monotonic()
     opening = asyncio.ensure_future(
         conn.create_session(
             functools.partial(_same, session),

@@ -19,6 +19,7 @@ __all__ = [
     "block_digests",
     "copy_tree",
     "extract",
+    "prepare_destination",
     "read_file",
     "read_ranges",
     "remove_tree",
@@ -52,6 +53,16 @@ def extract(path: str, *, make: bool = False) -> str:
     target = quote(path)
     start = f"mkdir -p -m 700 -- {target} && " if make else ""
     return f"{start}tar -C {target} -xpf - --no-same-owner"
+
+
+def prepare_destination(path: str) -> str:
+    """Print ``directory`` if ``path`` is one (through a link); else make its parent
+    (``mkdir -p``) and print ``file``."""
+    parent = posixpath.dirname(path) or "."
+    return (
+        f"if [ -d {quote(path)} ]; then echo directory; "
+        f"else mkdir -p -- {quote(parent)} && echo file; fi"
+    )
 
 
 def read_file(path: str) -> str:

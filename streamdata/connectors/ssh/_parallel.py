@@ -14,16 +14,18 @@ most :data:`MAX_STREAMS` and at most one per block of the data; the extra ones o
 channel slot is free at that moment (:meth:`~._pool.HostPool.spare_command`), so several
 transfers at once share the host's ``max_sessions`` without waiting for each other.
 
-The round-trip time is the shortest of the last few requests on the host's SFTP session
-(:class:`RoundTrips`): a stat is one round trip, and every transfer makes one before its
-data flows (the engine stats the source, and prepares the destination's directory). The
-shortest one is the link's, not a queue's. No sample yet, a round trip under
+The round-trip time is the shortest of the host's last few samples (:class:`RoundTrips`):
+SFTP requests (a stat is one round trip) and channel opens (the server confirms a channel
+at once: its command starts with the next request), so the first channel a new
+connection opens has measured the link before any data flows. The shortest sample is
+the link's, not a queue's. No sample yet, a round trip under
 :data:`NEAR` (on a busy machine a loopback request can take a few milliseconds), or
 :data:`TARGET_RATE` already reached by one channel: one channel, as before.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections import deque
 
@@ -54,10 +56,13 @@ class RoundTrips:
 
     def __init__(self) -> None:
         self._samples: deque[float] = deque(maxlen=_SAMPLES)
+        #: Set by the first sample.
+        self.measured = asyncio.Event()
 
     def add(self, seconds: float) -> None:
         """Record how long one request took, answer included."""
         self._samples.append(seconds)
+        self.measured.set()
 
     @property
     def best(self) -> float | None:

@@ -8,10 +8,9 @@ connections, never exceed ``max_sessions``:
   requests (stat, mkdir, rename, symlink), so they never queue behind bulk data;
 * bulk commands (streams, copies) use at most ``max_sessions - 2`` channels, leaving one
   more for short commands (listing, removal);
-* one connection carries at most :data:`SESSIONS_PER_CONNECTION` channels (OpenSSH's
-  ``MaxSessions`` is per connection, 10 by default), so ``max_sessions`` beyond that
-  needs ``max_connections`` > 1: a command finding every connection full while another
-  opens waits for it.
+* one connection carries at most
+  :data:`~._connections.SESSIONS_PER_CONNECTION` channels (OpenSSH's ``MaxSessions`` is
+  per connection), so more need ``max_connections`` > 1 (:mod:`._connections`).
 
 A remote command starts the user's login shell, which costs 3 ms on a lean server and
 half a second where ``~/.bashrc`` is heavy. So that a transfer does not pay that twice in
@@ -29,63 +28,40 @@ holds one channel slot while idle; it is closed rather than parked if a command 
 waiting for a slot, and not used once older than a keep-alive interval (its connection
 may have died unnoticed).
 
-No lock is held while connecting: the first connection is made by one caller and its
-outcome shared with every caller waiting for it (an unreachable host fails them all with
-one error, quickly); more connections are opened as the load grows. How one connection
-is made (and retried) is in :mod:`._connect`; a failed command is never retried.
+No lock is held while connecting; more connections are opened as the load grows
+(:mod:`._connections`). A failed command is never retried.
+
+A transfer's first step on a far host should not wait for the SFTP session (four round
+trips: the channel, the subsystem, its version, its limits): :meth:`HostPool.warm_up`
+starts it (with the standby) in the background while a cold host's first step runs as a
+command (:mod:`._prepare`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import time
+from asyncio import FIRST_COMPLETED
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 from ..._errors import ConnectorError, StreamDataError
 from ._asyncssh import asyncssh
-from ._channel import CommandSession, RemoteCommand, close_session, open_session
-from ._connect import Backoff, SingleFlight, connect
+from ._channel import RemoteCommand, close_session
+from ._connect import SingleFlight
+from ._connections import SESSIONS_PER_CONNECTION, Channel, Connection, Connections, is_busy
 from ._errors import SSH_ERRORS
 from ._host import PoolSettings, SSHHost
-from ._parallel import RoundTrips
+from ._parallel import NEAR, RoundTrips
 
-__all__ = ["SESSIONS_PER_CONNECTION", "HostPool"]
-
-#: Channels one connection carries at most: OpenSSH's default ``MaxSessions``.
-SESSIONS_PER_CONNECTION = 10
+__all__ = ["HostPool"]
 
 _T = TypeVar("_T")
 #: Small-file transfers in flight on the SFTP session at once.
 _SFTP_TRANSFERS = 8
-#: Channel-open refusals that mean "too many sessions right now" (OpenSSH says "connect
-#: failed" when MaxSessions is reached).
-_BUSY_CODES = (
-    asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
-    asyncssh.OPEN_CONNECT_FAILED,
-    asyncssh.OPEN_RESOURCE_SHORTAGE,
-)
-_BUSY_RETRY_SECONDS = 10.0
 #: The standby channel's command: read a length, exactly that many bytes, run them.
 _LAUNCHER = 'IFS= read -r n && c=$(dd bs=1 count="$n" 2>/dev/null) && exec /bin/sh -c "$c" sh'
-
-_Channel = tuple["_Connection", asyncssh.SSHClientChannel[bytes], CommandSession]
-
-
-class _Connection:
-    """An SSH connection and the number of channels open on it."""
-
-    __slots__ = ("conn", "load")
-
-    def __init__(self, conn: asyncssh.SSHClientConnection) -> None:
-        self.conn = conn
-        self.load = 0
-
-    @property
-    def alive(self) -> bool:
-        return not self.conn.is_closed()
 
 
 class HostPool:
@@ -100,21 +76,19 @@ class HostPool:
         self._host = host
         self._settings = settings
         self._label = f"{host.location_name} ({host.host}:{host.port})"
-        self._connections: list[_Connection] = []
-        self._first = SingleFlight[_Connection]()
-        self._extra = SingleFlight[_Connection]()
-        self._sftp_flight = SingleFlight[tuple[_Connection, asyncssh.SFTPClient]]()
-        self._sftp: tuple[_Connection, asyncssh.SFTPClient] | None = None
+        self._sftp_flight = SingleFlight[tuple[Connection, asyncssh.SFTPClient]]()
+        self._sftp: tuple[Connection, asyncssh.SFTPClient] | None = None
         sessions = min(settings.max_sessions, SESSIONS_PER_CONNECTION * settings.max_connections)
+        self._connections = Connections(host, settings, self.error, sessions)
         self._channels = asyncio.Semaphore(sessions - 1)
         self._bulk = asyncio.Semaphore(max(1, sessions - 2))
         self._sftp_transfers = asyncio.Semaphore(_SFTP_TRANSFERS)
-        self._spread = math.ceil(sessions / settings.max_connections)
-        self._standby: _Channel | None = None
+        self._standby: Channel | None = None
         self._standby_since = 0.0
         self._waiting = 0  # commands waiting for a channel slot
         self._closed = False
-        self.round_trips = RoundTrips()  #: fed by the SFTP stats (:mod:`._parallel`)
+        self._warming: asyncio.Task[None] | None = None
+        self.round_trips = RoundTrips()  #: fed by SFTP stats and channel opens (:mod:`._parallel`)
 
     def error(self, message: str, cause: BaseException | None = None) -> StreamDataError:
         """The error to raise about this host: ``cause`` translated by :data:`SSH_ERRORS`.
@@ -148,7 +122,7 @@ class HostPool:
         Raises:
             ConnectorError: If no connection or channel can be opened.
         """
-        async with self._command(command, what, bulk=bulk, spare=False) as remote:
+        async with self._command(command, what, bulk=bulk, spare=False, fresh=False) as remote:
             assert remote is not None  # only a spare is given up
             yield remote
 
@@ -170,18 +144,19 @@ class HostPool:
         if not free:
             yield None
             return
-        async with self._command(command, what, bulk=True, spare=True) as remote:
+        async with self._command(command, what, bulk=True, spare=True, fresh=False) as remote:
             yield remote
 
     @contextlib.asynccontextmanager
     async def _command(
-        self, command: str, what: str, *, bulk: bool, spare: bool
+        self, command: str, what: str, *, bulk: bool, spare: bool, fresh: bool
     ) -> AsyncIterator[RemoteCommand | None]:
-        """:meth:`command`; a ``spare`` one yields None if the server refuses the channel."""
+        """:meth:`command`; a ``spare`` one yields None if the server refuses the channel,
+        a ``fresh`` one leaves the standby alone."""
         async with contextlib.AsyncExitStack() as stack:
             if bulk:
                 await stack.enter_async_context(self._bulk)
-            standby = self._take_standby()
+            standby = None if fresh else self._take_standby()
             if standby is None:
                 self._waiting += 1
                 try:
@@ -189,11 +164,11 @@ class HostPool:
                 finally:
                     self._waiting -= 1
                 try:
-                    connection, channel, session = await self._open_channel(
-                        command, patient=not spare
+                    connection, channel, session = await self._connections.open_channel(
+                        command, self.round_trips.add, patient=not spare
                     )
                 except ConnectorError as error:
-                    if not (spare and _is_busy(error.__cause__)):
+                    if not (spare and is_busy(error.__cause__)):
                         raise
                     yield None
                     return
@@ -212,14 +187,20 @@ class HostPool:
                 finally:
                     connection.load -= 1
 
-    async def run(self, command: str, *, what: str, data: bytes = b"", bulk: bool = False) -> bytes:
+    async def run(
+        self, command: str, *, what: str, data: bytes = b"", bulk: bool = False, fresh: bool = False
+    ) -> bytes:
         """Run a command, feeding it ``data``, and return its standard output.
+
+        With ``fresh``, on a channel of its own, leaving the standby to the next command.
 
         Raises:
             ConnectorError: If it cannot run or exits with a non-zero status.
         """
         output = bytearray()
-        async with self.command(command, what=what, bulk=bulk) as remote:
+        running = self._command(command, what, bulk=bulk, spare=False, fresh=fresh)
+        async with running as remote:
+            assert remote is not None  # only a spare is given up
             if data:
                 await remote.write(data)
             remote.write_eof()
@@ -240,7 +221,7 @@ class HostPool:
         age = time.monotonic() - self._standby_since
         return connection.alive and not session.closed and age < self._settings.keepalive_interval
 
-    def _take_standby(self) -> _Channel | None:
+    def _take_standby(self) -> Channel | None:
         """The standby channel, if usable (an unusable one is closed and its slot freed)."""
         usable, standby = self._standby_usable(), self._standby
         self._standby = None
@@ -249,7 +230,7 @@ class HostPool:
         self._discard(standby)
         return None
 
-    def _discard(self, standby: _Channel) -> None:
+    def _discard(self, standby: Channel) -> None:
         connection, channel, _ = standby
         channel.close()
         connection.load -= 1
@@ -265,7 +246,9 @@ class HostPool:
             return
         await self._channels.acquire()
         try:
-            standby = await self._open_channel(_LAUNCHER, patient=False)
+            standby = await self._connections.open_channel(
+                _LAUNCHER, self.round_trips.add, patient=False
+            )
         except ConnectorError:
             self._channels.release()  # only a head start was lost
             return
@@ -277,35 +260,43 @@ class HostPool:
         else:
             self._discard(standby)
 
-    async def _open_channel(self, command: str, *, patient: bool = True) -> _Channel:
-        """Open a session channel running ``command``.
-
-        A server still freeing the session of a channel we saw close may refuse the new
-        one for a moment: that is retried with backoff, unless ``patient`` is False. A
-        connection found dead is replaced once. Any other failure is final.
-        """
-        retry = Backoff(_BUSY_RETRY_SECONDS if patient else 0.0)
-        replaced = False
-        while True:
-            connection = await self._connection()
-            connection.load += 1
-            session = CommandSession(self._settings.window + 2 * self._settings.max_pktsize)
-            try:
-                channel = await open_session(connection.conn, session, command, self._settings)
-            except SSH_ERRORS.handled as exc:
-                connection.load -= 1
-                if not connection.alive and not replaced:
-                    replaced = True  # the connection died: once more on a new one
-                    continue
-                if not _is_busy(exc) or not await retry.wait():
-                    raise self.error("cannot open a channel", exc) from exc
-                continue
-            except BaseException:
-                connection.load -= 1
-                raise
-            return connection, channel, session
-
     # -- SFTP ----------------------------------------------------------------------------
+
+    @property
+    def sftp_ready(self) -> bool:
+        """Whether the SFTP session is up: a request on it costs one round trip."""
+        return self._sftp is not None and self._sftp[0].alive
+
+    def warm_up(self) -> None:
+        """Start the SFTP session (and the standby) in the background, unless under way.
+
+        The pool owns the task: :meth:`close` cancels it. A failure is left for the
+        next SFTP request to meet (and raise) again.
+        """
+        if self._closed or self.sftp_ready:
+            return
+        if self._warming is None or self._warming.done():
+            self._warming = asyncio.get_running_loop().create_task(self._warm())
+
+    async def is_far(self) -> bool:
+        """Whether the host is :data:`~._parallel.NEAR` or more away.
+
+        Waits for the first round-trip sample (the standby's channel open, a round trip
+        after :meth:`warm_up` connected), or for the warm-up to end; False if neither
+        gave a sample.
+        """
+        if self.round_trips.best is None and self._warming is not None:
+            measured = asyncio.ensure_future(self.round_trips.measured.wait())
+            try:
+                await asyncio.wait((measured, self._warming), return_when=FIRST_COMPLETED)
+            finally:
+                measured.cancel()
+        best = self.round_trips.best
+        return best is not None and best >= NEAR
+
+    async def _warm(self) -> None:
+        with contextlib.suppress(StreamDataError):
+            await self._sftp_client()
 
     def sftp_transfer_slot(self) -> asyncio.Semaphore:
         """Hold one while moving file data over SFTP.
@@ -352,22 +343,22 @@ class HostPool:
         _, client = await self._sftp_flight.run(self._start_sftp)
         return client
 
-    async def _start_sftp(self) -> tuple[_Connection, asyncssh.SFTPClient]:
+    async def _start_sftp(self) -> tuple[Connection, asyncssh.SFTPClient]:
         """Start the SFTP session, and a standby channel alongside (module docstring)."""
-        connection = await self._connection()
+        connection = await self._connections.pick()
+        connection.load += 1  # counted from the start, so no other channel takes its place
         _, started = await asyncio.gather(
             self._open_standby(),
             connection.conn.start_sftp_client(path_errors="surrogateescape"),
             return_exceptions=True,
         )
-        if isinstance(started, SSH_ERRORS.handled):
-            raise self.error("cannot start SFTP", started) from started
         if isinstance(started, BaseException):
+            connection.load -= 1
+            if isinstance(started, SSH_ERRORS.handled):
+                raise self.error("cannot start SFTP", started) from started
             raise started
-        client = started
-        connection.load += 1
-        self._sftp = (connection, client)
-        return connection, client
+        self._sftp = (connection, started)
+        return connection, started
 
     def _drop_sftp(self, client: asyncssh.SFTPClient) -> None:
         if self._sftp is not None and self._sftp[1] is client:
@@ -375,56 +366,16 @@ class HostPool:
             self._sftp = None
             client.exit()
 
-    # -- connections ---------------------------------------------------------------------
-
-    async def _connection(self) -> _Connection:
-        """Pick the least loaded connection, opening another while the load is high.
-
-        While another is being opened, callers take the connections there are, unless
-        every one carries :data:`SESSIONS_PER_CONNECTION` channels: those wait for it.
-
-        Raises:
-            ConnectorError: If the pool is closed (it never connects again).
-        """
-        while True:
-            if self._closed:
-                raise self.error("the connector was closed")
-            self._connections = [c for c in self._connections if c.alive]
-            best = min(self._connections, key=lambda c: c.load, default=None)
-            if best is None:
-                await self._first.run(self._add_connection)
-                continue
-            full = best.load >= SESSIONS_PER_CONNECTION
-            may_open = len(self._connections) < self._settings.max_connections
-            if not may_open or (best.load < self._spread and not full):
-                return best
-            if self._extra.running and not full:
-                return best  # another caller is opening one; no need to wait for it
-            try:
-                return await self._extra.run(self._add_connection)
-            except ConnectorError:
-                return best  # the connections we have still work (a full one: the server says)
-
-    async def _add_connection(self) -> _Connection:
-        connection = _Connection(await connect(self._host, self._settings, self.error))
-        self._connections.append(connection)
-        return connection
-
     async def close(self) -> None:
         """Close every connection of the pool; idempotent."""
         self._closed = True
+        if self._warming is not None:
+            self._warming.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._warming
         standby, self._standby = self._standby, None
         if standby is not None:
             self._discard(standby)
         if self._sftp is not None:
             self._drop_sftp(self._sftp[1])
-        connections, self._connections = self._connections, []
-        for connection in connections:
-            connection.conn.close()
-        for connection in connections:
-            with contextlib.suppress(OSError, asyncssh.Error):
-                await connection.conn.wait_closed()
-
-
-def _is_busy(exc: BaseException | None) -> bool:
-    return isinstance(exc, asyncssh.ChannelOpenError) and exc.code in _BUSY_CODES
+        await self._connections.close()

@@ -26,7 +26,7 @@ from ._asyncssh import asyncssh
 from ._errors import SSH_ERRORS
 from ._host import PoolSettings, SSHHost
 
-__all__ = ["Backoff", "SingleFlight", "connect"]
+__all__ = ["Backoff", "SingleFlight", "again", "connect"]
 
 _T = TypeVar("_T")
 _LOG = logging.getLogger("streamdata.ssh")
@@ -79,10 +79,8 @@ class SingleFlight(Generic[_T]):
                 return await asyncio.shield(self._future)
             except _Abandoned:
                 continue
-            except ConnectorError as exc:  # a fresh error per caller, chained to the shared one
-                raise ConnectorError(str(exc), host=exc.host) from exc
-            except ConfigurationError as exc:
-                raise ConfigurationError(str(exc)) from exc
+            except (ConnectorError, ConfigurationError) as exc:
+                raise again(exc) from exc
         future: asyncio.Future[_T] = asyncio.get_running_loop().create_future()
         future.add_done_callback(_mark_retrieved)
         self._future = future
@@ -96,6 +94,17 @@ class SingleFlight(Generic[_T]):
             return result
         finally:
             self._future = None
+
+
+def again(exc: ConnectorError | ConfigurationError) -> StreamDataError:
+    """A fresh copy of a failure shared by several callers, to raise to one more.
+
+    Raising the same exception object from several places would tangle its traceback;
+    the caller chains the copy to it (``raise again(exc) from exc``).
+    """
+    if isinstance(exc, ConnectorError):
+        return ConnectorError(str(exc), host=exc.host)
+    return ConfigurationError(str(exc))
 
 
 def _mark_retrieved(future: asyncio.Future[Any]) -> None:

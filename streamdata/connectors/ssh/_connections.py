@@ -151,7 +151,11 @@ class Connections:
             return connection, channel, session
 
     async def _add(self) -> Connection:
-        connection = Connection(await connect(self._host, self._settings, self._error))
+        conn = await connect(self._host, self._settings, self._error)
+        if self._closed:  # closed while connecting: this one would never be closed
+            conn.close()
+            raise self._error("the connector was closed", None)
+        connection = Connection(conn)
         self._open.append(connection)
         return connection
 

@@ -147,7 +147,8 @@ class SSHConnector(Connector):
     async def prepare_destination(
         self, location: ExecutionLocation, dst_path: str, basename: str
     ) -> str:
-        """Apply cp rules: one round trip, two on a host not used yet (:mod:`._prepare`).
+        """Apply cp rules: one round trip (and a ``mkdir`` per missing parent); on a far
+        host not used yet, a command three round trips after connecting (:mod:`._prepare`).
 
         Raises:
             ConnectorError: If the host cannot be reached or a parent cannot be made.

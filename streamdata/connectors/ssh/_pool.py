@@ -42,7 +42,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from asyncio import FIRST_COMPLETED
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
@@ -53,7 +52,8 @@ from ._connect import SingleFlight
 from ._connections import SESSIONS_PER_CONNECTION, Channel, Connection, Connections, is_busy
 from ._errors import SSH_ERRORS
 from ._host import PoolSettings, SSHHost
-from ._parallel import NEAR, RoundTrips
+from ._parallel import RoundTrips
+from ._warmup import WarmUp
 
 __all__ = ["HostPool"]
 
@@ -87,8 +87,8 @@ class HostPool:
         self._standby_since = 0.0
         self._waiting = 0  # commands waiting for a channel slot
         self._closed = False
-        self._warming: asyncio.Task[None] | None = None
         self.round_trips = RoundTrips()  #: fed by SFTP stats and channel opens (:mod:`._parallel`)
+        self._warm = WarmUp(self._sftp_client, self.round_trips)
 
     def error(self, message: str, cause: BaseException | None = None) -> StreamDataError:
         """The error to raise about this host: ``cause`` translated by :data:`SSH_ERRORS`.
@@ -156,7 +156,13 @@ class HostPool:
         async with contextlib.AsyncExitStack() as stack:
             if bulk:
                 await stack.enter_async_context(self._bulk)
-            standby = None if fresh else self._take_standby()
+            standby = self._take_standby()
+            if fresh and standby is not None:
+                if self._channels.locked():
+                    self._discard(standby)  # its slot is the one this command needs
+                else:
+                    self._standby = standby  # parked again, for the next command
+                standby = None
             if standby is None:
                 self._waiting += 1
                 try:
@@ -268,35 +274,19 @@ class HostPool:
         return self._sftp is not None and self._sftp[0].alive
 
     def warm_up(self) -> None:
-        """Start the SFTP session (and the standby) in the background, unless under way.
-
-        The pool owns the task: :meth:`close` cancels it. A failure is left for the
-        next SFTP request to meet (and raise) again.
-        """
-        if self._closed or self.sftp_ready:
-            return
-        if self._warming is None or self._warming.done():
-            self._warming = asyncio.get_running_loop().create_task(self._warm())
+        """Start the SFTP session (and the standby) in the background, unless under way
+        (:class:`~._warmup.WarmUp`: its failure is raised by :meth:`is_far`)."""
+        if not self._closed and not self.sftp_ready:
+            self._warm.start()
 
     async def is_far(self) -> bool:
-        """Whether the host is :data:`~._parallel.NEAR` or more away.
+        """Whether the host is :data:`~._parallel.NEAR` or more away, once measured
+        (:meth:`~._warmup.WarmUp.is_far`).
 
-        Waits for the first round-trip sample (the standby's channel open, a round trip
-        after :meth:`warm_up` connected), or for the warm-up to end; False if neither
-        gave a sample.
+        Raises:
+            ConnectorError: If the warm-up failed before any round trip was measured.
         """
-        if self.round_trips.best is None and self._warming is not None:
-            measured = asyncio.ensure_future(self.round_trips.measured.wait())
-            try:
-                await asyncio.wait((measured, self._warming), return_when=FIRST_COMPLETED)
-            finally:
-                measured.cancel()
-        best = self.round_trips.best
-        return best is not None and best >= NEAR
-
-    async def _warm(self) -> None:
-        with contextlib.suppress(StreamDataError):
-            await self._sftp_client()
+        return await self._warm.is_far()
 
     def sftp_transfer_slot(self) -> asyncio.Semaphore:
         """Hold one while moving file data over SFTP.
@@ -347,11 +337,15 @@ class HostPool:
         """Start the SFTP session, and a standby channel alongside (module docstring)."""
         connection = await self._connections.pick()
         connection.load += 1  # counted from the start, so no other channel takes its place
-        _, started = await asyncio.gather(
-            self._open_standby(),
-            connection.conn.start_sftp_client(path_errors="surrogateescape"),
-            return_exceptions=True,
-        )
+        try:
+            _, started = await asyncio.gather(
+                self._open_standby(),
+                connection.conn.start_sftp_client(path_errors="surrogateescape"),
+                return_exceptions=True,
+            )
+        except BaseException:  # cancelled
+            connection.load -= 1
+            raise
         if isinstance(started, BaseException):
             connection.load -= 1
             if isinstance(started, SSH_ERRORS.handled):
@@ -369,10 +363,7 @@ class HostPool:
     async def close(self) -> None:
         """Close every connection of the pool; idempotent."""
         self._closed = True
-        if self._warming is not None:
-            self._warming.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._warming
+        await self._warm.close()
         standby, self._standby = self._standby, None
         if standby is not None:
             self._discard(standby)

@@ -25,6 +25,9 @@ from ._sftp import is_directory, make_directories, stat_or_none
 
 __all__ = ["prepare_destination"]
 
+#: What the command prints (:func:`._commands.prepare_destination`): a directory?
+_ANSWERS = {b"directory\n": True, b"file\n": False}
+
 
 async def prepare_destination(pool: HostPool, dst_path: str, basename: str) -> str:
     """The path the data lands at: ``dst_path``, or ``dst_path/basename`` if a directory.
@@ -37,8 +40,10 @@ async def prepare_destination(pool: HostPool, dst_path: str, basename: str) -> s
         pool.warm_up()
         if await pool.is_far():
             answer = await pool.run(commands.prepare_destination(dst_path), what=what, fresh=True)
-            return posixpath.join(dst_path, basename) if answer == b"directory\n" else dst_path
-    parent = posixpath.dirname(dst_path)
+            if answer not in _ANSWERS:
+                raise pool.error(f"cannot {what}: unexpected answer {answer[:80]!r}")
+            return posixpath.join(dst_path, basename) if _ANSWERS[answer] else dst_path
+    parent = posixpath.dirname(dst_path) or "."
     target, folder = await asyncio.gather(
         stat_or_none(pool, dst_path, follow=True, what=what),
         stat_or_none(pool, parent, follow=True, what=what),

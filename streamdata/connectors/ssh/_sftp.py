@@ -86,8 +86,8 @@ async def make_directories(pool: HostPool, path: str) -> None:
     what = f"create directory {path!r}"
     missing, current = [], path
     while (found := await stat_or_none(pool, current, follow=True, what=what)) is None:
-        if current == "/":
-            break
+        if current in ("/", ".", ""):
+            break  # the top (or the working directory, for a relative path): not made
         missing.append(current)
         current = posixpath.dirname(current)
     if found is not None and not is_directory(found):

@@ -14,6 +14,7 @@ import itertools
 import posixpath
 import socket
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -161,3 +162,17 @@ async def test_a_cancelled_sftp_start_gives_its_slot_back(
         # what is open: the session, if it started before the cancellation; a standby
         held = [int(pool.sftp_ready) + int(pool._standby is not None)]
     assert loads == held
+
+
+@pytest.mark.parametrize("far", [True, False], ids=["far", "near"])
+async def test_a_relative_name_without_a_directory(
+    asyncssh_server: AsyncSSHTestServer, tmp_path: Path, far: bool
+) -> None:
+    """A relative destination with no directory part lands as given, cold or warm (the
+    warm path looked for its parent '' for ever)."""
+    name = f"streamdata-relative-{uuid.uuid4().hex}"
+    async with connector_to(asyncssh_server, tmp_path, far=far) as connector:
+        async with asyncio.timeout(10):
+            cold = await connector.prepare_destination(LOCATION, name, "base")
+            warm = await connector.prepare_destination(LOCATION, name, "base")
+    assert (cold, warm) == (name, name)

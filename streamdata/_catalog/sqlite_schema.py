@@ -7,6 +7,7 @@ file's structure is checked when it is opened (:func:`check_integrity`).
 
 from __future__ import annotations
 
+import random
 import sqlite3
 import time
 
@@ -94,13 +95,36 @@ def connect(path: str) -> sqlite3.Connection:
     """
     db = sqlite3.connect(path, isolation_level=None, timeout=BUSY_SECONDS, check_same_thread=False)
     try:
-        db.execute("PRAGMA journal_mode=WAL")
+        _into_wal(db)
         db.execute("PRAGMA synchronous=NORMAL")
         check_integrity(db)
     except BaseException:
         db.close()
         raise
     return db
+
+
+def _into_wal(db: sqlite3.Connection) -> None:
+    """``PRAGMA journal_mode=WAL``, waiting out other processes opening the file too.
+
+    Switching a new file to WAL takes its exclusive lock from a shared one, and SQLite
+    answers "database is locked" at once, without its busy timeout, when another
+    connection waits for that lock as well (it would deadlock): several processes
+    opening one new catalog at the same instant met it (6 of 160 here). So the switch is
+    tried again, after a short random pause, for up to :data:`BUSY_SECONDS`.
+
+    Raises:
+        sqlite3.OperationalError: If the file stays locked that long, or any other error.
+    """
+    deadline = time.monotonic() + BUSY_SECONDS
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(random.uniform(0.001, 0.02))
 
 
 def check_integrity(db: sqlite3.Connection, budget: float = CHECK_SECONDS) -> None:

@@ -19,6 +19,8 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from far import known_hosts_for
+
 from streamdata import ExecutionLocation, SSHConnector
 from streamdata.testing import DelayLine, Direction, SSHTestServer, open_ssh_server
 from streamdata.testing._openssh import OpenSSHTestServer, openssh_server
@@ -65,13 +67,6 @@ class FaultSite:
         await self._stop.aclose()
 
 
-def _known_hosts_for(server: SSHTestServer, port: int, where: Path) -> Path:
-    """A known_hosts file naming the server's host key at ``port`` (the line's)."""
-    text = server.known_hosts.read_text().replace(f"]:{server.port} ", f"]:{port} ")
-    where.write_text(text)
-    return where
-
-
 @contextlib.asynccontextmanager
 async def fault_site(kind: str, deployment: str, scratch: Path) -> AsyncIterator[FaultSite]:
     """A :class:`FaultSite` on a fresh server of ``kind`` (``asyncssh`` or ``openssh``)."""
@@ -85,7 +80,7 @@ async def fault_site(kind: str, deployment: str, scratch: Path) -> AsyncIterator
             server = await stop.enter_async_context(openssh_server(user=PLAIN_USER))
         line = await outer.enter_async_context(DelayLine(server.host, server.port))
         # Copies of the key files: a stopped server's directory is gone.
-        known = _known_hosts_for(server, line.port, scratch / f"known_hosts-{deployment}")
+        known = known_hosts_for(server, line.port, scratch / f"known_hosts-{deployment}")
         key = scratch / f"key-{deployment}"
         shutil.copy(server.client_key, key)
         host = server.ssh_host(

@@ -19,10 +19,12 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Hashable
 from pathlib import Path
 
+from far import far_host
+
 from streamdata import DataManager, ExecutionLocation, LocalConnector, SSHConnector
 from streamdata.connectors import Entry
 from streamdata.connectors._tar.split import TarSplitter
-from streamdata.testing import AsyncSSHTestServer, DelayLine
+from streamdata.testing import AsyncSSHTestServer
 
 LOCAL = ExecutionLocation("localhost", "local", local=True)
 REMOTE = ExecutionLocation("remote", "ssh")
@@ -64,11 +66,7 @@ async def test_a_tree_upload_looks_at_the_destination_in_one_round_trip(
     """Uploading a tree to a new path far away: every SFTP stat in one round trip."""
     source = _tree(tmp_path / "tree")
     (tmp_path / "out").mkdir()
-    async with DelayLine(asyncssh_server.host, asyncssh_server.port, delay=DELAY) as line:
-        key = asyncssh_server.known_hosts.read_text().split(None, 1)[1]
-        known_hosts = tmp_path / "known_hosts_line"
-        known_hosts.write_text(f"[{asyncssh_server.host}]:{line.port} {key}")
-        host = asyncssh_server.ssh_host(port=line.port, known_hosts=known_hosts, name="remote")
+    async with far_host(asyncssh_server, tmp_path, delay=DELAY) as (_, host):
         requests = asyncssh_server.sftp_requests = _TimedRequests()
         deployments = {"local": LocalConnector(), "ssh": SSHConnector([host])}
         async with DataManager(deployments) as manager:

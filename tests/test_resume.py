@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from catalog_kinds import DURABLE, Catalogs
 from conftest import ConnectorEnv
+from far import known_hosts_for
 
 from streamdata import (
     DataManager,
@@ -88,10 +89,7 @@ class Setup:
 
     def known_hosts(self, line: DelayLine) -> Path:
         """A known_hosts file naming the server's key at the line's port."""
-        key = self.server.known_hosts.read_text().split(None, 1)[1]
-        path = self.root / f"known_hosts_{line.port}"
-        path.write_text(f"[{self.server.host}]:{line.port} {key}")
-        return path
+        return known_hosts_for(self.server, line.port, self.root / f"known_hosts_{line.port}")
 
     def lost(self, *, up: bool) -> int:
         """What a cut may lose beyond the written data (see :data:`IN_FLIGHT`)."""

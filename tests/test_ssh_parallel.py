@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import far
 import pytest
 
 from streamdata import (
@@ -40,16 +41,11 @@ DELAY = 0.025
 pytestmark = pytest.mark.timing
 
 
-@contextlib.asynccontextmanager
-async def far_host(
+def far_host(
     server: SSHTestServer, directory: Path, *, delay: float = DELAY
-) -> AsyncIterator[tuple[DelayLine, SSHHost]]:
-    """The server behind a delay line, and the host that reaches it through the line."""
-    async with DelayLine(server.host, server.port, delay=delay) as line:
-        key = server.known_hosts.read_text().split(None, 1)[1]
-        known_hosts = directory / f"known_hosts_{line.port}"
-        known_hosts.write_text(f"[{server.host}]:{line.port} {key}")
-        yield line, server.ssh_host(port=line.port, known_hosts=known_hosts, name="remote")
+) -> contextlib.AbstractAsyncContextManager[tuple[DelayLine, SSHHost]]:
+    """The server behind a delay line (50 ms by default), and the host that reaches it."""
+    return far.far_host(server, directory, delay=delay)
 
 
 @contextlib.asynccontextmanager

@@ -19,9 +19,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from far import far_host
 
 from streamdata import ConnectorError, ExecutionLocation, SSHConnector, SSHHost
-from streamdata.testing import AsyncSSHTestServer, DelayLine, SSHTestServer
+from streamdata.testing import AsyncSSHTestServer, SSHTestServer
 
 LOCATION = ExecutionLocation("remote", "ssh")
 #: One way: a 20 ms round trip, far enough for the command.
@@ -39,11 +40,7 @@ async def connector_to(
     async with contextlib.AsyncExitStack() as stack:
         host = server.ssh_host(name="remote")
         if far:
-            line = await stack.enter_async_context(DelayLine(server.host, server.port, delay=DELAY))
-            key = server.known_hosts.read_text().split(None, 1)[1]
-            known_hosts = directory / f"known_hosts_{line.port}"
-            known_hosts.write_text(f"[{server.host}]:{line.port} {key}")
-            host = server.ssh_host(port=line.port, known_hosts=known_hosts, name="remote")
+            _, host = await stack.enter_async_context(far_host(server, directory, delay=DELAY))
         yield await stack.enter_async_context(SSHConnector([host], **options))
 
 
